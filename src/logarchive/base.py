@@ -1,0 +1,228 @@
+"""Base classes for source and sink plugins, and the config models they extend."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from logarchive.codec import DEFAULT_MAX_LINE_BYTES
+from logarchive.paths import validate_template
+
+
+class PluginConfig(BaseModel):
+    """Config of one ``[sources.NAME]`` or ``[sinks.NAME]`` table. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(description="Plugin type (see `logarchive plugins`).", examples=["fs"])
+
+
+class SourceConfig(PluginConfig):
+    """Common keys of every source."""
+
+    include_statuses: list[Literal["completed", "failed", "killed", "unknown"]] = Field(
+        default=["completed", "failed", "killed"],
+        description="Run statuses that are exported; others are skipped and picked up later.",
+        examples=[["completed", "failed"]],
+    )
+
+
+class SinkConfig(PluginConfig):
+    """Common keys of every sink."""
+
+
+class ByteSinkConfig(SinkConfig):
+    """Common keys of sinks that store objects (files, S3, GCS)."""
+
+    format: Literal["txt", "json", "ndjson"] = Field(
+        default="txt",
+        description="txt: the source bytes, byte for byte; json: one array of line objects; "
+        "ndjson: one line object per line.",
+        examples=["ndjson"],
+    )
+    compression: Literal["none", "gzip", "zstd"] = Field(
+        default="none", description="Compression of the stored object.", examples=["gzip"]
+    )
+    compression_level: int | None = Field(
+        default=None, ge=1, le=22, description="Compression level (gzip 1-9, zstd 1-22).",
+        examples=[6],
+    )
+    path: str = Field(
+        default="{source}/{run_path}.{ext}",
+        description="Object path template: run fields ({model_id}, {run_id}...), {source}, "
+        "{ext}, {run_path} (all fields), times {completed:%Y/%m/%d}, {started}, {exported}.",
+        examples=["{source}/{model_id}/{run_id}.{ext}"],
+    )
+    max_line_bytes: int = Field(
+        default=DEFAULT_MAX_LINE_BYTES, ge=64,
+        description="Lines longer than this become several records (json/ndjson).",
+        examples=[1048576],
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        return validate_template(value)
+
+
+class RecordSinkConfig(SinkConfig):
+    """Common keys of sinks that send records in batches (Splunk, Datadog)."""
+
+    batch_max_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Largest request body before compression.",
+        examples=[1000000],
+    )
+    batch_max_events: int = Field(
+        default=1000, ge=1, description="Most events in one request.", examples=[1000]
+    )
+    max_line_bytes: int = Field(
+        default=DEFAULT_MAX_LINE_BYTES, ge=64,
+        description="Lines longer than this become several records.", examples=[1048576],
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per request.", examples=[30])
+    max_retries: int = Field(
+        default=8, ge=0, description="Retries of one batch before the run fails.", examples=[8]
+    )
+
+
+@dataclass
+class Context:
+    """What the engine hands every plugin instance.
+
+    ``stop`` is set when the export is asked to stop (SIGTERM/SIGINT): long waits (retry
+    backoff, polling) should wake up and give up. ``log`` is a bound structlog logger.
+    """
+
+    name: str
+    log: Any
+    stop: threading.Event = field(default_factory=threading.Event)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class _Plugin:
+    type: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[PluginConfig]]
+
+    def __init__(self, name: str, config: Any, context: Context) -> None:
+        self.name = name
+        self.config = config
+        self.context = context
+        self.log = context.log
+
+    def close(self) -> None:
+        """Release connections. Called once after the export, even after errors."""
+
+
+class Source(_Plugin):
+    """A source discovers runs and opens their logs as streams of bytes.
+
+    Classify failures by raising :class:`~logarchive.errors.SourceError` (``retriable``,
+    ``fatal_for_source``), :class:`~logarchive.errors.RunNotReady` or
+    :class:`~logarchive.errors.RunGone`; never write a retry loop (use ``logarchive.http``).
+    """
+
+    kind: ClassVar[str] = "source"
+    Config: ClassVar[type[SourceConfig]] = SourceConfig
+
+    def discover(self) -> Iterable[Any]:
+        """Yield every :class:`~logarchive.runs.RunRef` the source can see, any status."""
+        raise NotImplementedError
+
+    def open(self, run: Any) -> AbstractContextManager[Iterator[bytes]]:
+        """A context manager yielding an iterator of byte chunks: the run's whole log, once.
+
+        The stream must end only when the log is complete; a short or broken stream raises
+        SourceError (after resuming with Range where the server allows it).
+        """
+        raise NotImplementedError
+
+
+class ObjectWriter:
+    """One object being written. Invisible under its final name until :meth:`commit`."""
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """Make the object visible under its final name, atomically."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Throw the partial object away. Safe to call after a failed write or commit."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    path: str
+    size: int | None = None
+    mtime: float | None = None
+
+
+class ByteSink(_Plugin):
+    """A sink that stores each run as one object, plus ``<object>.manifest.json`` beside it."""
+
+    kind: ClassVar[str] = "bytes"
+    Config: ClassVar[type[ByteSinkConfig]] = ByteSinkConfig
+
+    def open_object(self, path: str) -> ObjectWriter:
+        """Start writing ``path`` (relative to the sink's root, already sanitised)."""
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def read(self, path: str) -> AbstractContextManager[Iterator[bytes]]:
+        """Stream a stored object's bytes."""
+        raise NotImplementedError
+
+    def list(self) -> Iterable[StoredObject]:
+        """Every object under the sink's root (manifests included), relative paths."""
+        raise NotImplementedError
+
+    def delete(self, path: str) -> None:
+        raise NotImplementedError
+
+    def describe(self, path: str) -> str:
+        """Where ``path`` is, for humans (a URL without credentials)."""
+        return path
+
+
+class RecordDelivery:
+    """The delivery of one run's records to a record sink.
+
+    The engine calls :meth:`send` with consecutive records (each with its 1-based ``ordinal``)
+    and then :meth:`finish`. Call ``on_accepted(ordinal)`` after the receiver has accepted
+    (acknowledged) every record up to ``ordinal``; the engine persists it right away, so a
+    restarted export resumes after it.
+    """
+
+    def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Flush what is buffered and wait for every acknowledgement."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Stop without flushing. What was accepted stays accepted."""
+
+
+class RecordSink(_Plugin):
+    """A sink that sends a run's records in batches to a log aggregator."""
+
+    kind: ClassVar[str] = "records"
+    Config: ClassVar[type[RecordSinkConfig]] = RecordSinkConfig
+
+    def start(
+        self, run: Any, *, resume_after: int, on_accepted: Callable[[int], None]
+    ) -> RecordDelivery:
+        """Begin delivering ``run``; records with ordinal <= ``resume_after`` were delivered
+        by an earlier export and are not passed again."""
+        raise NotImplementedError

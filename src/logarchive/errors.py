@@ -1,0 +1,83 @@
+"""One exception hierarchy; the CLI turns each into one message and a documented exit code."""
+
+from __future__ import annotations
+
+from logarchive.secrets import redact
+
+
+class LogarchiveError(Exception):
+    """Base of every error logarchive raises on purpose.
+
+    ``str(error)`` is always redacted: secrets registered with :mod:`logarchive.secrets` and
+    presigned query strings never appear in it.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(LogarchiveError):
+    """The configuration is invalid. Raised before any network call; exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class PluginError(LogarchiveError):
+    """A plugin could not be loaded or declares something invalid."""
+
+    exit_code = 2
+
+
+class SourceError(LogarchiveError):
+    """A source could not list runs or stream a log.
+
+    ``retriable`` says whether the same request may succeed later (the core retry loop uses it);
+    ``fatal_for_source`` stops every other run of the same source (an invalid token, say), so a
+    broken credential does not turn into one failure per run.
+    """
+
+    def __init__(
+        self, message: str, *, retriable: bool = False, fatal_for_source: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.fatal_for_source = fatal_for_source
+
+
+class RunNotReady(SourceError):
+    """The run exists but has no final log yet (still running); skipped, picked up later."""
+
+
+class RunGone(SourceError):
+    """The run or its log does not exist (any more) at the source: recorded, not retried forever."""
+
+
+class SinkError(LogarchiveError):
+    """A sink could not store or deliver. ``fatal_for_sink`` stops using the sink for this export."""
+
+    def __init__(
+        self, message: str, *, retriable: bool = False, fatal_for_sink: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.fatal_for_sink = fatal_for_sink
+
+
+class LedgerError(LogarchiveError):
+    """The ledger cannot be read or written."""
+
+
+class Interrupted(LogarchiveError):
+    """The export was asked to stop (SIGTERM/SIGINT) before this run finished."""

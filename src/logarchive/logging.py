@@ -1,0 +1,71 @@
+"""structlog set-up: JSON lines on stderr when not a terminal, readable lines on a terminal.
+
+Every event goes through :func:`redact_processor`, so no secret reaches a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from logarchive.secrets import redact, redact_value
+
+
+def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return redact_value(event_dict)
+
+
+def _redact_rendered(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # format_exc_info has turned tracebacks into text by now: redact that text too.
+    if "exception" in event_dict:
+        event_dict["exception"] = redact(event_dict["exception"])
+    return event_dict
+
+
+def configure(verbosity: int = 0, *, json: bool | None = None, stream: Any = None) -> None:
+    """verbosity: -2 errors only, -1 warnings, 0 info, 1+ debug. ``json`` defaults to "stderr is
+    not a terminal"."""
+    stream = stream or sys.stderr
+    level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
+        max(min(verbosity, 1), -2), logging.DEBUG
+    )
+    if json is None:
+        json = not (hasattr(stream, "isatty") and stream.isatty())
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_processor,
+    ]
+    if json:
+        processors += [
+            structlog.processors.format_exc_info,
+            _redact_rendered,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        processors += [structlog.dev.ConsoleRenderer(colors=False)]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the standard library (botocore, httpx...) go to stderr too,
+    # quieter than ours, and redacted.
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_RedactFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True

@@ -1,0 +1,110 @@
+"""Object paths from templates of run fields and times, that can never leave a sink's root.
+
+``{source}/{model_id}/{run_id}.{ext}`` or ``{completed:%Y/%m/%d}/{run_id}.{ext}``. Every field
+value is sanitised to one safe path segment (``../../etc/passwd`` becomes ``_.._.._etc_passwd``);
+``{field:path}`` keeps ``/`` between sanitised segments for values that are paths (artifact
+paths). The rendered path is then checked once more as a whole.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import string
+import unicodedata
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote
+
+from logarchive.errors import ConfigError, SinkError
+from logarchive.runs import RunRef
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+@-]")
+_MAX_SEGMENT = 200
+TIME_FIELDS = ("started", "completed", "exported")
+
+
+def sanitize_segment(value: str) -> str:
+    """One safe path segment: no separators, no control characters, no leading dot, not empty.
+
+    Percent-escapes are decoded first so ``%2e%2e%2f`` cannot sneak a traversal through a
+    backend that decodes keys.
+    """
+    text = unicodedata.normalize("NFKC", unquote(str(value)))
+    text = _UNSAFE.sub("_", text)
+    if text.startswith("."):
+        text = "_" + text[1:]
+    if len(text) > _MAX_SEGMENT:
+        text = text[:_MAX_SEGMENT]
+    return text or "_"
+
+
+def sanitize_path(value: str) -> str:
+    """A relative path made of sanitised segments; ``..``, ``.``, empty and absolute parts go."""
+    segments = re.split(r"[/\\]+", unquote(str(value)))
+    kept = [sanitize_segment(s) for s in segments if s not in ("", ".", "..")]
+    return "/".join(kept) or "_"
+
+
+class _Formatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, datetime):
+            return sanitize_path(value.strftime(format_spec or "%Y-%m-%dT%H-%M-%SZ"))
+        if format_spec == "path":
+            return sanitize_path(value)
+        return sanitize_segment(super().format_field(value, format_spec))
+
+
+_FORMATTER = _Formatter()
+
+
+def template_fields(template: str) -> list[str]:
+    """Names a template refers to; raises ConfigError for a malformed template."""
+    try:
+        return [name for _, name, _, _ in _FORMATTER.parse(template) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"invalid template {template!r}: {exc}") from None
+
+
+def validate_template(template: str) -> str:
+    names = template_fields(template)
+    for name in names:
+        if not name or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"template {template!r}: field {{{name}}} must be a plain name")
+    if template.startswith("/") or ".." in template.split("/"):
+        raise ConfigError(f"template {template!r} must be a relative path without '..'")
+    return template
+
+
+def render(template: str, run: RunRef, *, ext: str = "", exported: datetime | None = None) -> str:
+    """Render ``template`` for ``run``. Unknown fields raise SinkError naming what the run has."""
+    exported = exported or datetime.now(timezone.utc)
+    values: dict[str, Any] = {
+        "source": run.source,
+        "ext": ext,
+        "run_path": "/".join(sanitize_segment(v) for v in run.fields.values()),
+        "exported": exported,
+        "started": run.started or run.completed or exported,
+        "completed": run.completed or run.started or exported,
+        **run.fields,
+    }
+    names = template_fields(template)
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise SinkError(
+            f"path template {template!r} uses {', '.join('{' + m + '}' for m in missing)} but run "
+            f"{run.key} has only {', '.join(sorted(values))}"
+        )
+    # run_path is already sanitised segment by segment; keep its slashes.
+    rendered = _FORMATTER.vformat(template.replace("{run_path}", "{run_path:path}"), (), values)
+    return ensure_relative(rendered)
+
+
+def ensure_relative(path: str) -> str:
+    """Final check of a rendered path: relative, normalised, never above the root."""
+    normalised = posixpath.normpath(path.replace("\\", "/"))
+    if normalised.startswith("/") or normalised == ".." or normalised.startswith("../"):
+        raise SinkError(f"refusing object path {path!r}: it would leave the sink's root")
+    if normalised in ("", "."):
+        raise SinkError(f"object path {path!r} is empty")
+    return normalised

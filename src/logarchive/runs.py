@@ -1,0 +1,120 @@
+"""RunRef: one unit whose log is exported."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from logarchive.codec import RECORD_KEYS
+
+Status = Literal["pending", "running", "completed", "failed", "killed", "unknown"]
+STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "killed", "unknown")
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "killed"})
+RESERVED_FIELDS = RECORD_KEYS | {"source", "ext", "exported", "started", "completed"}
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run as a source sees it.
+
+    ``fields`` identify the run (``model_id``, ``run_id``, ``job_id``...: whatever the source
+    uses) and are what path templates and records refer to; their order is the source's. ``status``
+    is one of :data:`STATUSES`. ``metadata`` (params, tags, metric summaries, owner...) goes into
+    the manifest. ``locator`` is the source's private handle to open the log (a URL, an artifact
+    path); it may hold credentials, so it is never logged, stored or put in a manifest.
+    """
+
+    source: str
+    fields: dict[str, str]
+    status: str = "completed"
+    started: datetime | None = None
+    completed: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    locator: Any = field(default=None, repr=False, compare=False)
+    size_hint: int | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.fields:
+            raise ValueError(f"run of source {self.source!r} has no identifying fields")
+        clash = RESERVED_FIELDS.intersection(self.fields)
+        if clash:
+            raise ValueError(f"run field names {sorted(clash)} are reserved by logarchive")
+        for key, value in self.fields.items():
+            if not isinstance(value, str):
+                raise TypeError(f"run field {key!r} must be a string, got {type(value).__name__}")
+            if value == "":
+                raise ValueError(f"run field {key!r} of source {self.source!r} is empty")
+        if self.status not in STATUSES:
+            raise ValueError(f"run status {self.status!r} is not one of {STATUSES}")
+
+    @property
+    def key(self) -> str:
+        """Stable identity across exports: ``source/field=value/...``. The ledger key."""
+        return self.source + "/" + "/".join(f"{k}={v}" for k, v in self.fields.items())
+
+    @property
+    def key_hash(self) -> str:
+        return hashlib.sha256(self.key.encode()).hexdigest()[:32]
+
+    @property
+    def run_id(self) -> str:
+        """The most specific field value, for display (``run_id`` if the source has one)."""
+        return self.fields.get("run_id") or list(self.fields.values())[-1]
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def record_fields(self) -> dict[str, str]:
+        """Fields added to every record: the source name and the identifying fields."""
+        return {"source": self.source, **self.fields}
+
+    def matches(self, selector: str) -> bool:
+        """``--run`` selection: a field value, the full key, or ``field=value``."""
+        if selector == self.key or selector in self.fields.values():
+            return True
+        if "=" in selector:
+            k, _, v = selector.partition("=")
+            return self.fields.get(k) == v
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as it appears in manifests and ``--json`` listings (no locator)."""
+        return {
+            "source": self.source,
+            "key": self.key,
+            "fields": dict(self.fields),
+            "status": self.status,
+            "started": iso(self.started),
+            "completed": iso(self.completed),
+            "metadata": self.metadata,
+        }
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Parse an API time (ISO-8601 string, epoch seconds or milliseconds) to aware UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        seconds = value / 1000 if value > 1e11 else value
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None

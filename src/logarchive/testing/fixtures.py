@@ -1,0 +1,1 @@
+"""pytest fixtures shared by core and plugin tests (filled below)."""
