@@ -63,6 +63,11 @@ class ByteSinkConfig(SinkConfig):
         description="Lines longer than this become several records (json/ndjson).",
         examples=[1048576],
     )
+    immutable: bool = Field(
+        default=False,
+        description="Never overwrite an archived object: the same content is a no-op, different "
+        "content is an error naming both sha256.", examples=[True],
+    )
 
     @field_validator("path")
     @classmethod

@@ -29,21 +29,33 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 class _State:
-    def __init__(self, verbosity: int, config_path: str | None) -> None:
+    def __init__(self, verbosity: int, config_path: str | None, log_json: bool | None) -> None:
         self.verbosity = verbosity
         self.config_path = config_path
+        self.log_json = log_json
 
     def config(self) -> Config:
         return load_config(self.config_path)
 
 
 def _config_option(func: Any) -> Any:
-    """``-c/--config`` accepted after the subcommand too (``logarchive export -c FILE``)."""
+    """``-c/--config``, ``-v`` and ``-q`` accepted after the subcommand too
+    (``logarchive export -c FILE -q``)."""
 
     def remember(ctx: click.Context, _param: Any, value: str | None) -> None:
         if value is not None:
             ctx.find_object(_State).config_path = value
 
+    def verbosity(ctx: click.Context, param: Any, value: int) -> None:
+        if value:
+            state = ctx.find_object(_State)
+            state.verbosity += value if param.name == "more" else -value
+            lalog.configure(state.verbosity, json=state.log_json)
+
+    func = click.option("-q", "--quiet", "less", count=True, expose_value=False,
+                        callback=verbosity, help="Less logging.")(func)
+    func = click.option("-v", "--verbose", "more", count=True, expose_value=False,
+                        callback=verbosity, help="More logging.")(func)
     return click.option("-c", "--config", "config_path", metavar="FILE", expose_value=False,
                         callback=remember, help="Config file (overrides the group option).")(func)
 
@@ -84,8 +96,9 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: int,
       logarchive export -c config.example.toml
     """
     verbosity = verbose - quiet
-    lalog.configure(verbosity, json=None if log_format == "auto" else log_format == "json")
-    ctx.obj = _State(verbosity, config_path)
+    log_json = None if log_format == "auto" else log_format == "json"
+    lalog.configure(verbosity, json=log_json)
+    ctx.obj = _State(verbosity, config_path, log_json)
 
 
 def _parse_since(value: str | None) -> datetime | None:

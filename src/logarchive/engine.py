@@ -26,7 +26,7 @@ from logarchive.errors import (
     SourceError,
 )
 from logarchive.ledger import DELIVERED, GONE, Ledger, RunLock, SQLiteLedger
-from logarchive.manifest import build_manifest, manifest_path
+from logarchive.manifest import build_manifest, manifest_path, parse_manifest
 from logarchive.paths import render
 from logarchive.runs import RunRef
 from logarchive.secrets import redact
@@ -254,6 +254,7 @@ def export(
                     log.warning("close_failed", plugin=plugin.name, error=redact(str(exc)))
         if own_ledger:
             ledger.close()
+    summary.results.sort(key=lambda r: (r.pipeline, r.run.key))
     summary.seconds = time.monotonic() - started
     if stop.is_set() and summary.interrupted_by is None:
         summary.interrupted_by = getattr(stop, "signal_number", None)
@@ -491,8 +492,11 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                 target.sha.update(tail)
                 target.size += len(tail)
                 target.writer.write(tail)
-            target.writer.commit()
             cfg = target.sink.config
+            if _keep_existing(target, run):
+                _abort(target.writer)  # identical bytes are archived already: nothing to write
+            else:
+                target.writer.commit()
             manifest = build_manifest(
                 run=run, sink=target.name, object_path=target.path,
                 object_sha256=target.sha.hexdigest(), object_size=target.size,
@@ -539,6 +543,48 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
     if any(v != "delivered" for v in result.sinks.values()):
         result.status = FAILED
         result.error = "; ".join(f"{k}: {v}" for k, v in result.sinks.items() if v != "delivered")
+
+
+def _keep_existing(target: _ByteTarget, run: RunRef) -> bool:
+    """Check what is already stored under the target's name before replacing it.
+
+    Raises when another run owns the name (a path template that maps two runs to one object
+    would silently overwrite an archive) or when an immutable object would change. Returns True
+    when an immutable object already holds exactly these bytes.
+    """
+    sink, path = target.sink, target.path
+    new_sha = target.sha.hexdigest()
+    where = sink.describe(path)
+    if sink.exists(manifest_path(path)):
+        with sink.read(manifest_path(path)) as chunks:
+            try:
+                existing = parse_manifest(b"".join(chunks))
+            except ValueError as exc:
+                raise SinkError(f"{where}: existing manifest is unreadable ({exc})") from None
+        owner = existing.get("run", {}).get("key")
+        if owner != run.key:
+            raise SinkError(
+                f"{where} already holds run {owner}; the path template {sink.config.path!r} maps "
+                f"two runs to one object: add a field that tells them apart"
+            )
+        old_sha = existing.get("object", {}).get("sha256")
+    elif sink.config.immutable and sink.exists(path):
+        # An object without its manifest: a delivery that stopped between the two commits.
+        digest = hashlib.sha256()
+        with sink.read(path) as chunks:
+            for chunk in chunks:
+                digest.update(chunk)
+        old_sha = digest.hexdigest()
+    else:
+        return False
+    if not sink.config.immutable:
+        return False
+    if old_sha == new_sha:
+        return True
+    raise SinkError(
+        f"{where} is immutable and already archived with sha256 {old_sha}; the new export has "
+        f"sha256 {new_sha}. Nothing was overwritten."
+    )
 
 
 def _abort(writer: ObjectWriter) -> None:
