@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
-from logarchive.errors import ConfigError, SinkError
+from logarchive.errors import SinkError
 from logarchive.runs import RunRef
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+@-]")
@@ -59,20 +59,20 @@ _FORMATTER = _Formatter()
 
 
 def template_fields(template: str) -> list[str]:
-    """Names a template refers to; raises ConfigError for a malformed template."""
+    """Names a template refers to; raises ValueError for a malformed template."""
     try:
         return [name for _, name, _, _ in _FORMATTER.parse(template) if name is not None]
     except ValueError as exc:
-        raise ConfigError(f"invalid template {template!r}: {exc}") from None
+        raise ValueError(f"invalid template {template!r}: {exc}") from None
 
 
 def validate_template(template: str) -> str:
     names = template_fields(template)
     for name in names:
         if not name or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ConfigError(f"template {template!r}: field {{{name}}} must be a plain name")
+            raise ValueError(f"template {template!r}: field {{{name}}} must be a plain name")
     if template.startswith("/") or ".." in template.split("/"):
-        raise ConfigError(f"template {template!r} must be a relative path without '..'")
+        raise ValueError(f"template {template!r} must be a relative path without '..'")
     return template
 
 
