@@ -25,7 +25,7 @@ from logarchive.errors import (
     ConfigError, Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
     SourceError,
 )
-from logarchive.ledger import DELIVERED, GONE, Ledger, RunLock, SQLiteLedger
+from logarchive.ledger import DELIVERED, GONE, Ledger, RunLock, SQLiteLedger, object_lock
 from logarchive.manifest import build_manifest, manifest_path, parse_manifest
 from logarchive.paths import render
 from logarchive.runs import RunRef
@@ -353,7 +353,7 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
         if not sinks:
             result.status = SKIPPED
             return result
-        _export_locked(pipe, run, sinks, ledger, force, stop, progress, result)
+        _export_locked(pipe, run, sinks, ledger, force, stop, progress, result, state_dir)
     except LedgerError:
         raise
     finally:
@@ -363,7 +363,8 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
 
 
 def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger, force: bool,
-                   stop: threading.Event, progress: Progress, result: RunResult) -> None:
+                   stop: threading.Event, progress: Progress, result: RunResult,
+                   state_dir: Any) -> None:
     exported_at = datetime.now(timezone.utc)
     byte_targets: list[_ByteTarget] = []
     record_targets: list[_RecordTarget] = []
@@ -493,10 +494,6 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                 target.size += len(tail)
                 target.writer.write(tail)
             cfg = target.sink.config
-            if _keep_existing(target, run):
-                _abort(target.writer)  # identical bytes are archived already: nothing to write
-            else:
-                target.writer.commit()
             manifest = build_manifest(
                 run=run, sink=target.name, object_path=target.path,
                 object_sha256=target.sha.hexdigest(), object_size=target.size,
@@ -506,13 +503,20 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                 fmt=cfg.format, compression=cfg.compression, exported=exported_at,
                 version=__version__,
             )
-            mwriter = target.sink.open_object(manifest_path(target.path))
-            try:
-                mwriter.write(manifest)
-                mwriter.commit()
-            except BaseException:
-                _abort(mwriter)
-                raise
+            with object_lock(state_dir, target.name, target.path):
+                keep = _keep_existing(target, run)
+                if keep:
+                    _abort(target.writer)  # identical bytes are archived already
+                else:
+                    target.writer.commit()
+                if not (keep and target.sink.exists(manifest_path(target.path))):
+                    mwriter = target.sink.open_object(manifest_path(target.path))
+                    try:
+                        mwriter.write(manifest)
+                        mwriter.commit()
+                    except BaseException:
+                        _abort(mwriter)
+                        raise
             ledger.delivered(run, target.name, object=target.sink.describe(target.path),
                              sha256=target.sha.hexdigest(), size=target.size, lines=stats.lines)
             result.sinks[target.name] = "delivered"

@@ -8,6 +8,7 @@ Per-run claims between concurrent processes are file locks (:class:`RunLock`).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -15,7 +16,9 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from logarchive.errors import LedgerError
 from logarchive.secrets import redact
@@ -241,6 +244,22 @@ def _delivery(row: tuple[Any, ...]) -> Delivery:
      completed, updated_at, delivered_at) = row
     return Delivery(run_key, sink, source, json.loads(fields), status, obj, sha, size, lines,
                     accepted, attempts, error, completed, updated_at, delivered_at)
+
+
+@contextmanager
+def object_lock(state_dir: Path, sink: str, path: str) -> Iterator[None]:
+    """Serialise the check-then-commit of one object name across threads and processes, so two
+    runs that a template maps to the same name cannot both see it free."""
+    digest = hashlib.sha256(f"{sink}\0{path}".encode()).hexdigest()[:32]
+    lock_path = Path(state_dir) / "locks" / f"object-{digest}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 class RunLock:

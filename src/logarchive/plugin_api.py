@@ -38,3 +38,14 @@ __all__ = [
     "parse_time", "parse_timestamp", "redact", "redact_url", "register_secret", "sanitize_path",
     "sanitize_segment", "timestamp_to_epoch",
 ]
+
+# HTTP list-endpoint discovery (logarchive.discovery), for HTTP sources.
+from logarchive.discovery import (  # noqa: E402
+    ListEndpoint, ListedRun, fill_template, json_pointer, list_items, list_runs,
+    normalise_status, parse_link_header,
+)
+
+__all__ += [
+    "ListEndpoint", "ListedRun", "fill_template", "json_pointer", "list_items", "list_runs",
+    "normalise_status", "parse_link_header",
+]

@@ -1,0 +1,302 @@
+"""Generic run discovery from a paginated JSON list endpoint (for HTTP sources).
+
+A source that can list its runs (``GET /api/v1/runs?status=completed``) describes the endpoint
+with a :class:`ListEndpoint` config block: a URL template, a JSON pointer to the items, a mapping
+of item fields to run fields, status and times, and how to get the next page (a next-page token
+in the body, a next-page URL in the body, or an RFC 8288 ``Link: <...>; rel="next"`` header).
+:func:`list_runs` walks every page with the core HTTP client (retries included) and yields one
+:class:`ListedRun` per item. A new model or run is then found without editing the config.
+
+Next-page URLs from the server are followed only on the same scheme, host and port as the first
+page, so a ``Link`` header can never send the source's credentials elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote, urljoin, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from logarchive.errors import ConfigError, SourceError
+from logarchive.runs import STATUSES, parse_time
+
+_MISSING = object()
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Words APIs use for run states, normalised to logarchive's statuses (lower-cased lookup).
+DEFAULT_STATUS_MAP: dict[str, str] = {
+    **dict.fromkeys(["completed", "complete", "succeeded", "success", "successful", "finished",
+                     "done", "ok"], "completed"),
+    **dict.fromkeys(["failed", "failure", "error", "errored", "abnormal", "crashed"], "failed"),
+    **dict.fromkeys(["killed", "cancelled", "canceled", "terminated", "stopped", "aborted"],
+                    "killed"),
+    **dict.fromkeys(["running", "in_progress", "inprogress", "active", "started", "terminating",
+                     "stopping", "cancelling"], "running"),
+    **dict.fromkeys(["pending", "queued", "created", "creating", "scheduled", "waiting",
+                     "submitted", "new"], "pending"),
+}
+
+
+def json_pointer(document: Any, pointer: str, default: Any = _MISSING) -> Any:
+    """Resolve an RFC 6901 JSON pointer (``/items/0/id``; ``""`` is the whole document).
+
+    A pointer without a leading ``/`` is read as one key (``run_id`` is ``/run_id``).
+    Raises KeyError when the path does not exist and no ``default`` is given.
+    """
+    if pointer == "":
+        return document
+    parts = pointer[1:].split("/") if pointer.startswith("/") else [pointer]
+    current = document
+    for raw in parts:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(current, Mapping) and token in current:
+            current = current[token]
+        elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
+            current = current[int(token)]
+        else:
+            if default is _MISSING:
+                raise KeyError(pointer)
+            return default
+    return current
+
+
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
+
+
+def parse_link_header(value: str | None) -> dict[str, str]:
+    """``Link`` header (RFC 8288) to ``{rel: url}``; ``rel="next prev"`` yields both."""
+    links: dict[str, str] = {}
+    if not value:
+        return links
+    for match in _LINK.finditer(value):
+        url, params = match.group(1).strip(), match.group(2)
+        for param in params.split(";"):
+            name, _, val = param.strip().partition("=")
+            if name.strip().lower() == "rel":
+                for rel in val.strip().strip('"').split():
+                    links.setdefault(rel.lower(), url)
+    return links
+
+
+def fill_template(template: str, values: Mapping[str, str], *, quote_values: bool = True) -> str:
+    """Replace ``{name}`` with ``values[name]``, URL-quoted (no ``/`` survives, so a value such
+    as ``../admin`` cannot change the path). Unknown names raise ConfigError."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ConfigError(
+                f"template {template!r} uses {{{name}}}, not one of: {', '.join(values) or '-'}"
+            )
+        value = str(values[name])
+        return quote(value, safe="") if quote_values else value
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def template_names(template: str) -> list[str]:
+    return _PLACEHOLDER.findall(template)
+
+
+def normalise_status(value: Any, mapping: Mapping[str, str] | None = None) -> str:
+    """A source's status word to one of logarchive's statuses (``unknown`` when not known).
+    ``mapping`` (exact value first, then lower-cased) wins over :data:`DEFAULT_STATUS_MAP`."""
+    if value is None:
+        return "unknown"
+    text = str(value).strip()
+    for table in (mapping or {}, DEFAULT_STATUS_MAP):
+        for key in (text, text.lower()):
+            if key in table:
+                return table[key]
+        lowered = {k.lower(): v for k, v in table.items()}
+        if text.lower() in lowered:
+            return lowered[text.lower()]
+    return "unknown"
+
+
+class ListEndpoint(BaseModel):
+    """A paginated JSON endpoint that lists runs (or models, jobs...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        description="URL of the first page, relative to the source's base URL or absolute; "
+        "{name} placeholders are filled from the source's variables (URL-quoted).",
+        examples=["/api/v1/runs?status=completed"],
+    )
+    method: Literal["GET", "POST"] = Field(default="GET", description="HTTP method.",
+                                           examples=["GET"])
+    params: dict[str, str] = Field(default_factory=dict, description="Query parameters.",
+                                   examples=[{"page_size": "100"}])
+    body: dict[str, Any] | None = Field(default=None, description="JSON body (POST).",
+                                        examples=[{"limit": 50}])
+    items: str = Field(default="/items", description="JSON pointer to the array of items "
+                       "(\"\" when the response is the array).", examples=["/data/runs"])
+    fields: dict[str, str] = Field(
+        description="Run field name -> JSON pointer (or key) inside an item.",
+        examples=[{"model_id": "/model/id", "run_id": "/id"}],
+    )
+    status: str | None = Field(default=None, description="JSON pointer to the item's status.",
+                               examples=["/status"])
+    status_map: dict[str, Literal["pending", "running", "completed", "failed", "killed",
+                                  "unknown"]] = Field(
+        default_factory=dict,
+        description="The source's status words -> logarchive statuses; common words "
+        "(COMPLETED, SUCCEEDED, FAILED, CANCELLED, RUNNING...) are known already.",
+        examples=[{"DONE_OK": "completed"}],
+    )
+    default_status: Literal["pending", "running", "completed", "failed", "killed",
+                            "unknown"] = Field(
+        default="unknown", description="Status of items without one (or without `status`).",
+        examples=["completed"],
+    )
+    started: str | None = Field(default=None, description="JSON pointer to the start time "
+                                "(ISO-8601 or epoch s/ms).", examples=["/started_at"])
+    completed: str | None = Field(default=None, description="JSON pointer to the end time.",
+                                  examples=["/finished_at"])
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="Manifest metadata name -> JSON pointer.",
+        examples=[{"owner": "/created_by"}],
+    )
+    next_token: str | None = Field(
+        default=None, description="JSON pointer to a next-page token in the response body.",
+        examples=["/next_page_token"],
+    )
+    token_param: str = Field(default="page_token", description="Query parameter that sends the "
+                             "next-page token back.", examples=["page_token"])
+    next_url: str | None = Field(default=None, description="JSON pointer to the next page's URL "
+                                 "in the response body.", examples=["/links/next"])
+    link: bool = Field(default=True, description="Follow a `Link: <url>; rel=\"next\"` header.",
+                       examples=[True])
+    max_pages: int = Field(default=1000, ge=1, description="Stop after this many pages.",
+                           examples=[1000])
+
+    @field_validator("fields")
+    @classmethod
+    def _some_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("map at least one run field, e.g. {run_id = \"/id\"}")
+        return value
+
+    @field_validator("status_map")
+    @classmethod
+    def _statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [v for v in value.values() if v not in STATUSES]
+        if bad:
+            raise ValueError(f"statuses must be among {STATUSES}")
+        return value
+
+
+@dataclass
+class ListedRun:
+    """One item of a list endpoint, mapped."""
+
+    fields: dict[str, str]
+    status: str
+    started: datetime | None = None
+    completed: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    item: Any = None
+
+
+def map_item(endpoint: ListEndpoint, item: Any) -> ListedRun | None:
+    """Map one item; None when a run field is missing or empty (the item is skipped)."""
+    fields: dict[str, str] = {}
+    for name, pointer in endpoint.fields.items():
+        value = json_pointer(item, pointer, None)
+        if value is None or isinstance(value, (dict, list)) or str(value) == "":
+            return None
+        fields[name] = str(value)
+    status = endpoint.default_status
+    if endpoint.status:
+        raw = json_pointer(item, endpoint.status, None)
+        if raw is not None:
+            status = normalise_status(raw, endpoint.status_map)
+    return ListedRun(
+        fields=fields,
+        status=status,
+        started=parse_time(json_pointer(item, endpoint.started, None)) if endpoint.started else None,
+        completed=(parse_time(json_pointer(item, endpoint.completed, None))
+                   if endpoint.completed else None),
+        metadata={k: json_pointer(item, p, None) for k, p in endpoint.metadata.items()},
+        item=item,
+    )
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+def list_items(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] | None = None,
+               *, classify: Any = None, log: Any = None) -> Iterator[Any]:
+    """Every item of every page of ``endpoint`` (``client`` is a ``logarchive.http.HttpClient``)."""
+    url = fill_template(endpoint.url, variables or {})
+    params: dict[str, str] | None = {k: fill_template(v, variables or {}, quote_values=False)
+                                     for k, v in endpoint.params.items()}
+    origin: str | None = None
+    seen: set[str] = set()
+    for _page in range(endpoint.max_pages):
+        kwargs: dict[str, Any] = {"params": params, "classify": classify}
+        if endpoint.body is not None:
+            kwargs["json"] = endpoint.body
+        response = client.request(endpoint.method, url, **kwargs)
+        origin = origin or str(response.request.url)
+        try:
+            document = response.json()
+        except ValueError:
+            raise SourceError(f"list endpoint {endpoint.url}: response is not JSON") from None
+        items = json_pointer(document, endpoint.items, None)
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise SourceError(f"list endpoint {endpoint.url}: {endpoint.items or '(document)'} "
+                              "is not an array")
+        yield from items
+        next_url: str | None = None
+        next_params = params
+        token = json_pointer(document, endpoint.next_token, None) if endpoint.next_token else None
+        if token not in (None, ""):
+            next_url, next_params = url, {**(params or {}), endpoint.token_param: str(token)}
+            marker = f"token:{token}"
+        else:
+            target = json_pointer(document, endpoint.next_url, None) if endpoint.next_url else None
+            if not target and endpoint.link:
+                target = parse_link_header(response.headers.get("Link")).get("next")
+            if not target:
+                return
+            next_url = urljoin(str(response.request.url), str(target))
+            next_params = None  # the server's next URL carries its own query
+            marker = f"url:{next_url}"
+            if not _same_origin(next_url, origin):
+                raise SourceError(f"list endpoint {endpoint.url}: refusing a next page on "
+                                  "another host")
+        if not items or marker in seen:
+            return
+        seen.add(marker)
+        url, params = next_url, next_params
+    if log is not None:
+        log.warning("list_truncated", url=endpoint.url, max_pages=endpoint.max_pages)
+
+
+def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] | None = None,
+              *, classify: Any = None, log: Any = None) -> Iterator[ListedRun]:
+    """Mapped items of every page; items missing a run field are skipped with a warning."""
+    for item in list_items(client, endpoint, variables, classify=classify, log=log):
+        listed = map_item(endpoint, item)
+        if listed is None:
+            if log is not None:
+                log.warning("list_item_skipped", url=endpoint.url,
+                            reason="a mapped run field is missing or empty")
+            continue
+        yield listed
+
+
+__all__ = ["DEFAULT_STATUS_MAP", "ListEndpoint", "ListedRun", "fill_template", "json_pointer",
+           "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header",
+           "template_names"]
