@@ -49,3 +49,15 @@ __all__ += [
     "ListEndpoint", "ListedRun", "fill_template", "json_pointer", "list_items", "list_runs",
     "normalise_status", "parse_link_header",
 ]
+
+# Record sinks (batching, retries, acknowledgement, resume bookkeeping): logarchive.batching.
+from logarchive.batching import (  # noqa: E402
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, SplitBatch, event_id,
+    render_run_template, retriable_error,
+)
+from logarchive.http import HttpClient, describe_response  # noqa: E402
+
+__all__ += [
+    "Batch", "BatchProtocol", "BatchingSink", "BatchingSinkConfig", "HttpClient", "SplitBatch",
+    "describe_response", "event_id", "render_run_template", "retriable_error",
+]
