@@ -28,7 +28,7 @@ def _redact_rendered(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, A
 def configure(verbosity: int = 0, *, json: bool | None = None, stream: Any = None) -> None:
     """verbosity: -2 errors only, -1 warnings, 0 info, 1+ debug. ``json`` defaults to "stderr is
     not a terminal"."""
-    stream = stream or sys.stderr
+    stream = stream or _Stderr()
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
         max(min(verbosity, 1), -2), logging.DEBUG
     )
@@ -62,6 +62,19 @@ def configure(verbosity: int = 0, *, json: bool | None = None, stream: Any = Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is at write time (pytest and embedders swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 class _RedactFilter(logging.Filter):

@@ -70,6 +70,8 @@ class FilesSource(Source):
     def discover(self) -> Iterator[RunRef]:
         pattern = f"{self.root}/{self.config.pattern}"
         try:
+            if not self.fs.exists(self.root):
+                raise FileNotFoundError(self.root)
             found = self.fs.glob(pattern, detail=True)
         except FileNotFoundError:
             raise SourceError(f"folder {self.config.url} does not exist") from None

@@ -1,0 +1,184 @@
+"""The fs sink on every backend: local, memory://, S3 (moto server), GCS (emulator)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import structlog
+
+import logarchive
+from logarchive.base import Context
+from logarchive.plugins import default_registry
+from logarchive_fs import FsConfig, FsSink
+
+BACKENDS = ["local", "memory", "s3", "gcs"]
+BIG = 6 * 1024 * 1024  # above the 5 MiB part size: a real multipart/resumable upload
+
+
+def make_sink(storage, **extra) -> FsSink:
+    config = FsConfig(type="fs", url=storage.url, storage_options=storage.storage_options,
+                      block_size=5 * 1024 * 1024, **extra)
+    return FsSink("archive", config, Context("archive", structlog.get_logger(),
+                                             threading.Event(), {}))
+
+
+def test_discovered_through_its_entry_point() -> None:
+    entry = default_registry().sinks["fs"]
+    assert entry.cls is FsSink and entry.distribution == "logarchive-fs"
+
+
+@pytest.mark.parametrize("storage", BACKENDS, indirect=True)
+def test_object_is_invisible_until_commit(storage) -> None:
+    sink = make_sink(storage)
+    writer = sink.open_object("runs/big.txt")
+    writer.write(b"a" * BIG)
+    writer.write(b"tail")
+    assert not sink.exists("runs/big.txt")
+    writer.commit()
+    with sink.read("runs/big.txt") as chunks:
+        data = b"".join(chunks)
+    assert data == b"a" * BIG + b"tail"
+    assert [o.path for o in sink.list()] == ["runs/big.txt"]
+
+
+@pytest.mark.parametrize("storage", BACKENDS, indirect=True)
+@pytest.mark.parametrize("size", [10, BIG + 10])
+def test_aborted_write_leaves_nothing_under_the_final_name(storage, size: int) -> None:
+    sink = make_sink(storage)
+    writer = sink.open_object("runs/aborted.txt")
+    writer.write(b"b" * size)
+    writer.abort()
+    assert not sink.exists("runs/aborted.txt")
+    assert list(sink.list()) == []  # no temp object left behind either
+    if storage.url.startswith("s3://"):
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=storage.endpoint, region_name="us-east-1")
+        assert not client.list_multipart_uploads(Bucket=storage.name).get("Uploads")
+
+
+@pytest.mark.parametrize("storage", BACKENDS, indirect=True)
+def test_exception_mid_write_through_the_engine_leaves_no_object(storage, tmp_path: Path) -> None:
+    """A run whose source breaks after 6 MiB: nothing appears under its name on any backend."""
+    from contextlib import contextmanager
+
+    from logarchive.plugin_api import RunRef, Source, SourceError
+
+    class Breaks(Source):
+        type = "breaks"
+
+        def discover(self):
+            yield RunRef(self.name, {"run_id": "r"})
+
+        @contextmanager
+        def open(self, run):
+            def chunks():
+                yield b"x" * BIG
+                raise SourceError("stream broke")
+            yield chunks()
+
+    from logarchive.engine import Pipeline, export_run
+    from logarchive.config import PipelineConfig
+    from logarchive.ledger import SQLiteLedger
+
+    sink = make_sink(storage)
+    source = Breaks("src", Breaks.Config(type="breaks"), Context("src", structlog.get_logger()))
+    pipe = Pipeline(PipelineConfig(name="p", source="src", sinks=["archive"]), source,
+                    {"archive": sink})
+    ledger = SQLiteLedger(tmp_path / "state")
+    result = export_run(pipe, next(iter(source.discover())), ["archive"], ledger=ledger,
+                        state_dir=tmp_path / "state")
+    assert result.status == "failed" and "stream broke" in result.error
+    assert list(sink.list()) == []
+    assert ledger.get(result.run.key, "archive").status == "failed"
+
+
+@pytest.mark.parametrize("storage", BACKENDS, indirect=True)
+def test_traversing_run_ids_never_leave_the_root(storage, tmp_path: Path) -> None:
+    hostile = ["../../etc/passwd", "/abs/path", "..\\..\\win", "%2e%2e%2fup", "..", ".hidden"]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for index, _ in enumerate(hostile):
+        (logs / f"{index}.log").write_bytes(f"log {index}\n".encode())
+    # A source plugin reports run ids verbatim; build RunRefs with the hostile ids.
+    from logarchive.paths import render
+    from logarchive.runs import RunRef
+
+    sink = make_sink(storage, path="{source}/{run_id}/{run_id}.{ext}")
+    for run_id in hostile:
+        path = render(sink.config.path, RunRef("src", {"run_id": run_id}), ext="txt")
+        writer = sink.open_object(path)
+        writer.write(run_id.encode())
+        writer.commit()
+    stored = [o.path for o in sink.list()]
+    assert len(stored) == len(hostile)
+    for path in stored:
+        assert path.startswith("src/") and ".." not in path.split("/")
+    if storage.url.startswith(("/", "file")) or "://" not in storage.url:
+        root = Path(storage.url)
+        written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".txt"]
+        assert all(root in p.parents for p in written)
+        assert not (tmp_path.parent / "etc").exists()
+
+
+@pytest.mark.parametrize("storage", BACKENDS, indirect=True)
+def test_export_to_backend_with_manifest(storage, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    (logs / "m1").mkdir(parents=True)
+    data = b"2026-03-13T10:00:00Z [INFO] hello\n" * 1000
+    (logs / "m1" / "run-1.log").write_bytes(data)
+    config = logarchive.parse_config({
+        "logarchive": {"state_dir": str(tmp_path / "state")},
+        "sources": {"s": {"type": "files", "url": str(logs),
+                          "fields": r"(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\.log$"}},
+        "sinks": {
+            "raw": {"type": "fs", "url": storage.url + "/raw",
+                    "storage_options": storage.storage_options, "compression": "zstd"},
+            "nd": {"type": "fs", "url": storage.url + "/nd", "format": "ndjson",
+                   "storage_options": storage.storage_options,
+                   "path": "{model_id}/{completed:%Y}/{run_id}.{ext}"},
+        },
+    })
+    summary = logarchive.export(config)
+    assert summary.exported == 1 and summary.exit_code == 0, summary.to_json()
+    sink = make_sink(storage)
+    paths = sorted(o.path for o in sink.list())
+    assert len(paths) == 4 and "raw/s/m1/run-1.txt.zst" in paths
+    with sink.read("raw/s/m1/run-1.txt.zst.manifest.json") as chunks:
+        manifest = json.loads(b"".join(chunks))
+    with sink.read("raw/s/m1/run-1.txt.zst") as chunks:
+        stored = b"".join(chunks)
+    import zstandard
+
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(stored) == data
+    assert manifest["object"]["sha256"] == hashlib.sha256(stored).hexdigest()
+    assert manifest["source_bytes"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["source_bytes"]["lines"] == 1000 and manifest["compression"] == "zstd"
+    assert logarchive.export(config).skipped == 1
+
+
+def test_storage_credentials_never_reach_logs_or_manifests(s3_bucket, tmp_path: Path, capsys
+                                                          ) -> None:
+    from logarchive import logging as lalog
+
+    lalog.configure(1, json=True)
+    secret_value = "sekr1t-storage-credential"
+    options = {**s3_bucket.storage_options, "secret": secret_value}  # moto accepts any secret
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "r.log").write_bytes(b"x\n")
+    config = logarchive.parse_config({
+        "logarchive": {"state_dir": str(tmp_path / "state")},
+        "sources": {"s": {"type": "files", "url": str(tmp_path / "logs")}},
+        "sinks": {"a": {"type": "fs", "url": s3_bucket.url, "storage_options": options}},
+    })
+    assert logarchive.export(config).exported == 1
+    out = capsys.readouterr()
+    assert "run_exported" in out.out + out.err
+    assert secret_value not in out.out + out.err
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret_value.encode() not in path.read_bytes()

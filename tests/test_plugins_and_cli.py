@@ -1,0 +1,205 @@
+"""Plugin discovery through entry points, and the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+from .conftest import REPO
+
+OUT_OF_TREE = '''
+"""An out-of-tree plugin: a source that makes up its logs, and a sink that writes upper case."""
+from contextlib import contextmanager
+from pathlib import Path
+
+from logarchive.plugin_api import (
+    ByteSink, ByteSinkConfig, ObjectWriter, RunRef, Source, SourceConfig, hookimpl,
+)
+from typing import Literal
+
+
+class CountConfig(SourceConfig):
+    type: Literal["count"] = "count"
+    runs: int = 2
+
+
+class CountSource(Source):
+    type = "count"
+    description = "Counts to ten, once per run."
+    Config = CountConfig
+
+    def discover(self):
+        for i in range(self.config.runs):
+            yield RunRef(self.name, {"run_id": f"c{i}"})
+
+    @contextmanager
+    def open(self, run):
+        yield iter([f"{n}\\n".encode() for n in range(1, 11)])
+
+
+class UpperConfig(ByteSinkConfig):
+    type: Literal["upper"] = "upper"
+    folder: str
+
+
+class UpperWriter(ObjectWriter):
+    def __init__(self, path):
+        self.path, self.parts = path, []
+
+    def write(self, data):
+        self.parts.append(data)
+
+    def commit(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(b"".join(self.parts).upper())
+
+    def abort(self):
+        self.parts = []
+
+
+class UpperSink(ByteSink):
+    type = "upper"
+    description = "Writes upper case."
+    Config = UpperConfig
+
+    def open_object(self, path):
+        return UpperWriter(Path(self.config.folder) / path)
+
+    def exists(self, path):
+        return (Path(self.config.folder) / path).exists()
+
+
+@hookimpl
+def logarchive_register_sources(register):
+    register(CountSource)
+
+
+@hookimpl
+def logarchive_register_sinks(register):
+    register(UpperSink)
+'''
+
+
+def install_out_of_tree(root: Path) -> Path:
+    """A real distribution with an entry point, found through sys.path (PYTHONPATH)."""
+    site = root / "site"
+    (site / "acme_logs_plugin.py").parent.mkdir(parents=True)
+    (site / "acme_logs_plugin.py").write_text(OUT_OF_TREE)
+    info = site / "acme_logs_plugin-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-logs-plugin\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text("[logarchive]\nacme = acme_logs_plugin\n")
+    return site
+
+
+def test_builtin_plugins_are_listed_with_distribution_and_version(run_cli) -> None:
+    result = run_cli("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    types = {t["type"]: t for t in json.loads(result.stdout)["types"]}
+    assert types["files"]["kind"] == "source"
+    assert types["files"]["distribution"] == "logarchive-files"
+    assert types["fs"]["kind"] == "bytes" and types["fs"]["distribution"] == "logarchive-fs"
+    assert types["fs"]["version"] == "0.1.0"
+    text = run_cli("plugins")
+    assert "logarchive-files" in text.stdout and "bytes" in text.stdout
+
+
+def test_out_of_tree_plugin_is_discovered_and_used_from_a_config(tmp_path: Path, run_cli) -> None:
+    site = install_out_of_tree(tmp_path)
+    env = {"PYTHONPATH": str(site)}
+    listed = json.loads(run_cli("plugins", "--json", env=env).stdout)["types"]
+    mine = {t["type"]: t for t in listed if t["plugin"] == "acme"}
+    assert set(mine) == {"count", "upper"}
+    assert mine["count"]["distribution"] == "acme-logs-plugin"
+    assert mine["count"]["version"] == "1.2.3"
+    (tmp_path / "c.toml").write_text(textwrap.dedent(f"""
+        [logarchive]
+        state_dir = "state"
+        [sources.counter]
+        type = "count"
+        runs = 3
+        [sinks.shout]
+        type = "upper"
+        folder = "{tmp_path / 'out'}"
+        path = "{{run_id}}.{{ext}}"
+        format = "ndjson"
+    """))
+    result = run_cli("export", "-c", "c.toml", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "exported 3 run(s)" in result.stdout
+    first = (tmp_path / "out" / "c0.ndjson").read_text().splitlines()
+    assert len(first) == 10 and json.loads(first[0].lower())["message"] == "1"
+    assert '"SEQ":1' in first[0]
+
+
+def test_plugin_selection_by_environment_variable(tmp_path: Path, run_cli) -> None:
+    site = install_out_of_tree(tmp_path)
+    result = run_cli("plugins", "--json", env={"PYTHONPATH": str(site),
+                                               "LOGARCHIVE_PLUGINS": "files,fs"})
+    plugins = {t["plugin"] for t in json.loads(result.stdout)["types"]}
+    assert plugins == {"files", "fs"}
+
+
+def test_a_broken_plugin_is_reported_and_does_not_stop_the_cli(tmp_path: Path, run_cli) -> None:
+    site = install_out_of_tree(tmp_path)
+    (site / "acme_logs_plugin.py").write_text("raise ImportError('missing dependency foo')\n")
+    result = run_cli("plugins", "--json", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0
+    doc = json.loads(result.stdout)
+    assert doc["broken"][0]["plugin"] == "acme" and "missing dependency foo" in doc["broken"][0]["error"]
+    assert {"files", "fs"} <= {t["type"] for t in doc["types"]}
+
+
+def test_readme_example_export_then_nothing_twice(tmp_path: Path, run_cli) -> None:
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    shutil.copy(REPO / "config.example.toml", tmp_path)
+    first = run_cli("export", "-c", "config.example.toml")
+    assert first.returncode == 0, first.stderr
+    assert "exported 3 run(s), skipped 0 (already delivered), failed 0" in first.stdout
+    assert len(list((tmp_path / "archive").rglob("*.manifest.json"))) == 6
+    for log in (tmp_path / "examples" / "runs").rglob("*.log"):
+        model, run = log.parent.name, log.stem
+        assert (tmp_path / "archive/txt/examples" / model / f"{run}.txt").read_bytes() == \
+            log.read_bytes()
+    # stderr: one JSON log line per event when not a terminal
+    events = [json.loads(line)["event"] for line in first.stderr.splitlines()]
+    assert events.count("run_exported") == 6
+    second = run_cli("export", "-c", "config.example.toml")
+    assert second.returncode == 0
+    assert "exported 0 run(s), skipped 3 (already delivered), failed 0" in second.stdout
+
+
+def test_runs_command_shows_status_and_delivery(tmp_path: Path, run_cli) -> None:
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    shutil.copy(REPO / "config.example.toml", tmp_path)
+    before = json.loads(run_cli("runs", "-c", "config.example.toml", "--json").stdout)
+    assert len(before) == 3 and not any(r["delivered"] for r in before)
+    assert {r["status"] for r in before} == {"completed"}
+    run_cli("export", "-c", "config.example.toml", "--run", "run-20260313-a4b9c2")
+    after = run_cli("runs", "-c", "config.example.toml")
+    assert after.returncode == 0
+    delivered = [line for line in after.stdout.splitlines() if " delivered " in line]
+    assert len(delivered) == 1 and "run-20260313-a4b9c2" in delivered[0]
+
+
+def test_export_json_summary_and_exit_codes(tmp_path: Path, run_cli) -> None:
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    shutil.copy(REPO / "config.example.toml", tmp_path)
+    result = run_cli("export", "-c", "config.example.toml", "--json", "--dry-run")
+    doc = json.loads(result.stdout)
+    assert doc["exported"] == 3 and doc["dry_run"] and doc["exit_code"] == 0
+    assert not (tmp_path / "archive").exists()
+    usage = run_cli("export", "-c", "config.example.toml", "--workers", "0")
+    assert usage.returncode == 2
+    missing = run_cli("export", "-c", "nope.toml")
+    assert missing.returncode == 2 and "config file not found" in missing.stderr
+    unknown = run_cli("export", "-c", "config.example.toml", "--pipeline", "nope")
+    assert unknown.returncode == 2 and "no pipeline named 'nope'" in unknown.stderr
+
+
+def test_help_and_version(run_cli) -> None:
+    assert run_cli("--version").stdout.startswith("logarchive, version")
+    helptext = run_cli("export", "-h").stdout
+    assert "Example:" in helptext and "--dry-run" in helptext
