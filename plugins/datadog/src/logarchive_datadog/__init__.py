@@ -1,0 +1,186 @@
+"""Sink ``datadog``: records to the Datadog logs intake (``POST /api/v2/logs``).
+
+A JSON array of entries per request, ``DD-API-KEY`` header, gzip. Datadog's limits are enforced
+before sending: at most 1000 entries and 5 MB uncompressed per request, and an entry over 1 MB
+is split into several entries marked as parts (Datadog would silently truncate it). Batching,
+retries (408, 429, 5xx with ``Retry-After``), the 413 split and resume bookkeeping come from
+core (``logarchive.batching``); this module builds entries and classifies answers.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Literal
+
+import httpx
+import orjson
+from pydantic import Field, field_validator
+
+from logarchive.plugin_api import (
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, Secret, SinkError,
+    describe_response, event_id, hookimpl, retriable_error, timestamp_to_epoch,
+)
+
+SITES = {
+    "datadoghq.com": "https://http-intake.logs.datadoghq.com",
+    "datadoghq.eu": "https://http-intake.logs.datadoghq.eu",
+    "us3.datadoghq.com": "https://http-intake.logs.us3.datadoghq.com",
+    "us5.datadoghq.com": "https://http-intake.logs.us5.datadoghq.com",
+    "ap1.datadoghq.com": "https://http-intake.logs.ap1.datadoghq.com",
+    "ddog-gov.com": "https://http-intake.logs.ddog-gov.com",
+}
+MAX_REQUEST_BYTES = 5_000_000
+MAX_REQUEST_ENTRIES = 1000
+MAX_ENTRY_BYTES = 1_000_000
+
+
+class DatadogConfig(BatchingSinkConfig):
+    type: Literal["datadog"] = "datadog"
+    site: Literal["datadoghq.com", "datadoghq.eu", "us3.datadoghq.com", "us5.datadoghq.com",
+                  "ap1.datadoghq.com", "ddog-gov.com"] = Field(
+        default="datadoghq.com", description="Datadog site; picks the intake host.",
+        examples=["datadoghq.eu"],
+    )
+    url: str | None = Field(default=None, description="Intake base URL; overrides site.",
+                            examples=["http://127.0.0.1:9000"])
+    api_key: Secret = Field(description="API key, sent as DD-API-KEY.",
+                            examples=["${DD_API_KEY}"])
+    service: str | None = Field(default=None, description="service of every entry.",
+                                examples=["training"])
+    ddsource: str = Field(default="logarchive", description="ddsource of every entry.",
+                          examples=["logarchive"])
+    ddtags: str | None = Field(default=None, description="Tags, comma-separated k:v.",
+                               examples=["env:prod,team:ml"])
+    hostname: str | None = Field(default=None,
+                                 description="hostname of every entry (default: this machine).",
+                                 examples=["exporter-1"])
+    batch_max_bytes: int = Field(
+        default=MAX_REQUEST_BYTES, ge=1024, le=MAX_REQUEST_BYTES,
+        description="Largest request body before compression (Datadog: 5 MB).",
+        examples=[5000000],
+    )
+    batch_max_events: int = Field(default=MAX_REQUEST_ENTRIES, ge=1, le=MAX_REQUEST_ENTRIES,
+                                  description="Most entries in one request (Datadog: 1000).",
+                                  examples=[1000])
+    max_entry_bytes: int = Field(
+        default=MAX_ENTRY_BYTES, ge=1024, le=MAX_ENTRY_BYTES,
+        description="Largest encoded entry; a longer line becomes several entries "
+        "marked part/partial/continuation (never truncated).", examples=[1000000],
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class IntakeProtocol(BatchProtocol):
+    body_prefix = b"["
+    separator = b","
+    body_suffix = b"]"
+    path = "/api/v2/logs"
+
+    def __init__(self, sink: DatadogSink, run: Any) -> None:
+        cfg = sink.config
+        self.cfg = cfg
+        self.run = run
+        self.base = {"ddsource": cfg.ddsource, "hostname": cfg.hostname or socket.gethostname()}
+        if cfg.service:
+            self.base["service"] = cfg.service
+        if cfg.ddtags:
+            self.base["ddtags"] = cfg.ddtags
+        self.fields = {k: v for k, v in run.record_fields().items() if k != "source"}
+        self.fields["logarchive_source"] = run.source
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    def _entry(self, record: dict[str, Any], message: str, part: int | None, piece: int,
+               pieces: int) -> dict[str, Any]:
+        seq = record["seq"]
+        entry: dict[str, Any] = {**self.base, "message": message, **self.fields, "seq": seq,
+                                 "event_id": event_id(self.run.source, self.run.key, seq, part,
+                                                      piece or None)}
+        epoch = timestamp_to_epoch(record.get("timestamp"))
+        if epoch is not None:
+            entry["timestamp"] = int(round(epoch * 1000))
+        if record.get("level"):
+            entry["status"] = record["level"]
+        if part:
+            entry["part"] = part
+        if piece:
+            entry["piece"] = piece
+        if part or pieces > 1:
+            entry["partial"] = bool(record.get("partial")) or piece < pieces
+            entry["continuation"] = bool(record.get("continuation")) or piece > 1
+        return entry
+
+    def encode(self, record: dict[str, Any]) -> list[bytes]:
+        part = record.get("part")
+        message = record["message"]
+        whole = orjson.dumps(self._entry(record, message, part, 0, 1))
+        limit = self.cfg.max_entry_bytes
+        if len(whole) <= limit:
+            return [whole]
+        # Split the message so that every entry, JSON escaping included, fits the limit.
+        overhead = len(orjson.dumps(self._entry(record, "", part, 99999, 99999)))
+        budget = limit - overhead
+        if budget < 64:
+            raise SinkError(f"line {record['seq']}: the entry's attributes alone take "
+                            f"{overhead} bytes, over max_entry_bytes {limit}")
+        texts: list[str] = []
+        pos = 0
+        while pos < len(message):
+            take = budget
+            while True:
+                piece = message[pos:pos + take]
+                size = len(orjson.dumps(piece)) - 2
+                if size <= budget:
+                    break
+                take = max(1, min(take - 1, take * budget // size))
+            texts.append(piece)
+            pos += len(piece)
+        n = len(texts)
+        return [orjson.dumps(self._entry(record, text, part, i + 1, n))
+                for i, text in enumerate(texts)]
+
+    def classify(self, response: httpx.Response, batch: Batch) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status in (408, 429) or status >= 500:
+            raise retriable_error(response)
+        if status == 403:
+            raise SinkError("Datadog refused the API key (HTTP 403 Forbidden): check the sink's "
+                            "api_key (DD-API-KEY) and that it belongs to site "
+                            f"{self.cfg.site if not self.cfg.url else self.cfg.url}",
+                            fatal_for_sink=True)
+        if status == 401:
+            raise SinkError("Datadog answered 401 Unauthorized: the API key is missing; set "
+                            "the sink's api_key", fatal_for_sink=True)
+        if status == 400:
+            raise SinkError(f"Datadog refused {batch.describe()} of {self.run.key} as a bad "
+                            f"payload: {describe_response(response)}")
+        raise SinkError(describe_response(response))
+
+
+class DatadogSink(BatchingSink):
+    type = "datadog"
+    description = "Datadog logs intake (POST /api/v2/logs), gzip, limits enforced before sending."
+    Config = DatadogConfig
+
+    def base_url(self) -> str:
+        return self.config.url or SITES[self.config.site]
+
+    def client_headers(self) -> dict[str, str]:
+        return {"DD-API-KEY": self.config.api_key.get_secret_value()}
+
+    def protocol(self, run: Any) -> IntakeProtocol:
+        return IntakeProtocol(self, run)
+
+
+@hookimpl
+def logarchive_register_sinks(register: Any) -> None:
+    register(DatadogSink)

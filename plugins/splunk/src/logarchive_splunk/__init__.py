@@ -1,0 +1,206 @@
+"""Sink ``splunk``: records to the Splunk HTTP Event Collector (HEC).
+
+``POST /services/collector/event`` with several JSON events concatenated in one body, or
+``POST /services/collector/raw`` (``endpoint = "raw"``). With ``ack = true`` every request carries
+an ``X-Splunk-Request-Channel``; the ``ackId`` of each response is polled on
+``/services/collector/ack`` and a batch counts as delivered only once acknowledged. Batching,
+gzip, retries and resume bookkeeping come from core (``logarchive.batching``); this module only
+builds payloads and classifies HEC's answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import httpx
+import orjson
+from pydantic import Field, field_validator
+
+from logarchive.plugin_api import (
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, HttpClient, Secret, SinkError,
+    describe_response, event_id, hookimpl, render_run_template, retriable_error,
+    timestamp_to_epoch,
+)
+
+# HEC reply codes (help.splunk.com "Troubleshoot HTTP Event Collector").
+FATAL_CODES = {1: "token disabled", 2: "token required", 3: "invalid authorization",
+               4: "invalid token", 7: "incorrect index", 14: "ACK is disabled"}
+RETRY_CODES = {8: "internal server error", 9: "server is busy"}
+
+
+class SplunkConfig(BatchingSinkConfig):
+    type: Literal["splunk"] = "splunk"
+    url: str = Field(description="HEC base URL (scheme, host, port).",
+                     examples=["https://splunk.example.com:8088"])
+    token: Secret = Field(description="HEC token, sent as `Authorization: Splunk <token>`.",
+                          examples=["${SPLUNK_HEC_TOKEN}"])
+    index: str | None = Field(default=None, description="Target index (token default if unset).",
+                              examples=["ml"])
+    sourcetype: str = Field(default="logarchive", description="Splunk sourcetype.",
+                            examples=["logarchive"])
+    source: str = Field(
+        default="{source}:{run_id}",
+        description="Splunk source: template of {source}, {run_key}, {run_id} and run fields.",
+        examples=["{source}:{run_id}"],
+    )
+    host: str | None = Field(default=None, description="Splunk host (default: this machine).",
+                             examples=["exporter-1"])
+    endpoint: Literal["event", "raw"] = Field(
+        default="event", description="event: JSON events with time and fields; raw: the lines "
+        "as they are (Splunk parses time; no event ids).", examples=["event"],
+    )
+    event_format: Literal["message", "record"] = Field(
+        default="message", description="The event body: the line's message, or the whole "
+        "record (seq, timestamp, level, message, run fields) as an object.", examples=["message"],
+    )
+    ack: bool = Field(default=False, description="Indexer acknowledgement: a batch counts as "
+                      "delivered only once Splunk has indexed it.", examples=[True])
+    ack_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for an acknowledgement before the "
+        "batch is sent again.", examples=[60],
+    )
+    ack_poll_interval: float = Field(default=1.0, gt=0,
+                                     description="Seconds between acknowledgement polls.",
+                                     examples=[1])
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class HecProtocol(BatchProtocol):
+    def __init__(self, sink: SplunkSink, run: Any) -> None:
+        cfg = sink.config
+        self.cfg = cfg
+        self.run = run
+        self.channel = str(uuid.uuid4())
+        self.source = render_run_template(cfg.source, run)
+        self.host = cfg.host or socket.gethostname()
+        when = run.completed or run.started or datetime.now(timezone.utc)
+        self.run_time = round(when.timestamp(), 3)
+        self.fields = run.record_fields()
+        self.raw = cfg.endpoint == "raw"
+        self.path = "/services/collector/raw" if self.raw else "/services/collector/event"
+        if self.raw:
+            self.separator = b"\n"
+            self.body_suffix = b"\n"
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "text/plain" if self.raw else "application/json"}
+        if self.cfg.ack or self.raw:
+            headers["X-Splunk-Request-Channel"] = self.channel
+        return headers
+
+    def params(self) -> dict[str, str] | None:
+        if not self.raw:
+            return None
+        params = {"channel": self.channel, "host": self.host, "source": self.source,
+                  "sourcetype": self.cfg.sourcetype}
+        if self.cfg.index:
+            params["index"] = self.cfg.index
+        return params
+
+    def encode(self, record: dict[str, Any]) -> list[bytes]:
+        if self.raw:
+            return [record["message"].replace("\n", " ").encode()]
+        seq, part = record["seq"], record.get("part")
+        ident = event_id(self.run.source, self.run.key, seq, part)
+        epoch = timestamp_to_epoch(record.get("timestamp"))
+        fields = {**self.fields, "seq": seq, "event_id": ident}
+        if record.get("level"):
+            fields["level"] = record["level"]
+        if part:
+            fields["part"] = part
+        event: Any = record["message"]
+        if self.cfg.event_format == "record":
+            event = {**record, "event_id": ident}
+        doc = {"time": round(epoch, 3) if epoch is not None else self.run_time,
+               "host": self.host, "source": self.source, "sourcetype": self.cfg.sourcetype,
+               "event": event, "fields": fields}
+        if self.cfg.index:
+            doc["index"] = self.cfg.index
+        return [orjson.dumps(doc)]
+
+    def classify(self, response: httpx.Response, batch: Batch) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        code = body.get("code") if isinstance(body, dict) else None
+        text = body.get("text", "") if isinstance(body, dict) else ""
+        if code in FATAL_CODES or status in (401, 403):
+            what = FATAL_CODES.get(code, text or "not authorised")
+            raise SinkError(
+                f"Splunk HEC rejected the request: {what} (code {code}, HTTP {status}); check "
+                "the sink's token" + (" and index" if code == 7 else "")
+                + (" (enable indexer acknowledgement on the token or set ack = false)"
+                   if code == 14 else ""),
+                fatal_for_sink=True,
+            )
+        if code in RETRY_CODES or status >= 500 or status in (408, 429):
+            raise retriable_error(response, f"Splunk HEC: {RETRY_CODES.get(code, text)} "
+                                  f"(code {code}, HTTP {status})")
+        if status == 400:
+            where = batch.describe()
+            position = body.get("invalid-event-number") if isinstance(body, dict) else None
+            if isinstance(position, int):
+                where = batch.name_event(position)
+            raise SinkError(f"Splunk HEC refused {where} of {self.run.key}: {text} "
+                            f"(code {code})")
+        raise SinkError(describe_response(response))
+
+    def ack_token(self, response: httpx.Response) -> Any:
+        if not self.cfg.ack:
+            return None
+        try:
+            ack = response.json().get("ackId")
+        except (ValueError, AttributeError):
+            ack = None
+        if ack is None:
+            raise SinkError("Splunk HEC answered without an ackId although ack = true: is "
+                            "indexer acknowledgement enabled on the token?", fatal_for_sink=True)
+        return ack
+
+    def poll_acks(self, client: HttpClient, tokens: list[Any]) -> set[Any]:
+        def classify(response: httpx.Response) -> None:
+            self.classify(response, Batch(0, []))
+
+        response = client.request(
+            "POST", "/services/collector/ack", params={"channel": self.channel},
+            headers={"X-Splunk-Request-Channel": self.channel, "Content-Type": "application/json"},
+            content=orjson.dumps({"acks": tokens}), classify=classify,
+        )
+        try:
+            acks = response.json().get("acks", {})
+        except (ValueError, AttributeError):
+            raise SinkError(f"Splunk HEC ack answer is not JSON: {describe_response(response)}")
+        return {t for t in tokens if acks.get(str(t)) is True}
+
+
+class SplunkSink(BatchingSink):
+    type = "splunk"
+    description = "Splunk HTTP Event Collector (event or raw endpoint), indexer acknowledgement."
+    Config = SplunkConfig
+
+    def base_url(self) -> str:
+        return self.config.url
+
+    def client_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Splunk {self.config.token.get_secret_value()}"}
+
+    def protocol(self, run: Any) -> HecProtocol:
+        return HecProtocol(self, run)
+
+
+@hookimpl
+def logarchive_register_sinks(register: Any) -> None:
+    register(SplunkSink)

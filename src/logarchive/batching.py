@@ -1,0 +1,569 @@
+"""Shared machinery of record sinks (Splunk, Datadog...): batches, gzip, retries, bookkeeping.
+
+A record sink plugin subclasses :class:`BatchingSink` and returns, per run, a
+:class:`BatchProtocol`: how one record becomes one or more encoded events, how events are framed
+into a request body, where the body goes, and how a response is classified (accepted, retriable,
+split, permanent). Everything else lives here, once:
+
+- batching by bytes (uncompressed body) and by events; an event never spans two requests, and
+  the events of one record stay in one request whenever they fit;
+- gzip;
+- sending through :class:`logarchive.http.HttpClient` (the core retry loop: backoff with jitter,
+  ``Retry-After``, connection errors);
+- at most ``max_in_flight`` batches sent but not yet accepted: :meth:`BatchingDelivery.send`
+  blocks until a slot is free, so the source is read no faster than the receiver accepts, and
+  memory stays bounded whatever the receiver answers;
+- a 413-style "too large" answer splits the batch and sends the halves; progress is recorded
+  after each accepted half, so a split batch is never re-sent whole;
+- receivers that acknowledge later (Splunk indexer acknowledgement): a token from the response
+  is polled until acknowledged, and the batch is re-sent (and counted) after ``ack_timeout``;
+- ``on_accepted(ordinal)`` right after the contiguous prefix of accepted records grows, so the
+  ledger always names the last record that is safely delivered;
+- the stop event (SIGTERM/SIGINT): no new batch is sent; requests already on the wire and their
+  acknowledgements get ``stop_grace`` seconds to settle, so that a stopped export resumes
+  exactly after what the receiver holds;
+- deterministic event ids (:func:`event_id`) from (source, run key, seq, part) for downstream
+  deduplication of the one batch that may be in flight at a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field
+
+from logarchive.base import Context, RecordDelivery, RecordSink, RecordSinkConfig
+from logarchive.errors import Interrupted, LogarchiveError, SinkError
+from logarchive.http import HttpClient, HttpOptions, describe_response, retry_after
+from logarchive.retry import RetryOptions, Retryable
+from logarchive.secrets import redact
+
+__all__ = [
+    "Batch", "BatchProtocol", "BatchingDelivery", "BatchingSink", "BatchingSinkConfig",
+    "DeliveryStats", "Event", "SplitBatch", "event_id", "render_run_template", "retriable_error",
+]
+
+
+class BatchingSinkConfig(RecordSinkConfig):
+    """Keys every batching record sink has, on top of :class:`RecordSinkConfig`."""
+
+    compression: Literal["none", "gzip"] = Field(
+        default="gzip", description="Request body compression.", examples=["gzip"]
+    )
+    compression_level: int = Field(default=6, ge=1, le=9, description="gzip level.",
+                                   examples=[6])
+    max_in_flight: int = Field(
+        default=1, ge=1, le=16,
+        description="Batches sent but not yet accepted at once. 1 keeps the exactly-once "
+        "promise across SIGKILL to one batch; more is faster and may duplicate up to this many.",
+        examples=[1],
+    )
+    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to connect.",
+                                   examples=[10])
+    verify: bool | str = Field(default=True, description="Verify TLS (or a CA bundle path).",
+                               examples=[True])
+    backoff_initial: float = Field(default=0.5, ge=0, description="First retry backoff, seconds.",
+                                   examples=[0.5])
+    backoff_max: float = Field(default=30.0, ge=0, description="Longest retry backoff, seconds.",
+                               examples=[30])
+    retry_after_max: float = Field(
+        default=300.0, ge=0, description="Longest Retry-After honoured, seconds.", examples=[300]
+    )
+    stop_grace: float = Field(
+        default=15.0, ge=0,
+        description="On SIGTERM/SIGINT, seconds given to batches already sent (and their "
+        "acknowledgements) to settle before the export exits.", examples=[15],
+    )
+
+
+def event_id(source: str, run_key: str, seq: int, part: int | None = None,
+             piece: int | None = None) -> str:
+    """Deterministic id of one event: the same line of the same run always gets the same id."""
+    text = f"{source}\x1f{run_key}\x1f{seq}\x1f{part or 0}"
+    if piece:
+        text += f"\x1f{piece}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def render_run_template(template: str, run: Any) -> str:
+    """Render ``{source}``, ``{run_key}``, ``{run_id}`` and run fields; unknown names raise."""
+    values = {"source": run.source, "run_key": run.key, "run_id": run.run_id, **run.fields}
+    try:
+        return template.format_map(values)
+    except KeyError as exc:
+        raise SinkError(
+            f"template {template!r} names {exc.args[0]!r}, but run {run.key} has "
+            f"{', '.join(sorted(values))}", fatal_for_sink=False,
+        ) from None
+    except (ValueError, IndexError) as exc:
+        raise SinkError(f"template {template!r} is not valid: {exc}") from None
+
+
+def retriable_error(response: httpx.Response, message: str | None = None) -> Retryable:
+    """A :class:`Retryable` for ``response`` honouring its ``Retry-After``."""
+    return Retryable(SinkError(message or describe_response(response), retriable=True),
+                     retry_after(response))
+
+
+class SplitBatch(Exception):
+    """Raised by :meth:`BatchProtocol.classify`: the receiver found the request too large."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One encoded event. ``last``: the final event of its record (ordinal)."""
+
+    data: bytes
+    ordinal: int
+    seq: int
+    part: int
+    last: bool = True
+
+
+@dataclass
+class Batch:
+    """Events sent in one request (or split into several after a 413)."""
+
+    index: int
+    events: list[Event]
+    progress: int = 0      # highest ordinal of this batch accepted so far
+    done: bool = False
+    resent: int = 0
+
+    @property
+    def first_ordinal(self) -> int:
+        return self.events[0].ordinal
+
+    @property
+    def last_ordinal(self) -> int:
+        return self.events[-1].ordinal
+
+    def describe(self) -> str:
+        if not self.events:
+            return "no line"
+        a, b = self.events[0], self.events[-1]
+        return f"lines {a.seq}..{b.seq}" if a.seq != b.seq else f"line {a.seq}"
+
+    def name_event(self, position: int) -> str:
+        """``line 42 (part 2)`` for the event at ``position`` in this batch."""
+        if not 0 <= position < len(self.events):
+            return f"event #{position} of {self.describe()}"
+        event = self.events[position]
+        return f"line {event.seq}" + (f" (part {event.part})" if event.part else "")
+
+
+def completed_ordinal(events: list[Event]) -> int:
+    """The ordinal of the last record complete in ``events`` (records before it are too)."""
+    last = events[-1]
+    return last.ordinal if last.last else last.ordinal - 1
+
+
+class BatchProtocol:
+    """What one record sink knows about its receiver, for one run. Subclass per plugin.
+
+    ``body_prefix + separator.join(events) + body_suffix`` is the request body (Datadog: ``[``,
+    ``,``, ``]``; Splunk HEC: concatenated objects).
+    """
+
+    body_prefix: bytes = b""
+    separator: bytes = b""
+    body_suffix: bytes = b""
+    method: str = "POST"
+    path: str = "/"
+
+    def encode(self, record: dict[str, Any]) -> list[bytes]:
+        """Encoded event(s) of one record, in order."""
+        raise NotImplementedError
+
+    def headers(self) -> dict[str, str]:
+        """Extra headers of every data request (Content-Type, channel...)."""
+        return {}
+
+    def params(self) -> dict[str, str] | None:
+        return None
+
+    def classify(self, response: httpx.Response, batch: Batch) -> None:
+        """Raise :func:`retriable_error` (retry), :class:`SplitBatch` (413) or
+        :class:`SinkError` (permanent; ``fatal_for_sink`` when no other run can succeed
+        either). Return normally for an accepted response."""
+
+    def ack_token(self, response: httpx.Response) -> Any:
+        """A token to poll before the batch counts as accepted, or None (accepted now)."""
+        return None
+
+    def poll_acks(self, client: HttpClient, tokens: list[Any]) -> set[Any]:
+        """The subset of ``tokens`` the receiver has acknowledged."""
+        raise NotImplementedError
+
+
+@dataclass
+class DeliveryStats:
+    batches: int = 0
+    requests: int = 0
+    events: int = 0
+    body_bytes: int = 0
+    sent_bytes: int = 0
+    splits: int = 0
+    resent: int = 0
+    ack_polls: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class _AnyEvent:
+    """Quacks like ``threading.Event`` for waiting: set when any of ``events`` is."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                return self.is_set()
+            self.events[0].wait(left)
+        return True
+
+
+class BatchingSink(RecordSink):
+    """Base of record sinks built on :class:`BatchingDelivery`. Implement :meth:`protocol`
+    and :meth:`base_url`; a permanent error marked ``fatal_for_sink`` (invalid token) makes
+    every later ``start`` fail at once, without a request."""
+
+    Config = BatchingSinkConfig
+
+    def __init__(self, name: str, config: Any, context: Context) -> None:
+        super().__init__(name, config, context)
+        self.fatal: SinkError | None = None
+        self.last_stats: DeliveryStats | None = None
+
+    def base_url(self) -> str:
+        raise NotImplementedError
+
+    def client_headers(self) -> dict[str, str]:
+        """Headers of every request (authentication)."""
+        return {}
+
+    def protocol(self, run: Any) -> BatchProtocol:
+        raise NotImplementedError
+
+    def http_options(self) -> HttpOptions:
+        cfg = self.config
+        return HttpOptions(
+            connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout, verify=cfg.verify,
+            retry=RetryOptions(max_retries=cfg.max_retries, backoff_initial=cfg.backoff_initial,
+                               backoff_max=cfg.backoff_max, retry_after_max=cfg.retry_after_max),
+        )
+
+    def make_client(self, stop: Any) -> HttpClient:
+        return HttpClient(self.base_url(), options=self.http_options(),
+                          headers=self.client_headers(), stop=stop, log=self.log,
+                          error=SinkError)
+
+    def start(self, run: Any, *, resume_after: int,
+              on_accepted: Callable[[int], None]) -> BatchingDelivery:
+        if self.fatal is not None:
+            raise SinkError(f"{self.fatal} (sink disabled for this export)", fatal_for_sink=True)
+        protocol = self.protocol(run)
+        return BatchingDelivery(self, protocol, run, resume_after, on_accepted)
+
+    def _latch(self, error: BaseException) -> None:
+        if isinstance(error, SinkError) and error.fatal_for_sink and self.fatal is None:
+            self.fatal = error
+
+
+class BatchingDelivery(RecordDelivery):
+    """One run's delivery: see the module docstring for what it guarantees."""
+
+    def __init__(self, sink: BatchingSink, protocol: BatchProtocol, run: Any,
+                 resume_after: int, on_accepted: Callable[[int], None]) -> None:
+        self.sink = sink
+        self.cfg = sink.config
+        self.protocol = protocol
+        self.run = run
+        self.log = sink.log.bind(run=run.key)
+        self.on_accepted = on_accepted
+        self.stop = sink.context.stop
+        self.abandon = threading.Event()   # give up everything now (abort, error, grace over)
+        self.stats = DeliveryStats()
+        # Data requests stop retrying on SIGTERM; acknowledgement polls only when abandoned.
+        self.client = sink.make_client(_AnyEvent(self.stop, self.abandon))
+        self.ack_client = sink.make_client(self.abandon)
+        self.reported = resume_after
+        self._events: list[Event] = []
+        self._size = 0
+        self._index = 0
+        self._cond = threading.Condition()
+        self._pending: deque[Batch] = deque()      # dispatched, not yet settled, in order
+        self._queue: deque[Batch] = deque()        # dispatched, not yet picked by a worker
+        self._in_flight = 0
+        self._error: BaseException | None = None
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self._stop_seen: float | None = None
+        self.prefix_len = len(protocol.body_prefix) + len(protocol.body_suffix)
+
+    # -- engine side -------------------------------------------------------------------------
+
+    def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
+        self._raise_error()
+        max_bytes, max_events = self.cfg.batch_max_bytes, self.cfg.batch_max_events
+        sep = len(self.protocol.separator)
+        for offset, record in enumerate(records):
+            if self.stop.is_set():
+                return  # the engine aborts at its next check; nothing more goes out
+            ordinal = first_ordinal + offset
+            encoded = self.protocol.encode(record)
+            seq, part = record.get("seq", ordinal), record.get("part") or 0
+            added = sum(len(e) for e in encoded) + sep * len(encoded)
+            if self._events and (self._size + added > max_bytes
+                                 or len(self._events) + len(encoded) > max_events):
+                self._dispatch()
+            for i, data in enumerate(encoded):
+                grow = len(data) + (sep if self._events else 0)
+                if self._events and (self._size + grow > max_bytes
+                                     or len(self._events) >= max_events):
+                    self._dispatch()  # a record larger than a batch: split between events
+                    grow = len(data)
+                if not self._events:
+                    self._size = self.prefix_len
+                self._events.append(Event(data, ordinal, seq, part, i == len(encoded) - 1))
+                self._size += grow
+
+    def finish(self) -> None:
+        self._raise_error()
+        if self._events and not self.stop.is_set():
+            self._dispatch()
+        self._wait_settled()
+        self._raise_error()
+        if self.stop.is_set():
+            raise Interrupted("export stopped before every batch was accepted")
+        self._close()
+        self.sink.last_stats = self.stats
+        self.log.info("records_delivered", sink=self.sink.name, **self.stats.to_dict())
+
+    def abort(self) -> None:
+        self._events = []
+        if not self.stop.is_set():
+            self.abandon.set()
+        self._wait_settled()
+        self._close()
+        self.sink.last_stats = self.stats
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.abandon.set()
+        with self._cond:
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=self.cfg.timeout + 1)
+        self.client.close()
+        self.ack_client.close()
+
+    def _dispatch(self) -> None:
+        """Hand the current batch to a worker; block while ``max_in_flight`` are out."""
+        events, self._events, self._size = self._events, [], 0
+        with self._cond:
+            while self._in_flight >= self.cfg.max_in_flight:
+                if self._error is not None:
+                    raise self._error
+                if self.stop.is_set() or self.abandon.is_set():
+                    return  # dropped: not accepted, sent again by the next export
+                self._cond.wait(0.05)
+            if self._error is not None:
+                raise self._error
+            if self.abandon.is_set():
+                return
+            self._index += 1
+            batch = Batch(self._index, events)
+            self._pending.append(batch)
+            self._in_flight += 1
+            self.stats.batches += 1
+            self._queue.append(batch)
+            self._cond.notify_all()
+        self._ensure_workers()
+
+    def _ensure_workers(self) -> None:
+        if self._threads:
+            return
+        for n in range(self.cfg.max_in_flight):
+            thread = threading.Thread(target=self._worker, daemon=True,
+                                      name=f"sink-{self.sink.name}-{n}")
+            thread.start()
+            self._threads.append(thread)
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._closed or self.abandon.is_set():
+                        return
+                    self._cond.wait(0.05)
+                batch = self._queue.popleft()
+            try:
+                self._deliver(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread
+                self._fail(batch, exc)
+            else:
+                with self._cond:
+                    batch.done = True
+                    self._in_flight -= 1
+                    self._report_locked()
+                    self._cond.notify_all()
+
+    def _fail(self, batch: Batch, exc: BaseException) -> None:
+        if not isinstance(exc, LogarchiveError):
+            exc = SinkError(f"{self.sink.name}: {type(exc).__name__}: {redact(str(exc))}")
+        self.sink._latch(exc)
+        with self._cond:
+            if self._error is None:
+                self._error = exc
+            self._in_flight -= 1
+            self._cond.notify_all()
+        self.abandon.set()
+
+    def _report_locked(self) -> None:
+        """Call on_accepted for the grown contiguous prefix of accepted records."""
+        best = self.reported
+        while self._pending:
+            head = self._pending[0]
+            if head.progress > best:
+                best = head.progress
+            if not head.done:
+                break
+            self._pending.popleft()
+        if best > self.reported:
+            self.reported = best
+            self.on_accepted(best)
+
+    def _wait_settled(self) -> None:
+        """Wait until no batch is in flight. When stopping, in-flight batches get
+        ``stop_grace`` seconds; when abandoned, workers give up within one request timeout."""
+        deadline: float | None = None
+        with self._cond:
+            while self._in_flight > 0:
+                now = time.monotonic()
+                if self.stop.is_set() and not self.abandon.is_set():
+                    if self._stop_seen is None:
+                        self._stop_seen = now
+                    elif now - self._stop_seen > self.cfg.stop_grace:
+                        self.log.warning("stop_grace_expired", in_flight=self._in_flight)
+                        self.abandon.set()
+                if self.abandon.is_set():
+                    deadline = deadline or now + self.cfg.timeout + 1
+                    if now > deadline:
+                        break
+                self._cond.wait(0.05)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _deliver(self, batch: Batch) -> None:
+        self._deliver_events(batch, batch.events)
+
+    def _deliver_events(self, batch: Batch, events: list[Event]) -> None:
+        while True:
+            try:
+                token = self._post(batch, events)
+            except SplitBatch:
+                if len(events) == 1:
+                    event = events[0]
+                    raise SinkError(
+                        f"line {event.seq} of {self.run.key} is larger than {self.sink.name} "
+                        f"accepts in one request ({len(event.data)} bytes encoded); lower "
+                        "max_line_bytes") from None
+                self.stats.splits += 1
+                half = len(events) // 2
+                self.log.info("batch_split", batch=batch.describe(), events=len(events))
+                self._deliver_events(batch, events[:half])
+                self._deliver_events(batch, events[half:])
+                return
+            if token is None or self._wait_ack(token):
+                break
+            batch.resent += 1
+            self.stats.resent += 1
+            if batch.resent > self.cfg.max_retries:
+                raise SinkError(f"{self.sink.name}: {batch.describe()} of {self.run.key} was "
+                                f"never acknowledged after {batch.resent} sends")
+            self.log.warning("batch_resent", batch=batch.describe(), reason="ack timeout",
+                             resent=batch.resent)
+        with self._cond:
+            batch.progress = max(batch.progress, completed_ordinal(events))
+            self._report_locked()
+
+    def _post(self, batch: Batch, events: list[Event]) -> Any:
+        proto = self.protocol
+        body = proto.body_prefix + proto.separator.join(e.data for e in events) + proto.body_suffix
+        headers = dict(proto.headers())
+        content = body
+        if self.cfg.compression == "gzip":
+            content = gzip.compress(body, compresslevel=self.cfg.compression_level, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        self.stats.requests += 1
+
+        def classify(response: httpx.Response) -> None:
+            if response.status_code == 413:
+                raise SplitBatch()
+            proto.classify(response, _View(batch, events))
+
+        response = self.client.request(proto.method, proto.path, content=content,
+                                       headers=headers, params=proto.params(),
+                                       classify=classify)
+        self.stats.events += len(events)
+        self.stats.body_bytes += len(body)
+        self.stats.sent_bytes += len(content)
+        return proto.ack_token(response)
+
+    def _wait_ack(self, token: Any) -> bool:
+        """Poll until ``token`` is acknowledged (True) or ``ack_timeout`` passes (False)."""
+        timeout = float(getattr(self.cfg, "ack_timeout", 60.0))
+        interval = float(getattr(self.cfg, "ack_poll_interval", 1.0))
+        started = time.monotonic()
+        while True:
+            self.stats.ack_polls += 1
+            if token in self.protocol.poll_acks(self.ack_client, [token]):
+                return True
+            now = time.monotonic()
+            if self.stop.is_set():
+                # Stopping: keep polling what is on the wire, within the grace, never resend.
+                if self._stop_seen is None:
+                    self._stop_seen = now
+                if now - self._stop_seen > self.cfg.stop_grace:
+                    raise Interrupted("stopped before the receiver acknowledged a batch")
+            elif now - started > timeout:
+                return False
+            if self.abandon.wait(interval):
+                raise Interrupted("delivery abandoned while waiting for an acknowledgement")
+
+
+class _View(Batch):
+    """The part of a batch one request carries (after a split), for error messages."""
+
+    def __init__(self, batch: Batch, events: list[Event]) -> None:
+        super().__init__(batch.index, events, batch.progress, batch.done, batch.resent)
+
+
+def new_channel() -> str:
+    return str(uuid.uuid4())
+
