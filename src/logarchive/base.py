@@ -36,6 +36,45 @@ class SinkConfig(PluginConfig):
     """Common keys of every sink."""
 
 
+class RetentionConfig(BaseModel):
+    """``[sinks.NAME.retention]``: what the archive keeps. See docs/retention.md.
+
+    An object is deleted when a rule selects it (``max_age_days``; ``keep_last`` per group) and
+    nothing protects it (``min_age_days`` floor, ``legal_hold`` patterns, an S3 Object Lock).
+    With both rules, an object is deleted only when it is older than ``max_age_days`` AND not
+    among the newest ``keep_last`` of its group.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_age_days: float | None = Field(
+        default=None, gt=0, description="Delete objects whose run completed more than this many "
+        "days ago.", examples=[400],
+    )
+    keep_last: int | None = Field(
+        default=None, ge=0, description="Keep the newest N objects of each group (by run "
+        "completion time); alone, it deletes the rest of each group.", examples=[50],
+    )
+    group_by: str = Field(
+        default="{source}", description="Group template for keep_last: {source}, {sink} and the "
+        "run's fields; a field a run lacks renders as '-'.", examples=["{source}/{model_id}"],
+    )
+    min_age_days: float = Field(
+        default=0, ge=0, description="Compliance floor: nothing younger is ever deleted, "
+        "whatever the other rules say.", examples=[365],
+    )
+    legal_hold: list[str] = Field(
+        default_factory=list, description="Glob patterns (fnmatch, '*' also matches '/') on "
+        "object paths relative to the sink's root, or on run keys; a match is never deleted.",
+        examples=[["training/mdl-7f3a/*"]],
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_template(cls, value: str) -> str:
+        return validate_template(value)
+
+
 class ByteSinkConfig(SinkConfig):
     """Common keys of sinks that store objects (files, S3, GCS)."""
 
@@ -67,6 +106,10 @@ class ByteSinkConfig(SinkConfig):
         default=False,
         description="Never overwrite an archived object: the same content is a no-op, different "
         "content is an error naming both sha256.", examples=[True],
+    )
+    retention: RetentionConfig | None = Field(
+        default=None, description="Retention rules applied by `logarchive retention plan|apply` "
+        "(see docs/retention.md).", examples=[{"max_age_days": 400, "keep_last": 50}],
     )
 
     @field_validator("path")

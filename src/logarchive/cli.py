@@ -325,3 +325,5 @@ def config_schema() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+from logarchive import cli_admin  # noqa: E402,F401  (retention, verify, ledger commands)

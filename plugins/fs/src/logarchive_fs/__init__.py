@@ -6,6 +6,10 @@ Objects become visible under their final name only on commit:
 - S3 and GCS: a multipart (S3) or resumable (GCS) upload that is completed only at commit and
   aborted otherwise; small objects are a single PUT at commit;
 - other fsspec backends: a hidden temp object, then a move.
+
+S3 Object Lock (``object_lock = { mode = "COMPLIANCE", days = 365 }``): every upload carries
+``ObjectLockMode`` and ``ObjectLockRetainUntilDate``; botocore's default flexible checksum
+(CRC32 on PutObject/UploadPart) is the integrity header S3 requires for locked uploads.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from logarchive.plugin_api import (
     ByteSink, ByteSinkConfig, ObjectWriter, SinkError, StoredObject, hookimpl,
@@ -31,6 +36,18 @@ DEFERRED_COMMIT = ("s3", "s3a", "gs", "gcs")
 def is_temp(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return base.startswith(".") and base.endswith(TEMP_SUFFIX)
+
+
+class ObjectLockConfig(BaseModel):
+    """S3 Object Lock retention set on every upload (the bucket must have Object Lock enabled)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        description="COMPLIANCE: nobody can delete or shorten it before the date; GOVERNANCE: "
+        "only with s3:BypassGovernanceRetention.", examples=["COMPLIANCE"],
+    )
+    days: int = Field(ge=1, description="Retain-until = upload time + days.", examples=[365])
 
 
 class FsConfig(ByteSinkConfig):
@@ -47,6 +64,16 @@ class FsConfig(ByteSinkConfig):
         default=8 * 1024 * 1024, ge=5 * 1024 * 1024,
         description="Upload part size for S3/GCS (bytes, at least 5 MiB).", examples=[8388608],
     )
+    object_lock: ObjectLockConfig | None = Field(
+        default=None, description="S3 only: Object Lock mode and retention days set on every "
+        "upload (objects and manifests).", examples=[{"mode": "COMPLIANCE", "days": 365}],
+    )
+
+    @model_validator(mode="after")
+    def _lock_needs_s3(self) -> FsConfig:
+        if self.object_lock is not None and not self.url.startswith(("s3://", "s3a://")):
+            raise ValueError("object_lock needs an s3:// url (S3 Object Lock)")
+        return self
 
 
 class FsSink(ByteSink):
@@ -73,7 +100,8 @@ class FsSink(ByteSink):
             if self.protocol in LOCAL_PROTOCOLS:
                 return LocalWriter(Path(full))
             if self.protocol in DEFERRED_COMMIT:
-                return DeferredCommitWriter(self.fs, full, self.config.block_size)
+                return DeferredCommitWriter(self.fs, full, self.config.block_size,
+                                            **self._lock_kwargs())
             return TempMoveWriter(self.fs, full)
         except OSError as exc:
             raise SinkError(f"cannot write {self.describe(path)}: {exc}") from None
@@ -99,7 +127,60 @@ class FsSink(ByteSink):
             yield StoredObject(relative, info.get("size"), mtime if isinstance(mtime, float) else None)
 
     def delete(self, path: str) -> None:
-        self.fs.rm(self._full(path))
+        """Delete ``path`` for good. In a versioned S3 bucket (Object Lock buckets are), every
+        version is deleted by id, so the server enforces retention (a plain DELETE would only
+        add a delete marker and keep the bytes)."""
+        full = self._full(path)
+        if self.protocol in ("s3", "s3a"):
+            bucket, key, _ = self.fs.split_path(full)
+            try:
+                listing = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key)
+            except OSError as exc:
+                raise SinkError(f"cannot list versions of {self.describe(path)}: {exc}") from None
+            versions = [v for v in [*listing.get("Versions", []), *listing.get("DeleteMarkers", [])]
+                        if v.get("Key") == key and v.get("VersionId") not in (None, "null")]
+            if versions:
+                for version in versions:
+                    try:
+                        self.fs.call_s3("delete_object", Bucket=bucket, Key=key,
+                                        VersionId=version["VersionId"])
+                    except PermissionError as exc:
+                        raise SinkError(f"{self.describe(path)}: the server refused the delete "
+                                        f"(Object Lock or legal hold): {exc}") from None
+                self.fs.invalidate_cache(full)
+                return
+        try:
+            self.fs.rm(full)
+        except PermissionError as exc:
+            raise SinkError(f"{self.describe(path)}: the server refused the delete: {exc}") from None
+
+    def object_lock_status(self, path: str) -> dict[str, Any] | None:
+        """The S3 Object Lock retention or legal hold on ``path`` (``head_object``), or None when
+        nothing protects it (or the store has no Object Lock)."""
+        if self.protocol not in ("s3", "s3a"):
+            return None
+        bucket, key, _ = self.fs.split_path(self._full(path))
+        try:
+            head = self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return None
+        mode = head.get("ObjectLockMode")
+        until = head.get("ObjectLockRetainUntilDate")
+        hold = head.get("ObjectLockLegalHoldStatus") == "ON"
+        if isinstance(until, str):
+            until = datetime.fromisoformat(until.replace("Z", "+00:00"))
+        active = until is not None and until > datetime.now(timezone.utc)
+        if not (active or hold):
+            return None
+        return {"mode": mode, "retain_until": until.isoformat() if until else None,
+                "legal_hold": hold}
+
+    def _lock_kwargs(self) -> dict[str, Any]:
+        lock = self.config.object_lock
+        if lock is None or self.protocol not in ("s3", "s3a"):
+            return {}
+        until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=lock.days)
+        return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": until}
 
 
 class LocalWriter(ObjectWriter):
@@ -139,9 +220,12 @@ class DeferredCommitWriter(ObjectWriter):
     ever appears under the final key unless the whole object was written.
     """
 
-    def __init__(self, fs: Any, path: str, block_size: int) -> None:
+    def __init__(self, fs: Any, path: str, block_size: int, **upload_kwargs: Any) -> None:
+        self.fs = fs
         self.path = path
-        self._file = fs.open(path, "wb", autocommit=False, block_size=block_size)
+        self.upload_kwargs = upload_kwargs
+        self._file = fs.open(path, "wb", autocommit=False, block_size=block_size,
+                             **upload_kwargs)
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
@@ -151,6 +235,14 @@ class DeferredCommitWriter(ObjectWriter):
         # the single PUT for a small object).
         self._file.autocommit = True
         self._file.close()
+        if self.upload_kwargs.get("ObjectLockMode") and getattr(self._file, "mpu", None):
+            # S3 applies the lock headers of CreateMultipartUpload; some S3-compatible stores
+            # (moto among them) drop them, so state the same retention once more.
+            bucket, key, _ = self.fs.split_path(self.path)
+            self.fs.call_s3("put_object_retention", Bucket=bucket, Key=key, Retention={
+                "Mode": self.upload_kwargs["ObjectLockMode"],
+                "RetainUntilDate": self.upload_kwargs["ObjectLockRetainUntilDate"],
+            })
 
     def abort(self) -> None:
         if self._file.closed:

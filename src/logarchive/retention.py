@@ -1,0 +1,405 @@
+"""Retention: which archived objects the rules delete, and what protects the others.
+
+Everything is read from the archive itself (the manifests beside the objects), so retention
+works on archives the ledger never saw. Age is the run's completion time from the manifest
+(``run.completed``, else ``exported_at``), never the storage mtime, which a copy or a restore
+would reset.
+
+Rules (``[sinks.NAME.retention]``, :class:`~logarchive.base.RetentionConfig`):
+
+- ``max_age_days`` selects objects older than that;
+- ``keep_last`` ranks each ``group_by`` group newest first: alone it selects everything after the
+  first N; with ``max_age_days`` it protects the newest N of a group from the age rule;
+- protections, strongest first: ``legal_hold`` patterns, the ``min_age_days`` floor, and a live
+  S3 Object Lock retention or legal hold on the object (asked from the server).
+
+:func:`plan` decides; :func:`apply` deletes exactly the plan's ``delete`` set, object then
+manifest, and records each deletion in the ledger (event ``retention_delete``) and as a structlog
+line ``retention_deleted``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import string
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+
+from logarchive.base import ByteSink, Context, RetentionConfig
+from logarchive.config import Config
+from logarchive.errors import ConfigError, LogarchiveError
+from logarchive.manifest import MANIFEST_SUFFIX, is_manifest, parse_manifest
+from logarchive.runs import iso, parse_time
+from logarchive.secrets import redact
+
+log = structlog.get_logger("logarchive")
+
+DELETE = "delete"
+KEEP = "keep"
+
+
+# --- reading an archive -------------------------------------------------------------------
+
+
+@dataclass
+class Archived:
+    """One archived object as its manifest describes it."""
+
+    path: str  # object path relative to the sink's root
+    manifest_path: str
+    manifest: dict[str, Any]
+    object_present: bool
+    listed_size: int | None = None
+
+    @property
+    def run(self) -> dict[str, Any]:
+        return self.manifest.get("run") or {}
+
+    @property
+    def run_key(self) -> str:
+        return str(self.run.get("key") or "")
+
+    @property
+    def source(self) -> str:
+        return str(self.run.get("source") or "")
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return dict(self.run.get("fields") or {})
+
+    @property
+    def completed(self) -> datetime | None:
+        """The run's completion time; the export time when the source gave none."""
+        return parse_time(self.run.get("completed")) or parse_time(self.manifest.get("exported_at"))
+
+
+@dataclass
+class ArchiveListing:
+    """What a sink holds: objects with their manifests, and what does not pair up."""
+
+    entries: list[Archived] = field(default_factory=list)
+    orphan_objects: list[str] = field(default_factory=list)  # objects without a manifest
+    bad_manifests: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    sizes: dict[str, int | None] = field(default_factory=dict)
+
+
+def read_archive(sink: ByteSink) -> ArchiveListing:
+    """List a sink and read every manifest in it (``ByteSink.list()`` / ``read()``)."""
+    listing = ArchiveListing()
+    stored = {obj.path: obj for obj in sink.list()}
+    listing.sizes = {p: o.size for p, o in stored.items()}
+    manifests = sorted(p for p in stored if is_manifest(p))
+    described: set[str] = set()
+    for mpath in manifests:
+        object_path = mpath[: -len(MANIFEST_SUFFIX)]
+        try:
+            with sink.read(mpath) as chunks:
+                document = parse_manifest(b"".join(chunks))
+        except (ValueError, OSError, LogarchiveError) as exc:
+            listing.bad_manifests.append((mpath, redact(str(exc)) or type(exc).__name__))
+            described.add(object_path)  # do not also call its object an orphan
+            continue
+        described.add(object_path)
+        listing.entries.append(Archived(
+            path=object_path, manifest_path=mpath, manifest=document,
+            object_present=object_path in stored, listed_size=listing.sizes.get(object_path),
+        ))
+    listing.orphan_objects = sorted(
+        p for p in stored if not is_manifest(p) and p not in described
+    )
+    return listing
+
+
+def open_sink(config: Config, name: str, stop: threading.Event | None = None) -> ByteSink:
+    """Instantiate the byte sink ``name`` of ``config`` outside an export."""
+    if name not in config.sinks:
+        raise ConfigError(f"no sink named {name!r}; expected one of: " + ", ".join(config.sinks),
+                          key="--sink")
+    cfg = config.sinks[name]
+    if not issubclass(cfg.plugin.cls, ByteSink):
+        raise ConfigError(f"sink {name!r} (type {cfg.plugin.type}) stores no objects", key="--sink")
+    settings = {"chunk_size": config.settings.chunk_size, "base_dir": config.base_dir,
+                "state_dir": config.state_dir}
+    context = Context(name, log.bind(sink=name), stop or threading.Event(), settings)
+    return cfg.plugin.cls(name, cfg.config, context)
+
+
+def byte_sink_names(config: Config) -> list[str]:
+    return [n for n, c in config.sinks.items() if issubclass(c.plugin.cls, ByteSink)]
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+class _Missing(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def render_group(template: str, sink: str, entry: Archived) -> str:
+    values = _Missing({"sink": sink, "source": entry.source, **entry.fields})
+    if entry.completed is not None:
+        values["completed"] = entry.completed
+    return string.Formatter().vformat(template, (), values)
+
+
+@dataclass
+class Decision:
+    """What retention does with one archived object, and why."""
+
+    path: str
+    run_key: str
+    group: str
+    completed: datetime | None
+    age_days: float | None
+    rank: int  # 0 = newest of its group
+    action: str = KEEP
+    rule: str | None = None  # the rule that selects it for deletion
+    protected_by: str | None = None  # what keeps a selected object
+    reason: str = ""
+    object_present: bool = True
+    manifest_path: str = ""
+    size: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "manifest": self.manifest_path, "run": self.run_key,
+            "group": self.group, "completed": iso(self.completed),
+            "age_days": None if self.age_days is None else round(self.age_days, 2),
+            "rank_in_group": self.rank, "action": self.action, "rule": self.rule,
+            "protected_by": self.protected_by, "reason": self.reason,
+            "object_present": self.object_present, "size": self.size,
+        }
+
+
+@dataclass
+class SinkPlan:
+    sink: str
+    where: str
+    rules: RetentionConfig
+    now: datetime
+    decisions: list[Decision] = field(default_factory=list)
+    orphan_objects: list[str] = field(default_factory=list)
+    bad_manifests: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def deletions(self) -> list[Decision]:
+        return [d for d in self.decisions if d.action == DELETE]
+
+    @property
+    def protected(self) -> list[Decision]:
+        return [d for d in self.decisions if d.action == KEEP and d.protected_by]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for d in self.decisions:
+            if d.action == DELETE:
+                out["delete"] += 1
+            elif d.protected_by:
+                out[f"protected_by_{d.protected_by}"] += 1
+            else:
+                out["not_selected"] += 1
+        return dict(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sink": self.sink, "where": self.where, "now": iso(self.now),
+            "rules": self.rules.model_dump(), "objects": len(self.decisions),
+            "counts": self.counts(),
+            "delete": [d.to_json() for d in self.deletions],
+            "keep": [d.to_json() for d in self.decisions if d.action == KEEP],
+            "unmanaged_objects": self.orphan_objects,
+            "unreadable_manifests": [{"path": p, "error": e} for p, e in self.bad_manifests],
+        }
+
+    def text(self) -> str:
+        counts = self.counts()
+        lines = [f"sink {self.sink} ({self.where}): {len(self.decisions)} archived object(s), "
+                 f"{counts.get('delete', 0)} to delete"]
+        for d in self.deletions:
+            lines.append(f"  DELETE  {d.path}  age {_days(d.age_days)}  group {d.group}  "
+                         f"rule {d.rule}: {d.reason}")
+        for d in self.protected:
+            lines.append(f"  KEEP    {d.path}  age {_days(d.age_days)}  group {d.group}  "
+                         f"protected by {d.protected_by}: {d.reason}")
+        kept = [f"{n} {k.removeprefix('protected_by_').replace('_', ' ')}"
+                for k, n in sorted(counts.items()) if k != "delete"]
+        if kept:
+            lines.append("  kept: " + ", ".join(kept))
+        if self.orphan_objects:
+            lines.append(f"  {len(self.orphan_objects)} object(s) without a manifest are not "
+                         "managed by retention (see `logarchive verify`)")
+        for path, error in self.bad_manifests:
+            lines.append(f"  unreadable manifest {path}: {error}")
+        return "\n".join(lines)
+
+
+def _days(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}d"
+
+
+def _held(rules: RetentionConfig, entry: Archived) -> str | None:
+    for pattern in rules.legal_hold:
+        if fnmatch.fnmatchcase(entry.path, pattern) or fnmatch.fnmatchcase(entry.run_key, pattern):
+            return pattern
+    return None
+
+
+def plan(sink: ByteSink, rules: RetentionConfig | None = None, *, now: datetime | None = None,
+         check_locks: bool = True) -> SinkPlan:
+    """Decide, for every archived object of ``sink``, whether ``rules`` delete it.
+
+    ``check_locks`` asks the store (S3 ``head_object``) whether an object the rules select is
+    still under Object Lock retention or legal hold; such objects are kept with the reason.
+    """
+    rules = rules or sink.config.retention or RetentionConfig()
+    now = now or datetime.now(timezone.utc)
+    listing = read_archive(sink)
+    result = SinkPlan(sink.name, sink.describe("").rstrip("/"), rules, now,
+                      orphan_objects=listing.orphan_objects, bad_manifests=listing.bad_manifests)
+    groups: dict[str, list[Archived]] = defaultdict(list)
+    for entry in listing.entries:
+        groups[render_group(rules.group_by, sink.name, entry)].append(entry)
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    lock_status = getattr(sink, "object_lock_status", None) if check_locks else None
+    for group, members in sorted(groups.items()):
+        members.sort(key=lambda e: (e.completed or epoch, e.path), reverse=True)
+        for rank, entry in enumerate(members):
+            completed = entry.completed
+            age = None if completed is None else (now - completed).total_seconds() / 86400
+            d = Decision(entry.path, entry.run_key, group, completed, age, rank,
+                         object_present=entry.object_present, manifest_path=entry.manifest_path,
+                         size=entry.listed_size)
+            result.decisions.append(d)
+            _decide(d, rules, entry, lock_status)
+    result.decisions.sort(key=lambda d: d.path)
+    return result
+
+
+def _decide(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: Any) -> None:
+    if d.age_days is None:
+        d.reason = "no completion or export time in the manifest: age unknown, never deleted"
+        return
+    old = rules.max_age_days is not None and d.age_days > rules.max_age_days
+    beyond = rules.keep_last is not None and d.rank >= rules.keep_last
+    if rules.max_age_days is not None and rules.keep_last is not None:
+        if old and not beyond:
+            d.protected_by = "keep_last"
+            d.reason = (f"older than {rules.max_age_days:g}d, but one of the newest "
+                        f"{rules.keep_last} of its group (#{d.rank + 1})")
+            return
+        selected = old and beyond
+        d.rule = "max_age_days"
+        why = (f"older than {rules.max_age_days:g}d and not one of the newest "
+               f"{rules.keep_last} of its group (#{d.rank + 1})")
+    elif rules.max_age_days is not None:
+        selected, d.rule = old, "max_age_days"
+        why = f"older than {rules.max_age_days:g}d"
+    elif rules.keep_last is not None:
+        selected, d.rule = beyond, "keep_last"
+        why = f"#{d.rank + 1} of its group, only the newest {rules.keep_last} are kept"
+    else:
+        selected, why = False, ""
+    if not selected:
+        d.rule = None
+        if rules.max_age_days is None and rules.keep_last is None:
+            d.reason = "no deleting rule (max_age_days, keep_last) is set"
+        elif rules.max_age_days is not None and not old:
+            d.reason = f"younger than max_age_days {rules.max_age_days:g}"
+        else:
+            d.reason = f"one of the newest {rules.keep_last} of its group (#{d.rank + 1})"
+        return
+    hold = _held(rules, entry)
+    if hold is not None:
+        d.protected_by, d.reason = "legal_hold", f"matches legal_hold pattern {hold!r} ({why})"
+        return
+    if d.age_days < rules.min_age_days:
+        d.protected_by = "min_age_days"
+        d.reason = f"younger than the floor min_age_days {rules.min_age_days:g} ({why})"
+        return
+    if lock_status is not None and entry.object_present:
+        try:
+            lock = lock_status(entry.path)
+        except Exception as exc:  # cannot prove it is free: keep it
+            d.protected_by = "object_lock"
+            d.reason = f"cannot read its Object Lock status ({redact(str(exc))}): kept"
+            return
+        if lock:
+            d.protected_by = "object_lock"
+            parts = []
+            if lock.get("retain_until"):
+                parts.append(f"{lock.get('mode')} retention until {lock['retain_until']}")
+            if lock.get("legal_hold"):
+                parts.append("S3 legal hold ON")
+            d.reason = "S3 Object Lock: " + " and ".join(parts) + f"; the server would refuse " \
+                       f"the delete ({why})"
+            return
+    d.action = DELETE
+    d.reason = why if entry.object_present else why + "; object already gone, manifest only"
+
+
+# --- applying -----------------------------------------------------------------------------
+
+
+@dataclass
+class ApplyResult:
+    plan: SinkPlan
+    deleted: list[Decision] = field(default_factory=list)
+    failed: list[tuple[Decision, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sink": self.plan.sink, "where": self.plan.where,
+            "deleted": [d.to_json() for d in self.deleted],
+            "failed": [{**d.to_json(), "error": e} for d, e in self.failed],
+            "counts": self.plan.counts(),
+        }
+
+    def text(self) -> str:
+        lines = [f"sink {self.plan.sink} ({self.plan.where}): deleted {len(self.deleted)}, "
+                 f"failed {len(self.failed)}"]
+        lines += [f"  deleted {d.path}  age {_days(d.age_days)}  rule {d.rule}"
+                  for d in self.deleted]
+        lines += [f"  FAILED  {d.path}: {e}" for d, e in self.failed]
+        return "\n".join(lines)
+
+
+def apply(sink: ByteSink, sink_plan: SinkPlan, *, ledger: Any = None) -> ApplyResult:
+    """Delete exactly ``sink_plan.deletions``: the object, then its manifest (so a failure
+    between the two leaves a manifest that the next plan selects again, never an object that no
+    manifest describes). Each deletion is an audit record: ledger event ``retention_delete`` and
+    structlog event ``retention_deleted``; failures are ``retention_delete_failed``."""
+    result = ApplyResult(sink_plan)
+    for d in sink_plan.deletions:
+        audit = {
+            "object": sink.describe(d.path), "path": d.path, "group": d.group,
+            "rule": d.rule, "reason": d.reason, "completed": iso(d.completed),
+            "age_days": None if d.age_days is None else round(d.age_days, 2),
+        }
+        try:
+            if d.object_present:
+                sink.delete(d.path)
+            sink.delete(d.manifest_path)
+        except Exception as exc:  # one failure must not stop the others
+            message = redact(str(exc)) or type(exc).__name__
+            result.failed.append((d, message))
+            log.error("retention_delete_failed", sink=sink.name, run=d.run_key, error=message,
+                      **audit)
+            if ledger is not None:
+                ledger.event("retention_delete_failed", sink=sink.name, run_key=d.run_key,
+                             error=message, **audit)
+            continue
+        result.deleted.append(d)
+        log.info("retention_deleted", sink=sink.name, run=d.run_key, **audit)
+        if ledger is not None:
+            ledger.event("retention_delete", sink=sink.name, run_key=d.run_key, **audit)
+    return result
