@@ -203,3 +203,11 @@ def test_help_and_version(run_cli) -> None:
     assert run_cli("--version").stdout.startswith("logarchive, version")
     helptext = run_cli("export", "-h").stdout
     assert "Example:" in helptext and "--dry-run" in helptext
+
+
+def test_readme_commands_are_the_ones_ci_runs() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    for command in ("pip install -r requirements-dev.txt", "pytest"):
+        assert f"\n{command} " in readme  # the first code block, as a newcomer copies it
+        assert f"\n{command}\n" in ci
