@@ -216,6 +216,7 @@ class _Download:
         self._sha = hashlib.sha256()  # of the bytes delivered so far, to check a re-read prefix
         self._url: str | None = None
         self._seen_response = False
+        self._encoded = False
         self.resumes = 0
 
     def _current_url(self, refresh: bool = False) -> str:
@@ -228,6 +229,7 @@ class _Download:
     def __iter__(self) -> Iterator[bytes]:
         options = self.client.options.retry
         failures = 0
+        progress_mark = 0
         refresh = False
         while True:
             url = self._current_url(refresh)
@@ -236,6 +238,9 @@ class _Download:
                 yield from self._attempt(url)
                 return
             except (httpx.TransportError, _ShortBody, Retryable) as exc:
+                if self.offset > progress_mark:
+                    failures = 0  # the stream moved on since the last failure: a fresh budget
+                progress_mark = self.offset
                 failures += 1
                 retry_hint = exc.retry_after if isinstance(exc, Retryable) else None
                 message = str(exc.error) if isinstance(exc, Retryable) else _transport_message(exc)
@@ -253,7 +258,9 @@ class _Download:
 
     def _attempt(self, url: str) -> Iterator[bytes]:
         headers = dict(self.headers)
-        ranged = self.resume and self.offset > 0
+        # Range offsets count bytes on the wire: after a content-encoded (gzip...) response the
+        # decoded offset means nothing to the server, so re-read and skip instead.
+        ranged = self.resume and self.offset > 0 and not self._encoded
         if ranged:
             headers["Range"] = f"bytes={self.offset}-"
         with self.client._client.stream("GET", url, params=self.params, headers=headers) as resp:
@@ -273,6 +280,7 @@ class _Download:
                 if self.on_response is not None:
                     self.on_response(resp)
             encoded = "content-encoding" in resp.headers
+            self._encoded = self._encoded or encoded
             length = resp.headers.get("Content-Length")
             skip = 0
             if resp.status_code == 206:
@@ -294,7 +302,9 @@ class _Download:
                 self.total = expected_end
             prefix = hashlib.sha256() if skip else None
             position = 0 if skip else self.offset
-            for chunk in resp.iter_bytes(self.chunk_size):
+            # Chunks as they arrive (at most one network read each): re-chunking to chunk_size
+            # here would lose up to chunk_size bytes of progress on every drop.
+            for chunk in resp.iter_bytes():
                 if skip:
                     take = min(skip, len(chunk))
                     prefix.update(chunk[:take])  # type: ignore[union-attr]
