@@ -36,9 +36,6 @@ _REPLACEMENT_UTF8 = "\ufffd".encode()
 _TIMESTAMP = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?"
 )
-_LEVEL = re.compile(
-    r"\[(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRITICAL|CRIT|FATAL)\]", re.IGNORECASE
-)
 _LEVEL_NAMES = {
     "TRACE": "trace", "DEBUG": "debug", "INFO": "info", "NOTICE": "notice", "WARN": "warning",
     "WARNING": "warning", "ERROR": "error", "ERR": "error", "CRITICAL": "critical",
@@ -53,11 +50,23 @@ def extension(fmt: str, compression: str) -> str:
     return f"{fmt}{suffix}"
 
 
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
 def parse_timestamp(text: str) -> str | None:
     """ISO-8601 timestamp at the very start of a line, normalised (UTC ``Z`` when it has an
     offset), else ``None``."""
     if len(text) < 16 or not text[:4].isdigit():
         return None
+    # Fast path: already canonical (``2026-03-13T10:00:00.123Z``), the usual training-log form.
+    if len(text) >= 24 and text[23] == "Z" and _CANONICAL.match(text):
+        head = text[:24]
+        if len(text) == 24 or not text[24].isdigit():
+            try:
+                datetime.fromisoformat(head)  # validates month/day/hour ranges
+            except ValueError:
+                return None
+            return head
     match = _TIMESTAMP.match(text)
     if match is None:
         return None
@@ -85,13 +94,15 @@ def timestamp_to_epoch(timestamp: str | None) -> float | None:
 def parse_level(text: str) -> str | None:
     """Level from an ``[INFO]``-style marker near the start of a line, lower-cased and
     canonical (``warn`` → ``warning``), else ``None``."""
-    head = text[:_LEVEL_WINDOW]
-    if "[" not in head:
-        return None
-    match = _LEVEL.search(head)
-    if match is None:
-        return None
-    return _LEVEL_NAMES[match.group(1).upper()]
+    start = text.find("[", 0, _LEVEL_WINDOW)
+    while start != -1:
+        end = text.find("]", start + 1, start + 11)
+        if end != -1:
+            name = _LEVEL_NAMES.get(text[start + 1:end].upper())
+            if name is not None:
+                return name
+        start = text.find("[", start + 1, _LEVEL_WINDOW)
+    return None
 
 
 def _utf8_cut(data: bytes | bytearray, limit: int) -> int:
