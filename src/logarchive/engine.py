@@ -315,14 +315,24 @@ class _ByteTarget:
     sha: Any = field(default_factory=hashlib.sha256)
     size: int = 0
 
+    @property
+    def verbatim(self) -> bool:
+        """Stored bytes are the source bytes (txt, no compression): their sha256 is the
+        source's, computed once by SourceStats instead of twice."""
+        return self.encoder.format == "txt" and self.compressor.name == "none"
+
     def put(self, data: bytes) -> None:
         if not data:
             return
         out = self.compressor.compress(data)
         if out:
-            self.sha.update(out)
+            if not self.verbatim:
+                self.sha.update(out)
             self.size += len(out)
             self.writer.write(out)
+
+    def digest(self, stats: SourceStats) -> str:
+        return stats.sha256 if self.verbatim else self.sha.hexdigest()
 
 
 @dataclass
@@ -493,10 +503,11 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                 target.sha.update(tail)
                 target.size += len(tail)
                 target.writer.write(tail)
+            digest = target.digest(stats)
             cfg = target.sink.config
             manifest = build_manifest(
                 run=run, sink=target.name, object_path=target.path,
-                object_sha256=target.sha.hexdigest(), object_size=target.size,
+                object_sha256=digest, object_size=target.size,
                 source_sha256=stats.sha256, source_size=stats.size, lines=stats.lines,
                 invalid_utf8=stats.invalid_utf8,
                 records=builder.records if (builder and target.encoder.needs_records) else None,
@@ -504,7 +515,7 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                 version=__version__,
             )
             with object_lock(state_dir, target.name, target.path):
-                keep = _keep_existing(target, run)
+                keep = _keep_existing(target, run, digest)
                 if keep:
                     _abort(target.writer)  # identical bytes are archived already
                 else:
@@ -518,7 +529,7 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                         _abort(mwriter)
                         raise
             ledger.delivered(run, target.name, object=target.sink.describe(target.path),
-                             sha256=target.sha.hexdigest(), size=target.size, lines=stats.lines)
+                             sha256=digest, size=target.size, lines=stats.lines)
             result.sinks[target.name] = "delivered"
             log.info("run_exported", run=run.key, sink=target.name,
                      object=target.sink.describe(target.path), bytes=stats.size,
@@ -549,7 +560,7 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
         result.error = "; ".join(f"{k}: {v}" for k, v in result.sinks.items() if v != "delivered")
 
 
-def _keep_existing(target: _ByteTarget, run: RunRef) -> bool:
+def _keep_existing(target: _ByteTarget, run: RunRef, new_sha: str) -> bool:
     """Check what is already stored under the target's name before replacing it.
 
     Raises when another run owns the name (a path template that maps two runs to one object
@@ -557,7 +568,6 @@ def _keep_existing(target: _ByteTarget, run: RunRef) -> bool:
     when an immutable object already holds exactly these bytes.
     """
     sink, path = target.sink, target.path
-    new_sha = target.sha.hexdigest()
     where = sink.describe(path)
     if sink.exists(manifest_path(path)):
         with sink.read(manifest_path(path)) as chunks:
