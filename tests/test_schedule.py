@@ -274,3 +274,32 @@ def test_signal_mid_export_stops_cleanly_and_the_next_export_completes(
     assert archived(storage) == sorted(expected | {f"{p}.manifest.json" for p in expected})
     code3, summary3, _ = finish(start(config))
     assert (code3, summary3["exported"], summary3["skipped"]) == (0, 0, 1 + len(others))
+
+
+def test_a_second_signal_stops_at_once_even_when_a_read_is_stuck(tmp_path: Path) -> None:
+    storage = Bucket(str(tmp_path / "archive"), "", {}, "")
+    config = fifo_config(tmp_path, storage, {"mdl-b/r01": 1}, workers=1)
+    proc = start(config)
+    fifo = tmp_path / "logs" / f"{FIFO_RUN}.log"
+    with open(fifo, "wb", buffering=0) as pipe:  # opened, then silent: the read never returns
+        pipe.write(b"2026-01-01T00:00:00Z [INFO] then nothing more\n")
+        wait_until(lambda: lock_held(tmp_path / "state", FIFO_RUN), "the export claims r00", proc)
+        errors: list[str] = []
+        reader = threading.Thread(target=lambda: errors.extend(iter(proc.stderr.readline, "")),
+                                  daemon=True)
+        reader.start()
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: any("received SIGTERM" in line for line in errors),
+                   "the first signal is handled", proc)
+        assert proc.poll() is None  # still waiting for the stuck read to return
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    reader.join(timeout=10)
+    assert any("again: stopping now" in line for line in errors)
+    visible = [f for f in archived(storage) if not Path(f).name.startswith(".")]
+    assert visible == []  # at most a hidden temp file, never an object under its final name
+    assert not lock_held(tmp_path / "state", FIFO_RUN)
+    fifo.unlink()
+    fifo.write_bytes(b"complete log\n")
+    code, summary, err = finish(start(config))
+    assert (code, summary["exported"]) == (0, 2), err

@@ -7,6 +7,7 @@ failed, 2 usage or configuration error, 130/143 stopped by SIGINT/SIGTERM.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -154,8 +155,13 @@ class _RichProgress(Progress):
 
 def _install_signal_handlers(stop: threading.Event) -> None:
     def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():  # second signal: stop now
-            raise KeyboardInterrupt
+        if stop.is_set():
+            # Second signal: stop now, even if a run is stuck in a read that never returns (the
+            # worker threads would be joined forever). Like a kill: nothing partial is visible
+            # under a final name, the kernel drops the run claims, the ledger says in_progress.
+            click.echo(f"received {signal.Signals(signum).name} again: stopping now", err=True)
+            sys.stderr.flush()
+            os._exit(128 + signum)
         stop.signal_number = signum  # type: ignore[attr-defined]
         stop.set()
         click.echo(f"received {signal.Signals(signum).name}: finishing current batches, "
