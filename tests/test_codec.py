@@ -52,11 +52,14 @@ def run_codec(data: bytes, cuts: list[int], fmt: str, compression: str, max_line
     out = [compressor.compress(encoder.header())]
     for chunk in split_chunks(data, cuts):
         stats.update(chunk)
-        records = builder.feed(chunk)
-        body = encoder.encode_records(encode_records(records)) if fmt != "txt" else chunk
+        batch = builder.feed(chunk)
+        assert batch.encoded() == encode_records(batch.records())  # fast path == orjson
+        body = encoder.encode_records(batch.encoded()) if fmt != "txt" else chunk
         out.append(compressor.compress(body))
     stats.finish()
-    out.append(compressor.compress(encoder.encode_records(encode_records(builder.finish()))
+    last = builder.finish()
+    assert last.encoded() == encode_records(last.records())
+    out.append(compressor.compress(encoder.encode_records(last.encoded())
                                    if fmt != "txt" else b""))
     out.append(compressor.compress(encoder.footer()))
     out.append(compressor.flush())
@@ -130,7 +133,8 @@ def test_json_array_parses_with_json_load(data: bytes, cuts: list[int], compress
 
 def test_crlf_and_last_line_without_newline() -> None:
     builder = RecordBuilder(FIELDS)
-    records = builder.feed(b"a\r\nb\r\n") + builder.feed(b"c\rd") + builder.finish()
+    records = (builder.feed(b"a\r\nb\r\n").records() + builder.feed(b"c\rd").records()
+               + builder.finish().records())
     assert [r["message"] for r in records] == ["a", "b", "c\rd"]
     assert [r["seq"] for r in records] == [1, 2, 3]
 
@@ -144,7 +148,7 @@ def test_empty_log_has_no_lines_and_an_empty_json_array() -> None:
 def test_long_line_becomes_parts_marked_as_continuations() -> None:
     line = "x" * 10 + "é" * 10  # 30 bytes
     builder = RecordBuilder(FIELDS, max_line_bytes=8)
-    records = builder.feed(line.encode() + b"\nshort\n") + builder.finish()
+    records = builder.feed(line.encode() + b"\nshort\n").records() + builder.finish().records()
     parts = [r for r in records if r["seq"] == 1]
     assert len(parts) > 3
     assert [p["part"] for p in parts] == list(range(1, len(parts) + 1))

@@ -50,6 +50,7 @@ def extension(fmt: str, compression: str) -> str:
     return f"{fmt}{suffix}"
 
 
+_last_minute = ""
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -59,14 +60,19 @@ def parse_timestamp(text: str) -> str | None:
     if len(text) < 16 or not text[:4].isdigit():
         return None
     # Fast path: already canonical (``2026-03-13T10:00:00.123Z``), the usual training-log form.
-    if len(text) >= 24 and text[23] == "Z" and _CANONICAL.match(text):
-        head = text[:24]
+    # The date, hour and minute are validated once per distinct minute (consecutive lines share
+    # them); only the seconds are checked per line.
+    global _last_minute
+    if len(text) >= 24 and text[23] == "Z" and _CANONICAL.match(text) and text[17:19] < "60":
         if len(text) == 24 or not text[24].isdigit():
-            try:
-                datetime.fromisoformat(head)  # validates month/day/hour ranges
-            except ValueError:
-                return None
-            return head
+            minute = text[:16]
+            if minute != _last_minute:
+                try:
+                    datetime.fromisoformat(minute)
+                except ValueError:
+                    return None
+                _last_minute = minute
+            return text[:24]
     match = _TIMESTAMP.match(text)
     if match is None:
         return None
@@ -205,48 +211,103 @@ def decode_line(raw: bytes) -> tuple[str, int]:
         return text, text.count("\ufffd") - raw.count(_REPLACEMENT_UTF8)
 
 
-class RecordBuilder:
-    """Turns a byte stream into record dicts (one per line, or per piece of a long line).
+_LEVEL_JSON: dict[str | None, bytes] = {None: b"null"}
+_LEVEL_JSON.update({name: b'"%s"' % name.encode() for name in set(_LEVEL_NAMES.values())})
+_BOOL_JSON = {True: b"true", False: b"false"}
 
-    ``fields`` (the run's identifying fields) are added to every record.
+Row = tuple[int, int, bool, str, "str | None", "str | None"]
+
+
+class Batch:
+    """The records of one chunk, parsed once (text, timestamp, level), rendered on demand:
+    ``records()`` as dicts (record sinks), ``encoded()`` as JSON bytes (json/ndjson objects).
+    Both renderings carry the same keys in the same order."""
+
+    __slots__ = ("rows", "_fields", "_tail", "_records", "_encoded")
+
+    def __init__(self, rows: list[Row], fields: dict[str, Any], tail: bytes) -> None:
+        self.rows = rows
+        self._fields = fields
+        self._tail = tail
+        self._records: list[dict[str, Any]] | None = None
+        self._encoded: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def records(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            fields = self._fields
+            out = []
+            for seq, part, last, text, ts, level in self.rows:
+                record: dict[str, Any] = {
+                    "seq": seq, "timestamp": ts, "level": level, "message": text,
+                }
+                if part:
+                    record["part"] = part
+                    record["partial"] = not last
+                    record["continuation"] = part > 1
+                record.update(fields)
+                out.append(record)
+            self._records = out
+        return self._records
+
+    def encoded(self) -> list[bytes]:
+        """One JSON object per record, as ``orjson.dumps(record)`` would write it, without
+        building the dicts (the hot path of json/ndjson archives)."""
+        if self._encoded is None:
+            dumps, tail, levels = orjson.dumps, self._tail, _LEVEL_JSON
+            out = []
+            for seq, part, last, text, ts, level in self.rows:
+                stamp = b"null" if ts is None else b'"%b"' % ts.encode()
+                if part:
+                    out.append(
+                        b'{"seq":%d,"timestamp":%b,"level":%b,"message":%b,"part":%d,'
+                        b'"partial":%b,"continuation":%b%b'
+                        % (seq, stamp, levels[level], dumps(text), part, _BOOL_JSON[not last],
+                           _BOOL_JSON[part > 1], tail)
+                    )
+                else:
+                    out.append(b'{"seq":%d,"timestamp":%b,"level":%b,"message":%b%b'
+                               % (seq, stamp, levels[level], dumps(text), tail))
+            self._encoded = out
+        return self._encoded
+
+
+class RecordBuilder:
+    """Turns a byte stream into records (one per line, or per piece of a long line).
+
+    ``fields`` (the run's identifying fields) are added to every record. ``feed`` and ``finish``
+    return a :class:`Batch`.
     """
 
     def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
         self.splitter = LineSplitter(max_line_bytes)
         self.fields = fields
+        encoded_fields = orjson.dumps(fields)  # b'{"source":"x","run_id":"y"}'
+        self._tail = b"," + encoded_fields[1:] if fields else b"}"
         self.invalid_utf8 = 0
         self.records = 0
 
-    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+    def feed(self, chunk: bytes) -> Batch:
         return self._build(self.splitter.feed(chunk))
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> Batch:
         return self._build(self.splitter.finish())
 
-    def _build(self, pieces: Iterable[tuple[int, int, bool, bytes]]) -> list[dict[str, Any]]:
-        fields = self.fields
-        out = []
+    def _build(self, pieces: Iterable[tuple[int, int, bool, bytes]]) -> Batch:
+        rows: list[Row] = []
+        append = rows.append
         for seq, part, last, raw in pieces:
             text, bad = decode_line(raw)
             if bad:
                 self.invalid_utf8 += bad
             if part <= 1:
-                record = {
-                    "seq": seq,
-                    "timestamp": parse_timestamp(text),
-                    "level": parse_level(text),
-                    "message": text,
-                }
+                append((seq, part, last, text, parse_timestamp(text), parse_level(text)))
             else:
-                record = {"seq": seq, "timestamp": None, "level": None, "message": text}
-            if part:
-                record["part"] = part
-                record["partial"] = not last
-                record["continuation"] = part > 1
-            record.update(fields)
-            out.append(record)
-        self.records += len(out)
-        return out
+                append((seq, part, last, text, None, None))
+        self.records += len(rows)
+        return Batch(rows, self.fields, self._tail)
 
 
 class SourceStats:
@@ -392,6 +453,6 @@ class FormatEncoder:
 
 
 def encode_records(records: list[dict[str, Any]]) -> list[bytes]:
-    """orjson-encode each record once; shared by every json/ndjson sink of a pipeline."""
+    """orjson-encode record dicts (what :meth:`Batch.encoded` produces without the dicts)."""
     dumps = orjson.dumps
     return [dumps(r) for r in records]

@@ -19,7 +19,7 @@ import structlog
 
 from logarchive import __version__
 from logarchive.base import ByteSink, Context, ObjectWriter, RecordDelivery, RecordSink, Source
-from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, encode_records, extension
+from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
 from logarchive.config import Config, PipelineConfig
 from logarchive.errors import (
     ConfigError, Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
@@ -419,34 +419,32 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
     def feed(chunk: bytes | None) -> None:
         if chunk is not None:
             stats.update(chunk)
-            records = builder.feed(chunk) if builder else []
+            batch = builder.feed(chunk) if builder else None
         else:
             stats.finish()
-            records = builder.finish() if builder else []
-        encoded = None
+            batch = builder.finish() if builder else None
         for target in list(byte_targets):
             try:
                 if not target.encoder.needs_records:
                     if chunk is not None:
                         target.put(chunk)
-                else:
-                    if encoded is None:
-                        encoded = encode_records(records)
-                    target.put(target.encoder.encode_records(encoded))
+                elif batch:
+                    target.put(target.encoder.encode_records(batch.encoded()))
             except Exception as exc:  # one sink's failure must not stop the others
                 _abort(target.writer)
                 byte_targets.remove(target)
                 fail_target(target.name, exc)
-        if records and record_targets:
+        if batch and record_targets:
+            records = batch.records()
             last = builder.records if builder else 0
             first = last - len(records) + 1
             for target in list(record_targets):
                 skip = target.resume_after - first + 1
-                batch = records[skip:] if skip > 0 else records
-                if not batch:
+                selected = records[skip:] if skip > 0 else records
+                if not selected:
                     continue
                 try:
-                    target.delivery.send(batch, max(first, target.resume_after + 1))
+                    target.delivery.send(selected, max(first, target.resume_after + 1))
                 except Exception as exc:
                     target.delivery.abort()
                     record_targets.remove(target)
