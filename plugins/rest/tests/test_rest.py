@@ -259,21 +259,28 @@ def test_reset_without_range_support_restarts_and_skips_prefix(training: Trainin
 
 def test_short_body_is_never_a_complete_archive(training: TrainingAPI, loopback: LoopbackServer,
                                                 tmp_path: Path) -> None:
+    training.ranges = False  # every answer stops at the same byte: no progress is possible
     log = big_log(2000)
     faults = [Fault("short", after=10_000) for _ in range(10)]
     summary = export_one_training(training, loopback, tmp_path, log, faults)
     assert summary.failed == 1 and summary.exported == 0
+    assert "10000 bytes received" in summary.results[0].error
     assert archived(tmp_path) == {}
     ledger = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
     statuses = [row[0] for row in ledger.execute("select status from deliveries")]
     assert statuses and "delivered" not in statuses
 
 
-def test_short_body_once_then_resumed(training: TrainingAPI, loopback: LoopbackServer,
-                                      tmp_path: Path) -> None:
+def test_short_bodies_resumed_with_range_until_complete(training: TrainingAPI,
+                                                       loopback: LoopbackServer,
+                                                       tmp_path: Path) -> None:
+    """Each answer stops short, but each resumes where the last stopped: more drops than the
+    retry budget, yet every one made progress, so the log completes, byte for byte."""
     log = big_log(2000)
-    summary = export_one_training(training, loopback, tmp_path, log, [Fault("short", after=10_000)])
+    faults = [Fault("short", after=10_000) for _ in range(8)]
+    summary = export_one_training(training, loopback, tmp_path, log, faults)
     assert summary.exported == 1 and archived(tmp_path)["src/mdl-7f3a/run-1.txt"] == log
+    assert len(training.range_requests) == 8
 
 
 def test_stalled_stream_times_out_and_is_retried(training: TrainingAPI, loopback: LoopbackServer,
@@ -320,7 +327,8 @@ def test_workflow_job_archived_with_session_cookie(workflows: WorkflowAPI,
     expected = "".join(f"{line}\n" for line in default_lines("01JGABC")).encode()
     assert archived(tmp_path) == {"src/01JGXYZ/01JGABC.txt": expected,
                                   "src/01JGXYZ/01JGFAIL.txt": b"Starting job\nboom\n"}
-    assert loopback.requests[0].path == "/workflows/01JGXYZ/jobs/01JGABC/logs/raw"
+    assert {r.path for r in loopback.requests} == {"/workflows/01JGXYZ/jobs/01JGABC/logs/raw",
+                                                   "/workflows/01JGXYZ/jobs/01JGFAIL/logs/raw"}
 
 
 def test_workflow_job_not_finished_is_skipped_then_picked_up(workflows: WorkflowAPI,
@@ -582,7 +590,7 @@ path = "{{source}}/{{model_id}}/{{run_id}}.{{ext}}"
     config = str(tmp_path / "logarchive.toml")
     listed = runner.invoke(main, ["runs", "-c", config, "--json"])
     assert listed.exit_code == 0, listed.output
-    rows = json.loads(listed.output)
+    rows = json.loads(listed.stdout)
     assert [r["fields"] for r in rows] == [{"model_id": "mdl-7f3a",
                                             "run_id": "run-20260313-a4b9c2"}]
     exported = runner.invoke(main, ["export", "-c", config])
