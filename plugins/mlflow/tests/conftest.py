@@ -64,16 +64,21 @@ class MlflowServer:
         raise TimeoutError(f"mlflow server not up after {timeout}s: "
                            f"{self.log_path.read_text()[-3000:]}")
 
-    def stop(self) -> None:
-        # The server runs in its own session: stop its process group (uvicorn worker included).
+    def terminate(self) -> None:
+        # The server runs in its own session: signal its process group (uvicorn included).
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            pass
+
+    def wait_stopped(self) -> None:
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.process.wait(timeout=15)
 
 
@@ -122,7 +127,9 @@ def _mlflow_servers(s3: str, tmp_path_factory: pytest.TempPathFactory
         yield servers
     finally:
         for server in servers.values():
-            server.stop()
+            server.terminate()
+        for server in servers.values():
+            server.wait_stopped()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
