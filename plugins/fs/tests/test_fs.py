@@ -182,3 +182,19 @@ def test_storage_credentials_never_reach_logs_or_manifests(s3_bucket, tmp_path: 
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret_value.encode() not in path.read_bytes()
+
+
+def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    from logarchive_fs import LocalWriter
+
+    final = tmp_path / "runs" / "r[1].txt"
+    final.parent.mkdir()
+    leftover = final.parent / ".r[1].txt.0123456789ab.partial"
+    leftover.write_bytes(b"half a log")
+    other = final.parent / ".other.txt.0123456789ab.partial"
+    other.write_bytes(b"someone else's")
+    writer = LocalWriter(final)
+    writer.write(b"whole log\n")
+    writer.commit()
+    assert final.read_bytes() == b"whole log\n"
+    assert not leftover.exists() and other.exists()

@@ -33,6 +33,10 @@ TEMP_SUFFIX = ".partial"
 DEFERRED_COMMIT = ("s3", "s3a", "gs", "gcs")
 
 
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def is_temp(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return base.startswith(".") and base.endswith(TEMP_SUFFIX)
@@ -189,6 +193,10 @@ class LocalWriter(ObjectWriter):
     def __init__(self, final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         self.final = final
+        # A process killed mid-write leaves its temp file; the run is ours now (the engine holds
+        # the run's lock), so its leftovers go before we start.
+        for stale in final.parent.glob(f".{glob_escape(final.name)}.*{TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
         self.temp = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
         self._file = open(self.temp, "xb")  # noqa: SIM115 - closed in commit/abort
 
