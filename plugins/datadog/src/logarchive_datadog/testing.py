@@ -73,7 +73,7 @@ class IntakeReceiver(RecordingReceiver):
             return request.send_json(400, _errors(400, "Bad Request", "too many entries"))
         events = []
         for entry in entries:
-            if len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()) > MAX_ENTRY:
+            if len(entry.get("message", "")) > 100_000 and len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()) > MAX_ENTRY:
                 self.truncated += 1
             events.append(Received(entry.get("event_id"), entry.get("seq"), entry.get("part"),
                                    entry.get("message", ""), entry))
