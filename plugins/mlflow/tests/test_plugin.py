@@ -49,3 +49,20 @@ def test_secrets_never_print() -> None:
                                    "application_key": "dd-app-456"}))
     text = repr(config.sources["lab"].config)
     assert "dd-key-123" not in text and "dd-app-456" not in text
+
+
+def test_readme_examples_validate() -> None:
+    """Every TOML block of the README is a valid config (the lab block carries its sink)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 2
+    env = {"DD_API_KEY": "k", "DD_APP_KEY": "a", "MLFLOW_TRACKING_TOKEN": "t"}
+    for block in blocks:
+        data = tomllib.loads(block)
+        data.setdefault("sinks", {"archive": {"type": "fs", "url": "/tmp/unused"}})
+        config = parse_config(data, environ=env)
+        assert [s.plugin.type for s in config.sources.values()] == ["mlflow"]
