@@ -83,6 +83,12 @@ def test_config_errors_name_the_key_path(tmp_path: Path, old: str, new: str, key
     assert expected in str(error)
 
 
+def test_credentials_inside_a_url_are_refused(tmp_path: Path) -> None:
+    error = check(tmp_path, GOOD.replace('url = "archive"', 'url = "s3://AKIAX:s3cr3t@bucket/x"'))
+    assert "sinks.archive.url" in str(error) and "credentials inside a URL" in str(error)
+    assert "s3cr3t" not in str(error)
+
+
 def test_unset_environment_variable_is_an_error_not_empty(tmp_path: Path) -> None:
     text = GOOD.replace('url = "logs"', 'url = "${LOG_DIR}"')
     error = check(tmp_path, text)

@@ -202,11 +202,33 @@ def _plugin_config(types: dict[str, PluginType], section: str, name: str, table:
             _unknown(type_name, types, f"{what} type") + " (see `logarchive plugins`)",
             file=path, key=f"{section}.{name}.type",
         )
+    _refuse_url_credentials(table, path, prefix)
     try:
         config = plugin.cls.Config.model_validate(table)
     except ValidationError as exc:
         raise _config_error(exc, path, prefix, plugin.cls.Config) from None
     return PluginInstanceConfig(name=name, plugin=plugin, config=config)
+
+
+_URL_WITH_CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")
+
+
+def _refuse_url_credentials(value: Any, path: str, key: tuple[str | int, ...]) -> None:
+    """Credentials inside a URL would travel into logs, errors and manifests as part of the URL:
+    refuse them and point to the keys that are secrets."""
+    if isinstance(value, str):
+        if _URL_WITH_CREDENTIALS.match(value):
+            raise ConfigError(
+                "credentials inside a URL are not allowed (they would end up in logs and "
+                "manifests); put them in the plugin's auth/token/api_key/storage_options keys, "
+                "which are secrets, and use ${ENV_VAR}", file=path, key=_dotted(key),
+            )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_url_credentials(v, path, (*key, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_url_credentials(v, path, (*key, i))
 
 
 def _interpolate(value: Any, env: Any, path: str, key: tuple[str | int, ...]) -> Any:
