@@ -24,6 +24,7 @@ import fnmatch
 import string
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -41,6 +42,7 @@ log = structlog.get_logger("logarchive")
 
 DELETE = "delete"
 KEEP = "keep"
+READ_WORKERS = 8
 
 
 # --- reading an archive -------------------------------------------------------------------
@@ -95,16 +97,23 @@ def read_archive(sink: ByteSink) -> ArchiveListing:
     listing.sizes = {p: o.size for p, o in stored.items()}
     manifests = sorted(p for p in stored if is_manifest(p))
     described: set[str] = set()
-    for mpath in manifests:
-        object_path = mpath[: -len(MANIFEST_SUFFIX)]
+
+    def load(mpath: str) -> dict[str, Any] | str:
         try:
             with sink.read(mpath) as chunks:
-                document = parse_manifest(b"".join(chunks))
+                return parse_manifest(b"".join(chunks))
         except (ValueError, OSError, LogarchiveError) as exc:
-            listing.bad_manifests.append((mpath, redact(str(exc)) or type(exc).__name__))
-            described.add(object_path)  # do not also call its object an orphan
+            return redact(str(exc)) or type(exc).__name__
+
+    # Manifests are small: on object stores the round trips dominate, so read several at once.
+    with ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="manifest") as pool:
+        documents = list(pool.map(load, manifests))
+    for mpath, document in zip(manifests, documents):
+        object_path = mpath[: -len(MANIFEST_SUFFIX)]
+        described.add(object_path)  # an unreadable manifest's object is not an orphan either
+        if isinstance(document, str):
+            listing.bad_manifests.append((mpath, document))
             continue
-        described.add(object_path)
         listing.entries.append(Archived(
             path=object_path, manifest_path=mpath, manifest=document,
             object_present=object_path in stored, listed_size=listing.sizes.get(object_path),
