@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,21 @@ from logarchive.retry import (
 from logarchive.secrets import Secret, redact, redact_url, register_secret
 
 USER_AGENT = f"logarchive/{__version__}"
+
+
+class _RedactRecords(logging.Filter):
+    """httpx logs every request URL at INFO (a presigned link with its signature): redact at
+    the logger itself, so no handler (an embedder's, pytest's caplog) ever sees it raw."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+              "httpcore.proxy"):
+    logging.getLogger(_name).addFilter(_RedactRecords())
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
