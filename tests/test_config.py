@@ -10,7 +10,7 @@ import pytest
 from logarchive import ConfigError, load_config, parse_config
 from logarchive.secrets import redact
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 GOOD = """
 [logarchive]

@@ -7,7 +7,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 OUT_OF_TREE = '''
 """An out-of-tree plugin: a source that makes up its logs, and a sink that writes upper case."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -189,12 +190,16 @@ def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_write(tmp_pa
 
     final = tmp_path / "runs" / "r[1].txt"
     final.parent.mkdir()
-    leftover = final.parent / ".r[1].txt.0123456789ab.partial"
+
+    dead = 4194304 + 7  # above the kernel's pid limit: no such process
+    leftover = final.parent / f".r[1].txt.{dead}-0123456789ab.partial"
     leftover.write_bytes(b"half a log")
-    other = final.parent / ".other.txt.0123456789ab.partial"
+    live = final.parent / f".r[1].txt.{os.getpid()}-ba9876543210.partial"
+    live.write_bytes(b"another thread of this process is writing")
+    other = final.parent / ".other.txt.1-0123456789ab.partial"
     other.write_bytes(b"someone else's")
     writer = LocalWriter(final)
     writer.write(b"whole log\n")
     writer.commit()
     assert final.read_bytes() == b"whole log\n"
-    assert not leftover.exists() and other.exists()
+    assert not leftover.exists() and live.exists() and other.exists()

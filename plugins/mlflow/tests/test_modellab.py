@@ -12,7 +12,7 @@ import pytest
 import logarchive
 from logarchive import parse_config
 
-from .modellab_fake import API, ModelLabFake, error_object, write_artifacts
+from logarchive_mlflow.testing_modellab import API, ModelLabFake, error_object, write_artifacts
 
 API_KEY = "dd-api-key-0123456789"
 APP_KEY = "dd-app-key-9876543210"

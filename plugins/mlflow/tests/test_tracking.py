@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import logarchive
 from logarchive import parse_config
 
-from .conftest import MlflowServer
+from logarchive_mlflow.testing_server import MlflowServer
 
 pytest.importorskip("mlflow")
 

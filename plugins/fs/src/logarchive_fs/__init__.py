@@ -37,6 +37,24 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that named this temp file (``.name.<pid>-<id>.partial``) still runs."""
+    tag = temp_name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
+    pid_text = tag.split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False  # not one of ours
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_temp(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return base.startswith(".") and base.endswith(TEMP_SUFFIX)
@@ -193,11 +211,13 @@ class LocalWriter(ObjectWriter):
     def __init__(self, final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         self.final = final
-        # A process killed mid-write leaves its temp file; the run is ours now (the engine holds
-        # the run's lock), so its leftovers go before we start.
+        # A process killed mid-write leaves its temp file (named after its pid): remove those of
+        # dead processes. Live writers, in this process or another, are left alone.
         for stale in final.parent.glob(f".{glob_escape(final.name)}.*{TEMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
-        self.temp = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
+            if not _writer_alive(stale.name):
+                stale.unlink(missing_ok=True)
+        self.temp = (final.parent /
+                     f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
         self._file = open(self.temp, "xb")  # noqa: SIM115 - closed in commit/abort
 
     def write(self, data: bytes) -> None:
