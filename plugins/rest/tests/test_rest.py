@@ -597,3 +597,24 @@ path = "{{source}}/{{model_id}}/{{run_id}}.{{ext}}"
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "archive/training/mdl-7f3a/run-20260313-a4b9c2.txt").read_bytes() == LOG
     assert TOKEN not in exported.output and TOKEN not in listed.output
+
+
+def test_token_never_appears_in_outputs(training: TrainingAPI, loopback: LoopbackServer,
+                                        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    training.add("mdl-7f3a", "run-1", LOG)
+    training.forbidden.add("mdl-x")
+    training.faults.extend([Fault("status", status=500), Fault("reset", after=100)])
+    runs = [{"model_id": "mdl-7f3a", "run_id": "run-1"}, {"model_id": "mdl-x", "run_id": "r"}]
+    summary = logarchive.export(config_for(tmp_path, training_source(loopback, runs=runs)))
+    assert summary.exported == 1 and summary.failed == 1
+    captured = capsys.readouterr()
+    ledger = (tmp_path / "state" / "ledger.sqlite3").read_bytes().decode("latin-1")
+    manifests = "".join(p.read_text() for p in (tmp_path / "archive").rglob("*.manifest.json"))
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    for text in (captured.out, captured.err, logs, ledger, manifests,
+                 json.dumps(summary.to_json())):
+        assert TOKEN not in text
