@@ -316,3 +316,13 @@ def test_phase_mapping() -> None:
         "Completed": "completed", "Failed": "failed", "Abnormal": "failed",
         "Terminated": "killed", "Running": "running", "Pending": "pending",
         "Creating": "pending", "Terminating": "running", "Weird": "unknown"}
+
+
+def test_tasks_as_objects_and_task_override(modelarts: ModelArtsAPI) -> None:
+    modelarts.add(JOB, {}, tasks=[{"task": "worker-0"}, {"task": "worker-1"}])  # type: ignore[list-item]
+    runs = list(make_source(obs_source(modelarts, training_jobs=[JOB])).discover())
+    assert [r.fields["task_id"] for r in runs] == ["worker-0", "worker-1"]
+    assert all(r.status == "completed" for r in runs)
+    only = list(make_source(obs_source(modelarts, training_jobs=[JOB],
+                                       tasks=["worker-1"])).discover())
+    assert [r.fields["task_id"] for r in only] == ["worker-1"]

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from logarchive.testing.servers import LoopbackServer, Request
+from logarchive.testing.servers import Request
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.test-token-5f1c2a"
 SESSION = "sess-8b9d7e6f5a4c3b2a"
