@@ -209,6 +209,8 @@ def export_cmd(state: _State, pipeline: str | None, runs: tuple[str, ...], since
                 click.echo(line)
         for error in summary.errors:
             click.echo(f"error: {error}")
+        for warning in summary.warnings:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(summary.text())
     sys.exit(summary.exit_code)
 

@@ -70,6 +70,7 @@ class ExportSummary:
 
     results: list[RunResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
     interrupted_by: int | None = None
@@ -109,7 +110,7 @@ class ExportSummary:
             "not_ready": self.count(NOT_READY), "locked": self.count(LOCKED),
             "interrupted": self.count(INTERRUPTED), "bytes": self.bytes, "lines": self.lines,
             "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
-            "errors": self.errors, "exit_code": self.exit_code,
+            "errors": self.errors, "warnings": self.warnings, "exit_code": self.exit_code,
             "runs": [r.to_json() for r in self.results],
         }
 
@@ -207,6 +208,18 @@ def export(
     own_ledger = ledger is None
     ledger = ledger or SQLiteLedger(config.state_dir)
     summary = ExportSummary(dry_run=dry_run)
+    record_sinks = sorted({name for p in selected for name in p.sinks
+                           if config.sinks[name].plugin.kind == "records"})
+    if getattr(ledger, "created", False) and record_sinks:
+        # Aggregators cannot be asked what they already hold: with a new ledger every finished
+        # run goes to them again. Say so loudly; an archive's manifests can restore byte sinks.
+        summary.warnings.append(
+            f"new ledger at {getattr(ledger, 'path', config.state_dir)}: every run the sources "
+            f"list will be delivered to {', '.join(record_sinks)}, including runs delivered "
+            "before; if the state directory was lost, stop and restore it (or run `logarchive "
+            "ledger rebuild` for archives, and export with --since to limit re-delivery)"
+        )
+        log.warning("ledger_new", sinks=record_sinks, detail=summary.warnings[-1])
     live: list[Pipeline] = []
     jobs: list[tuple[Pipeline, RunRef, list[str]]] = []
     try:
@@ -452,7 +465,8 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
 
     try:
         if not byte_targets and not record_targets:
-            raise SinkError("no sink could start")
+            raise SinkError("no sink could start: " + "; ".join(
+                f"{name} {state}" for name, state in result.sinks.items()))
         with pipe.source.open(run) as stream:
             for chunk in stream:
                 if stop.is_set():
@@ -463,7 +477,8 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                 if not byte_targets and not record_targets:
                     break
         if not byte_targets and not record_targets:
-            raise SinkError("every sink of the run failed")
+            raise SinkError("every sink failed: " + "; ".join(
+                f"{name} {state}" for name, state in result.sinks.items()))
         feed(None)
     except BaseException as exc:
         for target in byte_targets:

@@ -108,6 +108,7 @@ class SQLiteLedger(Ledger):
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / "ledger.sqlite3"
+        self.created = not self.path.exists()  # a new (or lost) ledger: nothing is known delivered
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
