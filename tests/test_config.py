@@ -74,6 +74,8 @@ def test_good_config(tmp_path: Path) -> None:
      "named group"),
     ('format = "ndjson"', 'format = "ndjson"\npath = "../{run_id}"', "sinks.archive.path",
      "relative path"),
+    ('format = "ndjson"', 'format = "ndjson"\npath = "{run_id:%Y}"', "sinks.archive.path",
+     "only the times"),
 ])
 def test_config_errors_name_the_key_path(tmp_path: Path, old: str, new: str, key: str,
                                          expected: str) -> None:

@@ -118,6 +118,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, registry: Registr
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}): TOML files are UTF-8",
+                          file=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
     return parse_config(data, path=path, registry=registry, environ=environ,

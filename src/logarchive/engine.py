@@ -158,6 +158,7 @@ class Pipeline:
     config: PipelineConfig
     source: Source
     sinks: dict[str, ByteSink | RecordSink]
+    dead_sinks: dict[str, str] = field(default_factory=dict)  # failed for good this export
 
 
 def instantiate(config: Config, pipeline: PipelineConfig, stop: threading.Event) -> Pipeline:
@@ -394,12 +395,19 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
 
     def fail_target(name: str, error: BaseException) -> None:
         message = redact(str(error)) or type(error).__name__
+        if getattr(error, "fatal_for_sink", False):
+            pipe.dead_sinks.setdefault(name, message)
         result.sinks[name] = f"failed: {message}"
         ledger.failed(run, name, message)
         log.error("sink_failed", run=run.key, sink=name, error=message)
 
     for name in sinks:
         sink = pipe.sinks[name]
+        if name in pipe.dead_sinks:  # e.g. an invalid token: no request is worth making
+            message = f"not attempted: {pipe.dead_sinks[name]}"
+            result.sinks[name] = f"failed: {message}"
+            ledger.failed(run, name, message)
+            continue
         previous = ledger.get(run.key, name)
         ledger.start(run, name)
         try:
@@ -419,7 +427,7 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                     on_accepted=lambda ordinal, _n=name: ledger.set_accepted(run.key, _n, ordinal),
                 )
                 record_targets.append(_RecordTarget(name, sink, delivery, resume_after))
-        except LogarchiveError as exc:
+        except Exception as exc:  # one sink that cannot start must not stop the others
             fail_target(name, exc)
 
     needs_records = bool(record_targets) or any(t.encoder.needs_records for t in byte_targets)
@@ -458,6 +466,8 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                     continue
                 try:
                     target.delivery.send(selected, max(first, target.resume_after + 1))
+                except Interrupted:
+                    raise
                 except Exception as exc:
                     target.delivery.abort()
                     record_targets.remove(target)
@@ -553,6 +563,12 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
             _abort(target.writer)
             fail_target(target.name, exc)
     for rtarget in record_targets:
+        if stop.is_set():
+            rtarget.delivery.abort()
+            result.status = INTERRUPTED
+            result.sinks[rtarget.name] = "interrupted: export stopped before all batches were accepted"
+            ledger.failed(run, rtarget.name, "export stopped", status=INTERRUPTED)
+            continue
         try:
             rtarget.delivery.finish()
             total = builder.records if builder else 0
@@ -563,12 +579,17 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                      resumed_after=rtarget.resume_after, lines=stats.lines)
         except LedgerError:
             raise
+        except Interrupted as exc:
+            rtarget.delivery.abort()
+            result.status = INTERRUPTED
+            result.sinks[rtarget.name] = f"interrupted: {exc}"
+            ledger.failed(run, rtarget.name, str(exc), status=INTERRUPTED)
         except Exception as exc:
             rtarget.delivery.abort()
             fail_target(rtarget.name, exc)
     result.bytes = stats.size
     result.lines = stats.lines
-    if any(v != "delivered" for v in result.sinks.values()):
+    if result.status == EXPORTED and any(v != "delivered" for v in result.sinks.values()):
         result.status = FAILED
         result.error = "; ".join(f"{k}: {v}" for k, v in result.sinks.items() if v != "delivered")
 

@@ -67,10 +67,20 @@ def template_fields(template: str) -> list[str]:
 
 
 def validate_template(template: str) -> str:
-    names = template_fields(template)
-    for name in names:
+    try:
+        parsed = [(name, spec) for _, name, spec, _ in _FORMATTER.parse(template)
+                  if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"invalid template {template!r}: {exc}") from None
+    for name, spec in parsed:
         if not name or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"template {template!r}: field {{{name}}} must be a plain name")
+        if name not in TIME_FIELDS and spec not in ("", "path"):
+            raise ValueError(
+                f"template {template!r}: {{{name}:{spec}}}: only the times "
+                f"({', '.join(TIME_FIELDS)}) take a format (strftime); other fields take "
+                "nothing or ':path'"
+            )
     if template.startswith("/") or ".." in template.split("/"):
         raise ValueError(f"template {template!r} must be a relative path without '..'")
     return template
