@@ -71,6 +71,11 @@ def sinks(hec, intake, **common):
     }
 
 
+@pytest.mark.scenario(
+    "one read of the source for three sinks",
+    "a pipeline with an fs sink, Splunk and Datadog opens the log once and reads exactly its "
+    "size",
+)
 def test_fs_and_both_aggregators_read_the_source_once(tmp_path):
     lines = write_logs(tmp_path / "logs", {"r1": 400})["r1"]
     registry = Registry()
@@ -135,6 +140,11 @@ def _interrupt(tmp_path, signum, lines=2000):
         return process.returncode, output, hec, intake, first
 
 
+@pytest.mark.scenario(
+    "SIGTERM during delivery to Splunk (ack) and Datadog",
+    "a real export is stopped mid-delivery and run again: every line reaches each receiver "
+    "exactly once",
+)
 @pytest.mark.timeout(180)
 def test_sigterm_then_rerun_delivers_every_line_exactly_once(tmp_path):
     code, output, hec, intake, _ = _interrupt(tmp_path, signal.SIGTERM)
@@ -145,6 +155,12 @@ def test_sigterm_then_rerun_delivers_every_line_exactly_once(tmp_path):
         assert len(ids) == len(set(ids)) == 2000
 
 
+@pytest.mark.scenario(
+    "SIGKILL during delivery to Splunk (ack) and Datadog",
+    "a real export is killed mid-delivery and run again: no line missing at either receiver; "
+    "duplicates only from the one request in flight per sink, each with its deterministic "
+    "event id",
+)
 @pytest.mark.timeout(180)
 def test_sigkill_then_rerun_leaves_no_gap_and_duplicates_only_the_batch_in_flight(tmp_path):
     code, output, hec, intake, first = _interrupt(tmp_path, signal.SIGKILL)

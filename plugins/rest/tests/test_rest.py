@@ -237,6 +237,11 @@ def export_one_training(training: TrainingAPI, loopback: LoopbackServer, tmp_pat
     return logarchive.export(config_for(tmp_path, source))
 
 
+@pytest.mark.scenario(
+    "source connection reset mid-stream",
+    "a seed-000 server resets the connection twice mid-body: the download resumes with Range "
+    "and the archive equals the source byte for byte",
+)
 def test_reset_mid_stream_resumes_with_range(training: TrainingAPI, loopback: LoopbackServer,
                                              tmp_path: Path) -> None:
     log = big_log(5000)
@@ -247,6 +252,11 @@ def test_reset_mid_stream_resumes_with_range(training: TrainingAPI, loopback: Lo
     assert training.range_requests[0].startswith("bytes=") and len(training.range_requests) == 2
 
 
+@pytest.mark.scenario(
+    "source reset without Range support",
+    "the server ignores Range: the download restarts, skips the delivered prefix after "
+    "checking it is unchanged, archive byte-equal",
+)
 def test_reset_without_range_support_restarts_and_skips_prefix(training: TrainingAPI,
                                                                loopback: LoopbackServer,
                                                                tmp_path: Path) -> None:
@@ -257,6 +267,11 @@ def test_reset_without_range_support_restarts_and_skips_prefix(training: Trainin
     assert archived(tmp_path)["src/mdl-7f3a/run-1.txt"] == log
 
 
+@pytest.mark.scenario(
+    "wrong Content-Length (short body)",
+    "every answer stops before Content-Length: the run fails after bounded retries, nothing "
+    "archived, ledger not delivered",
+)
 def test_short_body_is_never_a_complete_archive(training: TrainingAPI, loopback: LoopbackServer,
                                                 tmp_path: Path) -> None:
     training.ranges = False  # every answer stops at the same byte: no progress is possible
@@ -283,6 +298,10 @@ def test_short_bodies_resumed_with_range_until_complete(training: TrainingAPI,
     assert len(training.range_requests) == 8
 
 
+@pytest.mark.scenario(
+    "stalled source stream",
+    "the server stops sending mid-body: read timeout, retried with Range, archive byte-equal",
+)
 def test_stalled_stream_times_out_and_is_retried(training: TrainingAPI, loopback: LoopbackServer,
                                                  tmp_path: Path) -> None:
     log = big_log(2000)
@@ -292,6 +311,11 @@ def test_stalled_stream_times_out_and_is_retried(training: TrainingAPI, loopback
     assert archived(tmp_path)["src/mdl-7f3a/run-1.txt"] == log
 
 
+@pytest.mark.scenario(
+    "source 500 then recovering, 429 with Retry-After",
+    "500, 429 (Retry-After) and 503 before the log: retried and exported byte for byte in 4 "
+    "requests",
+)
 def test_500_then_recover_and_429_with_retry_after(training: TrainingAPI,
                                                    loopback: LoopbackServer,
                                                    tmp_path: Path) -> None:
@@ -303,6 +327,47 @@ def test_500_then_recover_and_429_with_retry_after(training: TrainingAPI,
     assert summary.exported == 1, summary.to_json()
     assert archived(tmp_path)["src/mdl-7f3a/run-1.txt"] == LOG
     assert len(loopback.requests) == 4
+
+
+@pytest.mark.scenario(
+    "slow-drip source",
+    "the server sends 2 KiB every 20 ms (never idle long enough to stall): the export waits, "
+    "completes, and the archive equals the source",
+)
+def test_slow_drip_completes(training: TrainingAPI, loopback: LoopbackServer,
+                             tmp_path: Path) -> None:
+    log = big_log(1500)
+    summary = export_one_training(training, loopback, tmp_path, log,
+                                  [Fault("drip", after=2048, seconds=0.02)], read_timeout=0.5)
+    assert summary.exported == 1, summary.to_json()
+    assert archived(tmp_path)["src/mdl-7f3a/run-1.txt"] == log
+    assert training.range_requests == []  # never counted as a stall
+
+
+@pytest.mark.scenario(
+    "429 storm with Retry-After",
+    "12 consecutive 429s with Retry-After: within a retry budget of 15 the run completes after "
+    "exactly 13 requests; past the budget it fails cleanly (nothing archived) and the next export "
+    "delivers it",
+)
+def test_429_storm_with_retry_after(training: TrainingAPI, loopback: LoopbackServer,
+                                    tmp_path: Path) -> None:
+    storm = [Fault("status", status=429, headers={"Retry-After": "0"},
+                   body=b'{"error":"Too Many Requests"}') for _ in range(12)]
+    summary = export_one_training(training, loopback, tmp_path, LOG, storm,
+                                  retry={"max_retries": 15})
+    assert summary.exported == 1, summary.to_json()
+    assert len(loopback.requests) == 13
+    other = tmp_path / "budget"
+    other.mkdir()
+    storm = [Fault("status", status=429, headers={"Retry-After": "0"}) for _ in range(12)]
+    failed = export_one_training(training, loopback, other, LOG, storm,
+                                 retry={"max_retries": 3})
+    assert failed.failed == 1 and "HTTP 429" in failed.results[0].error
+    assert archived(other) == {}
+    training.faults.clear()
+    again = export_one_training(training, loopback, other, LOG, [])
+    assert again.exported == 1 and archived(other)["src/mdl-7f3a/run-1.txt"] == LOG
 
 
 def test_retries_exhausted_is_a_failure(training: TrainingAPI, loopback: LoopbackServer,
@@ -345,6 +410,11 @@ def test_workflow_job_not_finished_is_skipped_then_picked_up(workflows: Workflow
     assert second.exported == 1 and second.exit_code == 0
 
 
+@pytest.mark.scenario(
+    "error trailer inside a 200 stream (seed 002)",
+    "the run fails with the reason, nothing committed to any sink, retried and delivered next"
+    " time",
+)
 def test_error_trailer_fails_the_run_and_nothing_is_committed(workflows: WorkflowAPI,
                                                               loopback: LoopbackServer,
                                                               tmp_path: Path) -> None:

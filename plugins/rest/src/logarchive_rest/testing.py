@@ -28,7 +28,7 @@ def fast_http(**extra: Any) -> dict[str, Any]:
 class Fault:
     """One injected misbehaviour, consumed by the next matching request."""
 
-    kind: str  # reset | stall | short | status
+    kind: str  # reset | stall | short | status | drip
     after: int = 0  # bytes of body sent before the fault
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
@@ -81,6 +81,14 @@ class FaultyBodies:
         else:
             all_headers["Content-Length"] = str(len(payload))
         req.start(status, all_headers)
+        if fault is not None and fault.kind == "drip":  # slow but alive: `after` bytes a tick
+            for i in range(0, len(payload), max(1, fault.after)):
+                piece = payload[i:i + max(1, fault.after)]
+                req.write(_chunk(piece) if chunked else piece)
+                time.sleep(fault.seconds)
+            if chunked:
+                req.write(b"0\r\n\r\n")
+            return
         cut = fault.after if fault is not None else None
         data = payload if cut is None else payload[:cut]
         pieces = [data[i:i + 4096] for i in range(0, len(data), 4096)]
