@@ -19,6 +19,7 @@ import re
 import zlib
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Literal
 
 import orjson
@@ -217,61 +218,82 @@ _BOOL_JSON = {True: b"true", False: b"false"}
 
 Row = tuple[int, int, bool, str, "str | None", "str | None"]
 
+# --- the fast path ------------------------------------------------------------------------------
+# Most lines of a training log have one of two shapes; runs of consecutive lines of one shape are
+# recognised by one regex match (C) and encoded with C-level map/zip/%-formatting, without a
+# Python call per line. Everything else (quotes, backslashes, control characters, non-ASCII,
+# other timestamp forms, lines over max_line_bytes) takes the per-line path below, which defines
+# the semantics; the fast path produces the very same bytes.
+#
+# Shape A: ``<canonical timestamp> [LEVEL]<clean ASCII>``: the timestamp is
+# parse_timestamp's canonical form with a valid calendar date (Feb 29 is left to the slow path),
+# the level an upper-case name right after it (so it is the first ``[`` of the line).
+# Shape B: no timestamp (first byte not a digit) and no ``[`` in the first 80 bytes: both null.
+_CLEAN = rb'[ !#-\[\]-~\x7f]'       # printable ASCII except " and \ : JSON-safe as is
+_CLEAN_NB = rb'[ !#-Z\]-~\x7f]'     # the same without [
+_FAST_DATE = (rb'(?!0000)\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-'
+              rb'(?:29|30)|(?:0[13578]|1[02])-31)T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z')
+_RUN_A = re.compile(rb'(?:' + _FAST_DATE + rb' \[(?:TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|'
+                    rb'ERR|CRITICAL|CRIT|FATAL)\]' + _CLEAN + rb'*\n)+')
+_RUN_B = re.compile(rb'(?:(?![0-9])(?:' + _CLEAN_NB + rb'{0,79}\n|' + _CLEAN_NB + rb'{80}'
+                    + _CLEAN + rb'*\n))+')
+_LEVEL3 = {b"TRA": b'"trace"', b"DEB": b'"debug"', b"INF": b'"info"', b"NOT": b'"notice"',
+           b"WAR": b'"warning"', b"ERR": b'"error"', b"CRI": b'"critical"', b"FAT": b'"critical"'}
+_TS_SLICE = itemgetter(slice(0, 24))
+_LEVEL_SLICE = itemgetter(slice(26, 29))
+
+
+def _encode_rows(rows: list[Row], tail: bytes) -> bytes:
+    """The per-line path's JSON: one object per row, as ``orjson.dumps(record)`` writes it."""
+    dumps, levels = orjson.dumps, _LEVEL_JSON
+    out = []
+    for seq, part, last, text, ts, level in rows:
+        stamp = b"null" if ts is None else b'"%b"' % ts.encode()
+        if part:
+            out.append(
+                b'{"seq":%d,"timestamp":%b,"level":%b,"message":%b,"part":%d,'
+                b'"partial":%b,"continuation":%b%b'
+                % (seq, stamp, levels[level], dumps(text), part, _BOOL_JSON[not last],
+                   _BOOL_JSON[part > 1], tail)
+            )
+        else:
+            out.append(b'{"seq":%d,"timestamp":%b,"level":%b,"message":%b%b'
+                       % (seq, stamp, levels[level], dumps(text), tail))
+    return b"\n".join(out)
+
 
 class Batch:
-    """The records of one chunk, parsed once (text, timestamp, level), rendered on demand:
-    ``records()`` as dicts (record sinks), ``encoded()`` as JSON bytes (json/ndjson objects).
-    Both renderings carry the same keys in the same order."""
+    """The records of one chunk, encoded once as JSON objects separated by ``\\n`` (records never
+    hold a raw newline), rendered on demand: ``encoded()`` one JSON object per record (what
+    ``orjson.dumps(record)`` writes), ``ndjson()`` / ``json_body()`` the bytes of an archive,
+    ``records()`` as dicts for record sinks (decoded by orjson from the same bytes, so both
+    renderings carry the same keys in the same order)."""
 
-    __slots__ = ("rows", "_fields", "_tail", "_records", "_encoded")
+    __slots__ = ("blob", "count", "_records")
 
-    def __init__(self, rows: list[Row], fields: dict[str, Any], tail: bytes) -> None:
-        self.rows = rows
-        self._fields = fields
-        self._tail = tail
+    def __init__(self, blob: bytes, count: int) -> None:
+        self.blob = blob
+        self.count = count
         self._records: list[dict[str, Any]] | None = None
-        self._encoded: list[bytes] | None = None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.count
 
     def records(self) -> list[dict[str, Any]]:
         if self._records is None:
-            fields = self._fields
-            out = []
-            for seq, part, last, text, ts, level in self.rows:
-                record: dict[str, Any] = {
-                    "seq": seq, "timestamp": ts, "level": level, "message": text,
-                }
-                if part:
-                    record["part"] = part
-                    record["partial"] = not last
-                    record["continuation"] = part > 1
-                record.update(fields)
-                out.append(record)
-            self._records = out
+            self._records = (orjson.loads(b"[" + self.blob.replace(b"\n", b",") + b"]")
+                             if self.count else [])
         return self._records
 
     def encoded(self) -> list[bytes]:
-        """One JSON object per record, as ``orjson.dumps(record)`` would write it, without
-        building the dicts (the hot path of json/ndjson archives)."""
-        if self._encoded is None:
-            dumps, tail, levels = orjson.dumps, self._tail, _LEVEL_JSON
-            out = []
-            for seq, part, last, text, ts, level in self.rows:
-                stamp = b"null" if ts is None else b'"%b"' % ts.encode()
-                if part:
-                    out.append(
-                        b'{"seq":%d,"timestamp":%b,"level":%b,"message":%b,"part":%d,'
-                        b'"partial":%b,"continuation":%b%b'
-                        % (seq, stamp, levels[level], dumps(text), part, _BOOL_JSON[not last],
-                           _BOOL_JSON[part > 1], tail)
-                    )
-                else:
-                    out.append(b'{"seq":%d,"timestamp":%b,"level":%b,"message":%b%b'
-                               % (seq, stamp, levels[level], dumps(text), tail))
-            self._encoded = out
-        return self._encoded
+        return self.blob.split(b"\n") if self.count else []
+
+    def ndjson(self) -> bytes:
+        return self.blob + b"\n" if self.count else b""
+
+    def json_body(self) -> bytes:
+        """The records as elements of a JSON array, separated by ``,\\n``."""
+        return self.blob.replace(b"\n", b",\n")
 
 
 class RecordBuilder:
@@ -286,16 +308,79 @@ class RecordBuilder:
         self.fields = fields
         encoded_fields = orjson.dumps(fields)  # b'{"source":"x","run_id":"y"}'
         self._tail = b"," + encoded_fields[1:] if fields else b"}"
+        escaped = self._tail.replace(b"%", b"%%")
+        self._template_a = b'{"seq":%d,"timestamp":"%b","level":%b,"message":"%b"' + escaped
+        self._template_b = b'{"seq":%d,"timestamp":null,"level":null,"message":"%b"' + escaped
         self.invalid_utf8 = 0
         self.records = 0
 
     def feed(self, chunk: bytes) -> Batch:
-        return self._build(self.splitter.feed(chunk))
+        splitter = self.splitter
+        blobs: list[bytes] = []
+        start = count = 0
+        if splitter._buf or splitter._part:  # finish the pending line the slow way
+            newline = chunk.find(b"\n")
+            if newline == -1:
+                return self._slow(chunk, blobs, 0)
+            count += self._slow(chunk[:newline + 1], blobs)
+            start = newline + 1
+        last = chunk.rfind(b"\n")
+        if last >= start:
+            count += self._lines(chunk[start:last + 1] if start or last + 1 < len(chunk)
+                                 else chunk, blobs)
+            start = last + 1
+        if start < len(chunk):
+            count += self._slow(chunk[start:], blobs)
+        return Batch(b"\n".join(blobs), count)
 
     def finish(self) -> Batch:
-        return self._build(self.splitter.finish())
+        rows = self._rows(self.splitter.finish())
+        return Batch(_encode_rows(rows, self._tail), len(rows))
 
-    def _build(self, pieces: Iterable[tuple[int, int, bool, bytes]]) -> Batch:
+    def _lines(self, region: bytes, blobs: list[bytes]) -> int:
+        """Complete lines (``region`` ends with ``\\n``): runs of fast shapes, else line by line."""
+        count, pos, end = 0, 0, len(region)
+        match_a, match_b = _RUN_A.match, _RUN_B.match
+        limit = self.splitter.max_line_bytes
+        while pos < end:
+            found = match_a(region, pos)
+            template = self._template_a
+            if found is None:
+                found = match_b(region, pos)
+                template = self._template_b
+            if found is not None:
+                stop = found.end()
+                lines = region[pos:stop - 1].split(b"\n")
+                if stop - pos <= limit or max(map(len, lines)) <= limit:
+                    first = self.splitter._seq + 1
+                    seqs = range(first, first + len(lines))
+                    if template is self._template_a:
+                        levels = map(_LEVEL3.__getitem__, map(_LEVEL_SLICE, lines))
+                        rows = zip(seqs, map(_TS_SLICE, lines), levels, lines)
+                    else:
+                        rows = zip(seqs, lines)
+                    blobs.append(b"\n".join(map(template.__mod__, rows)))
+                    self.splitter._seq += len(lines)
+                    self.records += len(lines)
+                    count += len(lines)
+                    pos = stop
+                    continue
+                # a line over the cap in this run: the per-line path splits it into parts
+            else:
+                stop = region.index(b"\n", pos) + 1
+            count += self._slow(region[pos:stop], blobs)
+            pos = stop
+        return count
+
+    def _slow(self, data: bytes, blobs: list[bytes], count: int | None = None) -> Any:
+        rows = self._rows(self.splitter.feed(data))
+        if rows:
+            blobs.append(_encode_rows(rows, self._tail))
+        if count is not None:  # called for a whole chunk: return its Batch
+            return Batch(b"\n".join(blobs), len(rows))
+        return len(rows)
+
+    def _rows(self, pieces: Iterable[tuple[int, int, bool, bytes]]) -> list[Row]:
         rows: list[Row] = []
         append = rows.append
         for seq, part, last, raw in pieces:
@@ -307,7 +392,7 @@ class RecordBuilder:
             else:
                 append((seq, part, last, text, None, None))
         self.records += len(rows)
-        return Batch(rows, self.fields, self._tail)
+        return rows
 
 
 class SourceStats:
@@ -434,6 +519,18 @@ class FormatEncoder:
 
     def encode_chunk(self, chunk: bytes) -> bytes:
         return chunk
+
+    def encode_batch(self, batch: Batch) -> bytes:
+        """Same bytes as ``encode_records(batch.encoded())``, without splitting the batch."""
+        if not batch.count:
+            return b""
+        if self.format == "ndjson":
+            return batch.ndjson()
+        body = batch.json_body()
+        if self._first:
+            self._first = False
+            return b"\n" + body
+        return b",\n" + body
 
     def encode_records(self, encoded: list[bytes]) -> bytes:
         if not encoded:

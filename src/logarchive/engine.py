@@ -450,7 +450,7 @@ def _export_locked(pipe: Pipeline, run: RunRef, sinks: list[str], ledger: Ledger
                     if chunk is not None:
                         target.put(chunk)
                 elif batch:
-                    target.put(target.encoder.encode_records(batch.encoded()))
+                    target.put(target.encoder.encode_batch(batch))
             except Exception as exc:  # one sink's failure must not stop the others
                 _abort(target.writer)
                 byte_targets.remove(target)
