@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 import signal
 import time
 import uuid
@@ -46,43 +47,106 @@ def sinks_for(tmp: Path, s3: str, gcs: str, tag: str) -> tuple[dict, list]:
     return sinks, checks
 
 
+def aggregators() -> tuple[dict, list]:
+    """Splunk (with indexer acknowledgement) and Datadog receivers on loopback, when their
+    plugins are installed; returns the sink tables and the receivers."""
+    try:
+        from logarchive_datadog.testing import API_KEY, IntakeReceiver
+        from logarchive_splunk.testing import TOKEN, HecReceiver
+    except ImportError:
+        return {}, []
+    hec, intake = HecReceiver(ack=True).start(), IntakeReceiver().start()
+    fast = {"backoff_initial": 0.01, "backoff_max": 0.05, "batch_max_events": 200}
+    return {
+        "splunk": {"type": "splunk", "url": hec.url, "token": TOKEN, "ack": True,
+                   "ack_poll_interval": 0.01, **fast},
+        "datadog": {"type": "datadog", "url": intake.url, "api_key": API_KEY, **fast},
+    }, [("splunk", hec), ("datadog", intake)]
+
+
+def check_receiver(name: str, receiver, logs: dict[str, bytes], killed_requests: int,
+                   workers: int) -> tuple[list[str], int]:
+    """Every line at least once; duplicates only from requests the killed export had in flight
+    (one per run being delivered, so at most `workers`), each carrying its event id."""
+    from logarchive.batching import event_id
+
+    expected = {event_id("logs", f"logs/model_id=m/run_id={run}", seq)
+                for run, data in logs.items() for seq in range(1, data.count(b"\n") + 1)}
+    events = receiver.events()
+    counts = Counter(e.event_id for e in events)
+    problems = []
+    missing = expected - set(counts)
+    if missing:
+        problems.append(f"{name}: {len(missing)} lines missing")
+    if None in counts or set(counts) - expected:
+        problems.append(f"{name}: events without or with unknown ids")
+    duplicated = {i for i, n in counts.items() if n > 1}
+    if any(n > 2 for n in counts.values()):
+        problems.append(f"{name}: an event arrived more than twice")
+    if duplicated:
+        owners = [r for r in receiver.accepted[:killed_requests]
+                  if {e.event_id for e in r.events} & duplicated]
+        if len(owners) > workers:
+            problems.append(f"{name}: duplicates from {len(owners)} requests (> {workers})")
+    return problems, len(duplicated)
+
+
 @pytest.mark.scenario(
-    "SIGKILL mid-export, fs sink on local + S3 + GCS",
-    "random kill points during a 6-run export to 3 sinks, then a second export: every run "
-    "archived exactly once per sink, bytes equal to the source, every object with its manifest, "
-    "no partial object under a final name, ledger says delivered",
+    "SIGKILL mid-export: fs on local + S3 + GCS, Splunk (ack) and Datadog",
+    "random kill points during a 6-run export to 5 sinks, then a second export: every run "
+    "archived exactly once per fs sink, bytes equal to the source, every object with its "
+    "manifest, no partial object under a final name; each receiver holds every line at least "
+    "once, duplicates only from the requests in flight at the kill (one per run being "
+    "delivered), each with its deterministic event id",
 )
 def test_sigkill_at_random_points_then_rerun(tmp_path: Path, s3: str, gcs: str, record) -> None:
     rng = random.Random(int(os.environ.get("LOGARCHIVE_KILL_SEED", "20261123")))
+    workers = 2
     logs = make_logs(tmp_path / "logs", runs=6, lines_per_run=15000)
     # Calibrate: how long a whole export takes here, so kill points fall inside it.
     sinks, _ = sinks_for(tmp_path / "calibrate", s3, gcs, uuid.uuid4().hex[:8])
+    extra, receivers = aggregators()
     config = write_config(tmp_path / "calibrate.toml", tmp_path / "calibrate-state",
-                          tmp_path / "logs", sinks)
+                          tmp_path / "logs", {**sinks, **extra}, workers=workers)
     started = time.monotonic()
     first = run_export(config)
     duration = time.monotonic() - started
+    for _, receiver in receivers:
+        receiver.stop()
     assert first.returncode == 0, first.stderr
     killed = 0
-    points = []
+    points, duplicates = [], Counter()
     for sweep in range(SWEEPS):
         work = tmp_path / f"sweep-{sweep}"
         work.mkdir()
         sinks, checks = sinks_for(work, s3, gcs, uuid.uuid4().hex[:8])
-        config = write_config(work / "c.toml", work / "state", tmp_path / "logs", sinks)
+        extra, receivers = aggregators()
+        config = write_config(work / "c.toml", work / "state", tmp_path / "logs",
+                              {**sinks, **extra}, workers=workers)
         point = rng.uniform(0.05, duration)
         process = start_export(config)
-        if kill_after(process, point):
-            killed += 1
-            points.append(f"{point:.2f}")
-        second = run_export(config)
-        assert second.returncode == 0, second.stdout + second.stderr
-        for fs, root, fmt in checks:
-            assert check_archive(fs, root, logs, fmt) == [], (sweep, point, root)
-        third = run_export(config)
-        assert "exported 0 run(s), skipped 6" in third.stdout
+        try:
+            if kill_after(process, point):
+                killed += 1
+                points.append(f"{point:.2f}")
+            time.sleep(0.3)  # a request the killed process had on the wire is still answered
+            in_flight = {name: len(r.accepted) for name, r in receivers}
+            second = run_export(config)
+            assert second.returncode == 0, second.stdout + second.stderr
+            for fs, root, fmt in checks:
+                assert check_archive(fs, root, logs, fmt) == [], (sweep, point, root)
+            for name, receiver in receivers:
+                problems, twice = check_receiver(name, receiver, logs, in_flight[name], workers)
+                assert problems == [], (sweep, point)
+                duplicates[name] += twice
+            third = run_export(config)
+            assert "exported 0 run(s), skipped 6" in third.stdout
+        finally:
+            for _, receiver in receivers:
+                receiver.stop()
     record(f"{SWEEPS} sweeps, {killed} killed mid-export at {', '.join(points)} s "
-           f"(full export {duration:.1f} s)")
+           f"(full export {duration:.1f} s); events delivered twice in total: "
+           + (", ".join(f"{k} {v}" for k, v in sorted(duplicates.items())) or "none"))
     assert killed >= max(1, SWEEPS // 2)
 
 
