@@ -432,28 +432,50 @@ class SourceStats:
 
 
 class _IncrementalReplaceCounter:
-    """Counts invalid UTF-8 sequences across chunk boundaries (same count as decode_line)."""
+    """Counts invalid UTF-8 sequences across chunk boundaries (same count as decode_line).
+
+    Strict decoding runs at memcpy speed on ASCII and valid UTF-8; each error it raises is
+    exactly one replacement character of the ``replace`` handler, so invalid sequences are
+    counted without decoding a chunk twice (or at all, for pure ASCII). An incomplete
+    character at the end of a chunk waits for the next one.
+    """
 
     def __init__(self) -> None:
-        import codecs
-
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._tail = b""
-        self._ascii = True
+        self._pending = b""
 
     def feed(self, chunk: bytes) -> int:
-        if self._ascii and chunk.isascii():
+        if not self._pending and chunk.isascii():
             return 0
-        self._ascii = False
-        text = self._decoder.decode(chunk)
-        genuine = (self._tail + chunk).count(_REPLACEMENT_UTF8)
-        self._tail = chunk[-2:]
-        return text.count("\ufffd") - genuine
+        data = self._pending + chunk if self._pending else chunk
+        count, self._pending = _count_invalid(data, final=False)
+        return count
 
     def finish(self) -> int:
-        if self._ascii:
-            return 0
-        return self._decoder.decode(b"", final=True).count("\ufffd")
+        count, _ = _count_invalid(self._pending, final=True) if self._pending else (0, b"")
+        self._pending = b""
+        return count
+
+
+def _count_invalid(data: bytes, final: bool) -> tuple[int, bytes]:
+    """Invalid sequences in ``data`` and the incomplete tail to carry (empty when final)."""
+    import codecs
+
+    view, pos, count, errors = memoryview(data), 0, 0, 0
+    while pos < len(data):
+        try:
+            _, used = codecs.utf_8_decode(view[pos:], "strict", final)
+        except UnicodeDecodeError as exc:
+            count += 1
+            pos += exc.end
+            errors += 1
+            if errors > 16:  # dense garbage: one decode with replacement for the rest
+                rest = data[pos:]
+                text, used = codecs.utf_8_decode(rest, "replace", final)
+                count += text.count("\ufffd") - rest[:used].count(_REPLACEMENT_UTF8)
+                return count, rest[used:]
+            continue
+        return count, data[pos + used:]
+    return count, b""
 
 
 class Compressor:
