@@ -204,14 +204,25 @@ class ListedRun:
     item: Any = None
 
 
-def map_item(endpoint: ListEndpoint, item: Any) -> ListedRun | None:
-    """Map one item; None when a run field is missing or empty (the item is skipped)."""
-    fields: dict[str, str] = {}
+def item_problem(endpoint: ListEndpoint, item: Any) -> str | None:
+    """Why ``item`` cannot be mapped to a run (names the field and pointer), or None."""
     for name, pointer in endpoint.fields.items():
         value = json_pointer(item, pointer, None)
-        if value is None or isinstance(value, (dict, list)) or str(value) == "":
-            return None
-        fields[name] = str(value)
+        if value is None:
+            return f"run field {name!r} ({pointer}) is missing"
+        if isinstance(value, (dict, list)):
+            return f"run field {name!r} ({pointer}) is a {type(value).__name__}, not a value"
+        if str(value) == "":
+            return f"run field {name!r} ({pointer}) is empty"
+    return None
+
+
+def map_item(endpoint: ListEndpoint, item: Any) -> ListedRun | None:
+    """Map one item; None when a run field is missing, empty or not a scalar (see
+    :func:`item_problem`); the item is then skipped."""
+    if item_problem(endpoint, item) is not None:
+        return None
+    fields = {name: str(json_pointer(item, pointer)) for name, pointer in endpoint.fields.items()}
     status = endpoint.default_status
     if endpoint.status:
         raw = json_pointer(item, endpoint.status, None)
@@ -251,7 +262,12 @@ def list_items(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str]
             document = response.json()
         except ValueError:
             raise SourceError(f"list endpoint {endpoint.url}: response is not JSON") from None
-        items = json_pointer(document, endpoint.items, None)
+        try:
+            items = json_pointer(document, endpoint.items)
+        except KeyError:
+            keys = sorted(document)[:10] if isinstance(document, Mapping) else type(document).__name__
+            raise SourceError(f"list endpoint {endpoint.url}: items pointer {endpoint.items!r} "
+                              f"not found in the response (it has: {keys})") from None
         if items is None:
             items = []
         if not isinstance(items, list):
@@ -287,16 +303,17 @@ def list_items(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str]
 def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] | None = None,
               *, classify: Any = None, log: Any = None) -> Iterator[ListedRun]:
     """Mapped items of every page; items missing a run field are skipped with a warning."""
-    for item in list_items(client, endpoint, variables, classify=classify, log=log):
+    for index, item in enumerate(list_items(client, endpoint, variables, classify=classify,
+                                            log=log)):
         listed = map_item(endpoint, item)
         if listed is None:
             if log is not None:
-                log.warning("list_item_skipped", url=endpoint.url,
-                            reason="a mapped run field is missing or empty")
+                log.warning("list_item_skipped", url=endpoint.url, item=index,
+                            reason=item_problem(endpoint, item))
             continue
         yield listed
 
 
 __all__ = ["DEFAULT_STATUS_MAP", "ListEndpoint", "ListedRun", "fill_template", "json_pointer",
-           "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header",
+           "item_problem", "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header",
            "template_names"]
