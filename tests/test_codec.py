@@ -91,6 +91,12 @@ log_bytes = st.one_of(
 )
 
 
+@pytest.mark.scenario(
+    "codec fuzz: ndjson records",
+    "hypothesis bytes (invalid UTF-8, NULs, CR-only, CRLF, lines over the cap, empty logs) cut "
+    "at random chunk boundaries: messages joined equal the decoded source lines, seq complete, "
+    "parts never over the cap, invalid UTF-8 counted the same by both counters",
+)
 @settings(max_examples=300, deadline=None)
 @given(data=log_bytes, cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=8),
        max_line=st.integers(min_value=4, max_value=64))
@@ -109,6 +115,11 @@ def test_ndjson_messages_equal_decoded_source_lines(data: bytes, cuts: list[int]
         assert record["run_id"] == "r1" and record["source"] == "t"
 
 
+@pytest.mark.scenario(
+    "codec fuzz: txt through every compression",
+    "hypothesis bytes through txt with none, gzip and zstd: decompressed output byte-identical "
+    "to the input, sha256 and size equal",
+)
 @settings(max_examples=200, deadline=None)
 @given(data=log_bytes, cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=8),
        compression=st.sampled_from(["none", "gzip", "zstd"]))
@@ -120,6 +131,11 @@ def test_txt_output_equals_input_for_every_compression(data: bytes, cuts: list[i
     assert stats.size == len(data)
 
 
+@pytest.mark.scenario(
+    "codec fuzz: json array through every compression",
+    "hypothesis bytes through json with none, gzip and zstd: json.load parses the array, one "
+    "object per line, messages equal the decoded lines",
+)
 @settings(max_examples=150, deadline=None)
 @given(data=log_bytes, cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=8),
        compression=st.sampled_from(["none", "gzip", "zstd"]))

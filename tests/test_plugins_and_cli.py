@@ -211,3 +211,36 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     for command in ("pip install -r requirements-dev.txt", "pytest"):
         assert f"\n{command} " in readme  # the first code block, as a newcomer copies it
         assert f"\n{command}\n" in ci
+
+
+def test_progress_bar_and_readable_logs_on_a_terminal(tmp_path: Path) -> None:
+    """stderr on a terminal: a rich progress bar and console log lines; stdout stays data."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    shutil.copy(REPO / "config.example.toml", tmp_path)
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "logarchive"), "export", "-c", "config.example.toml"],
+        stdout=subprocess.PIPE, stderr=slave, cwd=tmp_path, env={**os.environ, "COLUMNS": "120"},
+    )
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        terminal += data
+    stdout = process.stdout.read().decode()
+    assert process.wait() == 0
+    os.close(master)
+    text = terminal.decode(errors="replace")
+    assert "exporting" in text  # the progress bar's label
+    assert "run_exported" in text and '{"' not in text  # console lines, not JSON
+    assert "exported 3 run(s)" in stdout and "run_exported" not in stdout

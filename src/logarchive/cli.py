@@ -119,6 +119,7 @@ class _RichProgress(Progress):
     """A rich progress bar on a terminal."""
 
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn, DownloadColumn, MofNCompleteColumn, Progress as Bar, TextColumn,
             TimeElapsedColumn, TransferSpeedColumn,
@@ -127,7 +128,7 @@ class _RichProgress(Progress):
         self._bar = Bar(
             TextColumn("[progress.description]{task.description}"), BarColumn(),
             MofNCompleteColumn(), TextColumn("runs"), DownloadColumn(), TransferSpeedColumn(),
-            TimeElapsedColumn(), transient=True, console=None,
+            TimeElapsedColumn(), transient=True, console=Console(stderr=True),
         )
         self._task: Any = None
         self._bytes = 0

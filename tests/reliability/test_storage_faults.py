@@ -184,3 +184,52 @@ def test_lost_ledger_with_record_sink_is_never_silent(tmp_path: Path) -> None:
     import json
 
     assert any("delivered to splunk" in w for w in json.loads(result.stdout)["warnings"])
+
+
+@pytest.mark.scenario(
+    "Splunk and Datadog down for the whole export (connection refused)",
+    "both aggregator sinks point at closed ports: every run fails after bounded retries, nothing "
+    "is recorded as delivered (no accepted line either), the archive sink still delivers; the "
+    "next export with the receivers up delivers every line exactly once",
+)
+def test_aggregators_down_for_the_whole_export(tmp_path: Path) -> None:
+    splunk = pytest.importorskip("logarchive_splunk.testing")
+    datadog = pytest.importorskip("logarchive_datadog.testing")
+    from collections import Counter
+
+    logs = make_logs(tmp_path / "logs", runs=2, lines_per_run=300)
+    fast = {"backoff_initial": 0.01, "backoff_max": 0.02, "max_retries": 2}
+
+    def sinks(hec_url: str, intake_url: str) -> dict:
+        return {
+            "archive": {"type": "fs", "url": str(tmp_path / "archive"),
+                        "path": "{model_id}/{run_id}.{ext}"},
+            "splunk": {"type": "splunk", "url": hec_url, "token": splunk.TOKEN, **fast},
+            "datadog": {"type": "datadog", "url": intake_url, "api_key": datadog.API_KEY,
+                        **fast},
+        }
+
+    config = write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs",
+                          sinks(f"http://127.0.0.1:{free_port()}",
+                                f"http://127.0.0.1:{free_port()}"))
+    down = run_export(config)
+    assert down.returncode == 1 and "failed 2" in down.stdout, down.stdout
+    with sqlite3.connect(tmp_path / "state" / "ledger.sqlite3") as db:
+        rows = {(sink, status, accepted) for sink, status, accepted in
+                db.execute("SELECT sink, status, accepted FROM deliveries")}
+    assert {(s, st) for s, st, _ in rows if s != "archive"} == {("splunk", "failed"),
+                                                               ("datadog", "failed")}
+    assert all(accepted == 0 for sink, _, accepted in rows if sink != "archive")
+    assert {st for s, st, _ in rows if s == "archive"} == {"delivered"}
+    hec, intake = splunk.HecReceiver().start(), datadog.IntakeReceiver().start()
+    try:
+        write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs",
+                     sinks(hec.url, intake.url))
+        up = run_export(config)
+        assert up.returncode == 0, up.stdout + up.stderr
+        for receiver in (hec, intake):
+            counts = Counter(e.event_id for e in receiver.events())
+            assert len(counts) == 600 and set(counts.values()) == {1}
+    finally:
+        hec.stop()
+        intake.stop()
