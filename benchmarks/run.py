@@ -568,7 +568,19 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/logarchive-bench")
     parser.add_argument("--out", help="report file (default: docs/benchmarks.md for a full "
                         "run of every benchmark, none otherwise)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from "
+                        "the last run's results.json (after editing benchmarks/NOTES.md)")
     args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads((Path(args.workdir) / "results.json").read_text())
+        rows = [Row(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()})
+                for r in saved["rows"]]
+        args.quick, args.runs = saved["quick"], saved["runs"]
+        out = args.out or str(REPO / "docs" / "benchmarks.md")
+        write_report(Path(out), rows, saved["info"], args, saved["elapsed"],
+                     tuple(tuple(x) for x in saved["loads"]))
+        print(f"wrote {out}")
+        return
     chosen = [b for b in args.only.split(",") if b] or BENCHMARKS
     unknown = set(chosen) - set(BENCHMARKS)
     if unknown:
@@ -593,10 +605,13 @@ def main() -> None:
     elapsed = time.monotonic() - started
     print(f"\ntook {elapsed:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in
                                                   bench.timings.items()), flush=True)
+    loads = (load_start, os.getloadavg())
     raw = bench.work / "results.json"
-    raw.write_text(json.dumps([r.__dict__ for r in bench.rows], indent=1, default=str))
+    raw.write_text(json.dumps({"rows": [r.__dict__ for r in bench.rows], "info": info,
+                               "elapsed": elapsed, "loads": loads, "quick": args.quick,
+                               "runs": args.runs}, indent=1))
     if out:
-        write_report(Path(out), bench.rows, info, args, elapsed, (load_start, os.getloadavg()))
+        write_report(Path(out), bench.rows, info, args, elapsed, loads)
         print(f"wrote {out}")
     sys.exit(1 if failed else 0)
 
