@@ -112,6 +112,17 @@ def retry_after(response: httpx.Response) -> float | None:
     return parse_retry_after(response.headers.get("Retry-After"))
 
 
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The response's JSON object, or a SourceError naming ``what`` (not JSON / not an object)."""
+    try:
+        document = response.json()
+    except ValueError:
+        raise SourceError(f"{what}: the response is not JSON") from None
+    if not isinstance(document, dict):
+        raise SourceError(f"{what}: the response is not a JSON object")
+    return document
+
+
 def describe_response(response: httpx.Response, limit: int = 300) -> str:
     """``HTTP 403 from GET https://host/path`` plus the start of the body, redacted."""
     try:
@@ -381,4 +392,4 @@ def _transport_message(exc: BaseException) -> str:
 
 
 __all__ = ["AuthConfig", "BasicAuth", "HttpClient", "HttpOptions", "RETRIABLE_STATUS",
-           "describe_response", "register_secret", "retry_after"]
+           "describe_response", "json_object", "register_secret", "retry_after"]

@@ -20,14 +20,14 @@ from urllib.parse import quote
 
 import httpx
 
-from logarchive.http import AuthConfig, HttpClient, RETRIABLE_STATUS, retry_after
+from logarchive.http import AuthConfig, HttpClient, json_object
 from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
-from logarchive.retry import Retryable
 
 from logarchive_mlflow.artifacts import (
     ArtifactPatterns, FileLocator, check_artifact_path, join_location, read_location,
 )
 from logarchive_mlflow.config import MlflowConfig
+from logarchive_mlflow.responses import status_classifier
 
 API = "/api/v2/model-lab-api"
 KEY_HEADERS = "DD-API-KEY (api_key) and DD-APPLICATION-KEY (application_key)"
@@ -67,21 +67,11 @@ def jsonapi_errors(response: httpx.Response) -> str:
 
 
 def _classify(what: str, *, gone_on_404: bool = True) -> Any:
-    def classify(response: httpx.Response) -> None:
-        code = response.status_code
-        if code < 400:
-            return
-        message = f"Model Lab {what}: HTTP {code}: {jsonapi_errors(response)}"
-        if code in RETRIABLE_STATUS:
-            raise Retryable(SourceError(message, retriable=True), retry_after(response))
-        if code in (401, 403):
-            raise SourceError(f"{message}; check the {KEY_HEADERS} headers: a valid API key and "
-                              "an application key allowed to read Model Lab runs",
-                              fatal_for_source=True)
-        if code == 404 and gone_on_404:
-            raise RunGone(message)
-        raise SourceError(message)
-    return classify
+    return status_classifier(
+        f"Model Lab {what}", jsonapi_errors,
+        f"check the {KEY_HEADERS} headers: a valid API key and an application key allowed to "
+        "read Model Lab runs", gone_on_404=gone_on_404,
+    )
 
 
 class ModelLab:
@@ -264,14 +254,7 @@ class ModelLab:
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        document = response.json()
-    except ValueError:
-        raise SourceError(f"Model Lab {what}: the response is not JSON") from None
-    if not isinstance(document, dict):
-        raise SourceError(f"Model Lab {what}: the response is not a JSON object")
-    return document
-
+    return json_object(response, f"Model Lab {what}")
 
 def _resource(response: httpx.Response, kind: str, what: str) -> dict[str, Any]:
     data = _json(response, what).get("data")

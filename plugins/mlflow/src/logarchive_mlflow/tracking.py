@@ -20,15 +20,15 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from logarchive.http import HttpClient, RETRIABLE_STATUS, retry_after
+from logarchive.http import HttpClient, json_object
 from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
-from logarchive.retry import Retryable
 
 from logarchive_mlflow.artifacts import (
     ArtifactPatterns, FileLocator, check_artifact_path, checked_size, join_location,
     read_location,
 )
 from logarchive_mlflow.config import MlflowConfig
+from logarchive_mlflow.responses import status_classifier
 
 API = "/api/2.0/mlflow"
 PROXY = "/api/2.0/mlflow-artifacts/artifacts"
@@ -49,26 +49,11 @@ def mlflow_error(response: httpx.Response) -> str:
 
 
 def _classify(what: str, *, gone_on_404: bool = True) -> Any:
-    def classify(response: httpx.Response) -> None:
-        code = response.status_code
-        if code < 400:
-            return
-        if not response.is_stream_consumed:
-            try:
-                response.read()
-            except httpx.HTTPError:
-                pass
-        message = f"MLflow {what}: HTTP {code}: {mlflow_error(response)}"
-        if code in RETRIABLE_STATUS:
-            raise Retryable(SourceError(message, retriable=True), retry_after(response))
-        if code in (401, 403):
-            raise SourceError(f"{message}; check auth (basic, or bearer as "
-                              "MLFLOW_TRACKING_TOKEN) and that the server allows this Host",
-                              fatal_for_source=True)
-        if code == 404 and gone_on_404:
-            raise RunGone(message)
-        raise SourceError(message)
-    return classify
+    return status_classifier(
+        f"MLflow {what}", mlflow_error,
+        "check auth (basic, or bearer as MLFLOW_TRACKING_TOKEN) and that the server allows this "
+        "Host", gone_on_404=gone_on_404,
+    )
 
 
 class Tracking:
@@ -274,13 +259,7 @@ class Tracking:
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        document = response.json()
-    except ValueError:
-        raise SourceError(f"MLflow {what}: the response is not JSON") from None
-    if not isinstance(document, dict):
-        raise SourceError(f"MLflow {what}: the response is not a JSON object")
-    return document
+    return json_object(response, f"MLflow {what}")
 
 
 def _pairs(items: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, field_validator
 
-from logarchive.http import HttpClient, HttpOptions, describe_response_head
+from logarchive.http import HttpClient, HttpOptions, describe_response_head, json_object
 from logarchive.plugin_api import (
     RunGone, RunRef, Secret, Source, SourceConfig, SourceError, hookimpl, parse_time,
 )
@@ -239,13 +239,7 @@ def _error_detail(response: httpx.Response) -> str:
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        document = response.json()
-    except ValueError:
-        raise SourceError(f"{what}: the API answered with something that is not JSON") from None
-    if not isinstance(document, dict):
-        raise SourceError(f"{what}: unexpected JSON answer")
-    return document
+    return json_object(response, what)
 
 
 def _get(document: Any, *path: str) -> Any:

@@ -1,0 +1,39 @@
+"""How both APIs' responses are classified: retriable, fatal for the source, gone, or failed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from logarchive.http import RETRIABLE_STATUS, retry_after
+from logarchive.plugin_api import RunGone, SourceError
+from logarchive.retry import Retryable
+
+
+def status_classifier(what: str, error_text: Callable[[httpx.Response], str], auth_hint: str, *,
+                      gone_on_404: bool = True) -> Callable[[httpx.Response], None]:
+    """A ``classify`` callback for :class:`logarchive.http.HttpClient`: 408/429/5xx retried (with
+    ``Retry-After``), 401/403 fail the whole source with ``auth_hint``, 404 is a gone run (when
+    ``gone_on_404``), anything else >= 400 fails the run; messages name ``what`` and the API's
+    own error text."""
+
+    def classify(response: httpx.Response) -> None:
+        code = response.status_code
+        if code < 400:
+            return
+        if not response.is_stream_consumed:
+            try:
+                response.read()
+            except httpx.HTTPError:
+                pass
+        message = f"{what}: HTTP {code}: {error_text(response)}"
+        if code in RETRIABLE_STATUS:
+            raise Retryable(SourceError(message, retriable=True), retry_after(response))
+        if code in (401, 403):
+            raise SourceError(f"{message}; {auth_hint}", fatal_for_source=True)
+        if code == 404 and gone_on_404:
+            raise RunGone(message)
+        raise SourceError(message)
+
+    return classify
