@@ -42,6 +42,7 @@ import httpx
 from pydantic import Field
 
 from logarchive.base import Context, RecordDelivery, RecordSink, RecordSinkConfig
+from logarchive.codec import timestamp_to_epoch
 from logarchive.errors import Interrupted, LogarchiveError, SinkError
 from logarchive.http import HttpClient, HttpOptions, describe_response, retry_after
 from logarchive.retry import RetryOptions, Retryable
@@ -88,10 +89,39 @@ class BatchingSinkConfig(RecordSinkConfig):
 def event_id(source: str, run_key: str, seq: int, part: int | None = None,
              piece: int | None = None) -> str:
     """Deterministic id of one event: the same line of the same run always gets the same id."""
-    text = f"{source}\x1f{run_key}\x1f{seq}\x1f{part or 0}"
-    if piece:
-        text += f"\x1f{piece}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return EventIds(source, run_key)(seq, part, piece)
+
+
+class EventIds:
+    """:func:`event_id` for one run, hashing the run's part of the id once (a hot path)."""
+
+    def __init__(self, source: str, run_key: str) -> None:
+        self._base = hashlib.sha256(f"{source}\x1f{run_key}\x1f".encode())
+
+    def __call__(self, seq: int, part: int | None = None, piece: int | None = None) -> str:
+        digest = self._base.copy()
+        digest.update((f"{seq}\x1f{part or 0}\x1f{piece}" if piece
+                       else f"{seq}\x1f{part or 0}").encode())
+        return digest.hexdigest()[:32]
+
+
+_minute_epochs: dict[str, float] = {}
+
+
+def epoch_seconds(timestamp: str | None) -> float | None:
+    """:func:`~logarchive.codec.timestamp_to_epoch`, with the canonical form the codec writes
+    (``2026-03-13T10:00:00.123Z``) computed from a per-minute cache (a hot path)."""
+    if timestamp is None:
+        return None
+    if len(timestamp) == 24 and timestamp[23] == "Z" and timestamp[19] == ".":
+        base = _minute_epochs.get(timestamp[:16])
+        if base is None:
+            if len(_minute_epochs) > 4096:
+                _minute_epochs.clear()
+            base = timestamp_to_epoch(timestamp[:16] + ":00.000Z")
+            _minute_epochs[timestamp[:16]] = base  # type: ignore[assignment]
+        return base + int(timestamp[17:19]) + int(timestamp[20:23]) / 1000
+    return timestamp_to_epoch(timestamp)
 
 
 def render_run_template(template: str, run: Any) -> str:

@@ -52,12 +52,13 @@ __all__ += [
 
 # Record sinks (batching, retries, acknowledgement, resume bookkeeping): logarchive.batching.
 from logarchive.batching import (  # noqa: E402
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, SplitBatch, event_id,
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, SplitBatch, epoch_seconds,
+    event_id,
     render_run_template, retriable_error,
 )
 from logarchive.http import HttpClient, describe_response  # noqa: E402
 
 __all__ += [
     "Batch", "BatchProtocol", "BatchingSink", "BatchingSinkConfig", "HttpClient", "SplitBatch",
-    "describe_response", "event_id", "render_run_template", "retriable_error",
+    "describe_response", "EventIds", "epoch_seconds", "event_id", "render_run_template", "retriable_error",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -49,7 +50,7 @@ class RunRef:
         if self.status not in STATUSES:
             raise ValueError(f"run status {self.status!r} is not one of {STATUSES}")
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Stable identity across exports: ``source/field=value/...``. The ledger key."""
         return self.source + "/" + "/".join(f"{k}={v}" for k, v in self.fields.items())

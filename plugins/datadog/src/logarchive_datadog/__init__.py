@@ -17,8 +17,8 @@ import orjson
 from pydantic import Field, field_validator
 
 from logarchive.plugin_api import (
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, Secret, SinkError,
-    describe_response, event_id, hookimpl, retriable_error, timestamp_to_epoch,
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, Secret, SinkError,
+    describe_response, epoch_seconds, hookimpl, retriable_error,
 )
 
 SITES = {
@@ -93,6 +93,7 @@ class IntakeProtocol(BatchProtocol):
             self.base["ddtags"] = cfg.ddtags
         self.fields = {k: v for k, v in run.record_fields().items() if k != "source"}
         self.fields["logarchive_source"] = run.source
+        self.ids = EventIds(run.source, run.key)
 
     def headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json"}
@@ -101,9 +102,8 @@ class IntakeProtocol(BatchProtocol):
                pieces: int) -> dict[str, Any]:
         seq = record["seq"]
         entry: dict[str, Any] = {**self.base, "message": message, **self.fields, "seq": seq,
-                                 "event_id": event_id(self.run.source, self.run.key, seq, part,
-                                                      piece or None)}
-        epoch = timestamp_to_epoch(record.get("timestamp"))
+                                 "event_id": self.ids(seq, part, piece or None)}
+        epoch = epoch_seconds(record.get("timestamp"))
         if epoch is not None:
             entry["timestamp"] = int(round(epoch * 1000))
         if record.get("level"):

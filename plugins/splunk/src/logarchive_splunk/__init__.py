@@ -20,9 +20,8 @@ import orjson
 from pydantic import Field, field_validator
 
 from logarchive.plugin_api import (
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, HttpClient, Secret, SinkError,
-    describe_response, event_id, hookimpl, render_run_template, retriable_error,
-    timestamp_to_epoch,
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpClient, Secret,
+    SinkError, describe_response, epoch_seconds, hookimpl, render_run_template, retriable_error,
 )
 
 # HEC reply codes (help.splunk.com "Troubleshoot HTTP Event Collector").
@@ -85,6 +84,7 @@ class HecProtocol(BatchProtocol):
         when = run.completed or run.started or datetime.now(timezone.utc)
         self.run_time = round(when.timestamp(), 3)
         self.fields = run.record_fields()
+        self.ids = EventIds(run.source, run.key)
         self.raw = cfg.endpoint == "raw"
         self.path = "/services/collector/raw" if self.raw else "/services/collector/event"
         if self.raw:
@@ -110,8 +110,8 @@ class HecProtocol(BatchProtocol):
         if self.raw:
             return [record["message"].replace("\n", " ").encode()]
         seq, part = record["seq"], record.get("part")
-        ident = event_id(self.run.source, self.run.key, seq, part)
-        epoch = timestamp_to_epoch(record.get("timestamp"))
+        ident = self.ids(seq, part)
+        epoch = epoch_seconds(record.get("timestamp"))
         fields = {**self.fields, "seq": seq, "event_id": ident}
         if record.get("level"):
             fields["level"] = record["level"]
