@@ -203,3 +203,39 @@ def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_write(tmp_pa
     writer.commit()
     assert final.read_bytes() == b"whole log\n"
     assert not leftover.exists() and live.exists() and other.exists()
+
+
+def test_multipart_upload_left_by_a_killed_export_is_aborted(s3_bucket, tmp_path: Path) -> None:
+    """An export killed mid-upload leaves an unfinished multipart upload (invisible, but billed);
+    the next export of the same object aborts it."""
+    import subprocess
+    import sys
+
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_bucket.endpoint, region_name="us-east-1")
+    key = "a/logs/r.txt"
+    stale = client.create_multipart_upload(Bucket=s3_bucket.name, Key=key)["UploadId"]
+    other = client.create_multipart_upload(Bucket=s3_bucket.name, Key=key + ".other")["UploadId"]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "r.log").write_bytes(b"x\n")
+    config = tmp_path / "c.toml"
+    options = s3_bucket.storage_options
+    config.write_text(f"""
+[logarchive]
+state_dir = "{tmp_path / 'state'}"
+[sources.logs]
+type = "files"
+url = "{tmp_path / 'logs'}"
+[sinks.a]
+type = "fs"
+url = "{s3_bucket.url}/a"
+storage_options = {{ key = "{options['key']}", secret = "{options['secret']}", client_kwargs = {{ endpoint_url = "{s3_bucket.endpoint}" }} }}
+""")
+    result = subprocess.run([str(Path(sys.executable).parent / "logarchive"), "export", "-c",
+                             str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    left = {u["UploadId"] for u in
+            client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", [])}
+    assert stale not in left and other in left
+    assert client.get_object(Bucket=s3_bucket.name, Key=key)["Body"].read() == b"x\n"

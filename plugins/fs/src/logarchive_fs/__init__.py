@@ -240,6 +240,28 @@ class LocalWriter(ObjectWriter):
         self.temp.unlink(missing_ok=True)
 
 
+_STARTED = datetime.now(timezone.utc)
+
+
+def abort_stale_uploads(fs: Any, path: str) -> None:
+    """Abort unfinished multipart uploads of exactly this key left by an export that was killed
+    mid-upload (started before this process: the run's lock makes them ours now). Nothing of
+    them is visible, but S3 bills their parts until they are aborted."""
+    bucket, key, _ = fs.split_path(path)
+    try:
+        listing = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+    except Exception:  # listing needs s3:ListBucketMultipartUploads; cleanup is best effort
+        return
+    for upload in listing.get("Uploads", []):
+        initiated = upload.get("Initiated")
+        if upload.get("Key") == key and initiated is not None and initiated < _STARTED:
+            try:
+                fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key,
+                           UploadId=upload["UploadId"])
+            except Exception:  # already completed or aborted by someone else
+                pass
+
+
 class DeferredCommitWriter(ObjectWriter):
     """S3/GCS: an fsspec file opened with ``autocommit=False``.
 
@@ -252,6 +274,9 @@ class DeferredCommitWriter(ObjectWriter):
         self.fs = fs
         self.path = path
         self.upload_kwargs = upload_kwargs
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+        if {"s3", "s3a"} & set(protocols):
+            abort_stale_uploads(fs, path)
         self._file = fs.open(path, "wb", autocommit=False, block_size=block_size,
                              **upload_kwargs)
 
