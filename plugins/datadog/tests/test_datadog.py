@@ -167,3 +167,29 @@ def test_uncompressed_when_configured(tmp_path, intake):
     assert json.loads(request.body)[0]["seq"] == 1
     with pytest.raises(OSError):
         gzip.decompress(request.body)
+
+
+def test_fast_entry_encoding_equals_the_dict_encoding() -> None:
+    """The byte-level encoding of a whole line is the same JSON, key for key, as the dict one."""
+    import threading
+
+    import orjson
+    import structlog
+
+    from logarchive.base import Context
+    from logarchive.codec import RecordBuilder
+    from logarchive.runs import RunRef
+    from logarchive_datadog import DatadogConfig, DatadogSink, IntakeProtocol
+
+    run = RunRef("src", {"model_id": "m\"1", "run_id": "r/ü"})
+    sink = DatadogSink("dd", DatadogConfig(type="datadog", api_key="k" * 32, service="svc",
+                                            ddtags="env:test"),
+                       Context("dd", structlog.get_logger(), threading.Event(), {}))
+    protocol = IntakeProtocol(sink, run)
+    lines = ('2026-03-13T10:00:00.123Z [WARN] a "quoted" line\\n\tü\n'
+             "no timestamp nor level\n2026-03-13 10:00:00,5 [error] other form\n\n").encode()
+    builder = RecordBuilder(run.record_fields())
+    for record in builder.feed(lines).records() + builder.finish().records():
+        fast = protocol._whole_line(record)
+        slow = orjson.dumps(protocol._entry(record, record["message"], None, 0, 1))
+        assert fast == slow
