@@ -185,24 +185,27 @@ def test_storage_credentials_never_reach_logs_or_manifests(s3_bucket, tmp_path: 
             assert secret_value.encode() not in path.read_bytes()
 
 
-def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_write(tmp_path: Path) -> None:
-    from logarchive_fs import LocalWriter
+def test_temp_files_left_by_a_killed_writer_are_removed_by_the_next_export(tmp_path: Path
+                                                                         ) -> None:
+    from logarchive_fs import TEMP_DIR
 
-    final = tmp_path / "runs" / "r[1].txt"
-    final.parent.mkdir()
-
+    storage = type("Local", (), {"url": str(tmp_path / "root"), "storage_options": {}})()
+    temp_dir = tmp_path / "root" / TEMP_DIR
+    temp_dir.mkdir(parents=True)
     dead = 4194304 + 7  # above the kernel's pid limit: no such process
-    leftover = final.parent / f".r[1].txt.{dead}-0123456789ab.partial"
+    leftover = temp_dir / f".0123456789abcdef.{dead}-0123456789ab.partial"
     leftover.write_bytes(b"half a log")
-    live = final.parent / f".r[1].txt.{os.getpid()}-ba9876543210.partial"
+    live = temp_dir / f".0123456789abcdef.{os.getpid()}-ba9876543210.partial"
     live.write_bytes(b"another thread of this process is writing")
-    other = final.parent / ".other.txt.1-0123456789ab.partial"
-    other.write_bytes(b"someone else's")
-    writer = LocalWriter(final)
+    sink = make_sink(storage)
+    assert not leftover.exists() and live.exists()
+    writer = sink.open_object("runs/r[1].txt")
     writer.write(b"whole log\n")
+    assert [o.path for o in sink.list()] == []  # temp files are never listed as objects
     writer.commit()
-    assert final.read_bytes() == b"whole log\n"
-    assert not leftover.exists() and live.exists() and other.exists()
+    assert (tmp_path / "root" / "runs" / "r[1].txt").read_bytes() == b"whole log\n"
+    assert [o.path for o in sink.list()] == ["runs/r[1].txt"]
+    assert sorted(p.name for p in temp_dir.iterdir()) == [live.name]
 
 
 def test_multipart_upload_left_by_a_killed_export_is_aborted(s3_bucket, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ S3 Object Lock (``object_lock = { mode = "COMPLIANCE", days = 365 }``): every up
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -30,15 +31,13 @@ from logarchive.plugin_api import (
 from logarchive.storage import LOCAL_PROTOCOLS, display_url, read_chunks, resolve
 
 TEMP_SUFFIX = ".partial"
+TEMP_DIR = ".logarchive-tmp"  # local writes in progress, one folder per archive root
 DEFERRED_COMMIT = ("s3", "s3a", "gs", "gcs")
 
 
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
 def _writer_alive(temp_name: str) -> bool:
-    """Whether the process that named this temp file (``.name.<pid>-<id>.partial``) still runs."""
+    """Whether the process that named this temp file (``.<tag>.<pid>-<id>.partial``) still
+    runs."""
     tag = temp_name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
     pid_text = tag.split("-", 1)[0]
     if not pid_text.isdigit():
@@ -57,7 +56,24 @@ def _writer_alive(temp_name: str) -> bool:
 
 def is_temp(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
-    return base.startswith(".") and base.endswith(TEMP_SUFFIX)
+    return name.startswith(f"{TEMP_DIR}/") or (base.startswith(".") and base.endswith(TEMP_SUFFIX))
+
+
+def sweep_temp_dir(temp_dir: Path) -> int:
+    """Remove the temp files of writers that died (SIGKILL, power loss); returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(temp_dir))
+    except OSError:  # no such folder yet, or the root is unusable: writes will say so
+        return 0
+    for entry in entries:
+        if entry.name.endswith(TEMP_SUFFIX) and not _writer_alive(entry.name):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 class ObjectLockConfig(BaseModel):
@@ -109,6 +125,12 @@ class FsSink(ByteSink):
             config.url, context.settings.get("base_dir"), config.storage_options
         )
         self.chunk_size = context.settings.get("chunk_size", 1 << 20)
+        if self.protocol in LOCAL_PROTOCOLS:
+            self.temp_dir = Path(self.root) / TEMP_DIR
+            removed = sweep_temp_dir(self.temp_dir)
+            if removed:
+                self.log.info("temp_files_removed", count=removed, folder=str(self.temp_dir),
+                              reason="left by writers that died")
 
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}"
@@ -120,7 +142,7 @@ class FsSink(ByteSink):
         full = self._full(path)
         try:
             if self.protocol in LOCAL_PROTOCOLS:
-                return LocalWriter(Path(full))
+                return LocalWriter(Path(full), self.temp_dir)
             if self.protocol in DEFERRED_COMMIT:
                 return DeferredCommitWriter(self.fs, full, self.config.block_size,
                                             **self._lock_kwargs())
@@ -206,18 +228,16 @@ class FsSink(ByteSink):
 
 
 class LocalWriter(ObjectWriter):
-    """Temp file in the same folder, fsync, atomic rename, fsync of the folder."""
+    """A temp file in the archive's ``.logarchive-tmp`` folder, fsync, atomic rename to the
+    final name, fsync of the final folder. Temp files are named after the writer's pid, so the
+    next export removes those of dead writers without listing the archive."""
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, temp_dir: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
+        temp_dir.mkdir(exist_ok=True)
         self.final = final
-        # A process killed mid-write leaves its temp file (named after its pid): remove those of
-        # dead processes. Live writers, in this process or another, are left alone.
-        for stale in final.parent.glob(f".{glob_escape(final.name)}.*{TEMP_SUFFIX}"):
-            if not _writer_alive(stale.name):
-                stale.unlink(missing_ok=True)
-        self.temp = (final.parent /
-                     f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+        tag = hashlib.sha256(str(final).encode()).hexdigest()[:16]
+        self.temp = temp_dir / f".{tag}.{os.getpid()}-{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
         self._file = open(self.temp, "xb")  # noqa: SIM115 - closed in commit/abort
 
     def write(self, data: bytes) -> None:
