@@ -2,9 +2,9 @@
 same run, baselines and logarchive interleaved sample by sample so that load from elsewhere hits
 both sides alike.
 
-    /work/venv/bin/python benchmarks/run.py            # full sizes, writes docs/benchmarks.md
-    /work/venv/bin/python benchmarks/run.py --quick    # small sizes, prints the table
-    /work/venv/bin/python benchmarks/run.py --only txt,ndjson --runs 5
+    python benchmarks/run.py            # full sizes, writes docs/benchmarks.md
+    python benchmarks/run.py --quick    # small sizes, prints the table
+    python benchmarks/run.py --only txt,ndjson --runs 5
 
 The logarchive side is always the real CLI (``logarchive export -c FILE``) in its own process, so
 start-up, config validation, discovery, ledger and manifests count. Peak RSS is that process's
@@ -503,9 +503,9 @@ USAGE = """\
 ## Running the benchmarks
 
 ```
-/work/venv/bin/python benchmarks/run.py            # full sizes (1 GiB, 2 GiB, 500 MiB...), writes this file
-/work/venv/bin/python benchmarks/run.py --quick    # small sizes, a few minutes, prints the table
-/work/venv/bin/python benchmarks/run.py --only txt,ndjson --runs 5
+python benchmarks/run.py            # full sizes (1 GiB, 2 GiB, 500 MiB...), writes this file
+python benchmarks/run.py --quick    # small sizes, a few minutes, prints the table
+python benchmarks/run.py --only txt,ndjson --runs 5
 ```
 
 Run it with the venv that has logarchive and its plugins installed (`pip install -r
