@@ -238,7 +238,8 @@ def export(
             for run in discovered:
                 if selectors and not any(run.matches(s) for s in selectors):
                     continue
-                if since and (run.completed or run.started) and (run.completed or run.started) < since:
+                finished = run.completed or run.started
+                if since and finished and finished < since:
                     continue
                 pending = _pending_sinks(ledger, run, pipe_cfg.sinks, force)
                 if pending is None:
