@@ -49,10 +49,23 @@ class Sample:
     rss_mb: float
 
 
+TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
+
+
 def measure(argv: list[str] | str, *, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> Sample:
-    """Run a command to completion; wall time and the peak RSS of the process itself."""
+    """Run a command to completion; wall time and the peak RSS of the process itself.
+
+    The peak RSS comes from GNU time (``%M``) when it is installed: a child's own ``ru_maxrss``
+    seen through ``wait4`` starts from the harness's resident memory at fork time (tested: a
+    harness holding 300 MB makes ``true`` report 310 MB), which inflated the rows whose
+    receivers or servers live in the harness.
+    """
     shell = isinstance(argv, str)
+    if TIME:
+        argv = ([TIME, "-f", "%M", "/bin/bash", "-c", argv] if shell
+                else [TIME, "-f", "%M", *argv])
+        shell = False
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, shell=shell, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
@@ -60,10 +73,12 @@ def measure(argv: list[str] | str, *, env: dict[str, str] | None = None,
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode(errors="replace")
         if proc.returncode != 0:
-            err.seek(0)
-            tail = err.read()[-3000:].decode(errors="replace")
-            raise RuntimeError(f"{argv!r} exited {proc.returncode}:\n{tail}")
+            raise RuntimeError(f"{argv!r} exited {proc.returncode}:\n{text[-3000:]}")
+    if TIME:
+        return Sample(seconds, int(text.strip().splitlines()[-1]) / 1024)
     return Sample(seconds, usage.ru_maxrss / 1024)
 
 
