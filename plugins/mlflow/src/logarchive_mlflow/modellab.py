@@ -20,14 +20,14 @@ from urllib.parse import quote
 
 import httpx
 
-from logarchive.http import AuthConfig, HttpClient, json_object
+from logarchive.http import AuthConfig, json_object
 from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
 
 from logarchive_mlflow.artifacts import (
-    ArtifactPatterns, FileLocator, check_artifact_path, join_location, read_location,
+    FileLocator, check_artifact_path, join_location, read_location,
 )
 from logarchive_mlflow.config import MlflowConfig
-from logarchive_mlflow.responses import status_classifier
+from logarchive_mlflow.responses import ApiClient, status_classifier
 
 API = "/api/v2/model-lab-api"
 KEY_HEADERS = "DD-API-KEY (api_key) and DD-APPLICATION-KEY (application_key)"
@@ -74,24 +74,13 @@ def _classify(what: str, *, gone_on_404: bool = True) -> Any:
     )
 
 
-class ModelLab:
+class ModelLab(ApiClient):
     """One Model Lab site; what :class:`~logarchive_mlflow.MlflowSource` delegates to."""
 
     def __init__(self, source_name: str, config: MlflowConfig, context: Any) -> None:
-        self.name = source_name
-        self.config = config
-        self.log = context.log
-        self.base_dir = context.settings.get("base_dir")
-        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
         auth = AuthConfig(headers={"DD-API-KEY": config.api_key,
                                    "DD-APPLICATION-KEY": config.application_key})
-        self.client = HttpClient(config.base_url, options=config.http, auth=auth,
-                                 headers={"Accept": "application/json"}, stop=context.stop,
-                                 log=context.log)
-        self.patterns = ArtifactPatterns(config.artifacts)
-
-    def close(self) -> None:
-        self.client.close()
+        super().__init__(source_name, config, context, config.base_url, auth)
 
     # --- API calls ---
 

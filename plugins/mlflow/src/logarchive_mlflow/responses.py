@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
-from logarchive.http import RETRIABLE_STATUS, retry_after
+from logarchive.http import RETRIABLE_STATUS, AuthConfig, HttpClient, retry_after
 from logarchive.plugin_api import RunGone, SourceError
 from logarchive.retry import Retryable
+from logarchive_mlflow.artifacts import ArtifactPatterns
 
 
 def status_classifier(what: str, error_text: Callable[[httpx.Response], str], auth_hint: str, *,
@@ -37,3 +39,23 @@ def status_classifier(what: str, error_text: Callable[[httpx.Response], str], au
         raise SourceError(message)
 
     return classify
+
+
+class ApiClient:
+    """What both APIs' clients share: settings from the engine's context and one JSON
+    :class:`~logarchive.http.HttpClient` on ``base_url``."""
+
+    def __init__(self, source_name: str, config: Any, context: Any, base_url: str,
+                 auth: AuthConfig | None) -> None:
+        self.name = source_name
+        self.config = config
+        self.log = context.log
+        self.base_dir = context.settings.get("base_dir")
+        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
+        self.client = HttpClient(base_url, options=config.http, auth=auth,
+                                 headers={"Accept": "application/json"}, stop=context.stop,
+                                 log=context.log)
+        self.patterns = ArtifactPatterns(config.artifacts)
+
+    def close(self) -> None:
+        self.client.close()

@@ -20,15 +20,15 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from logarchive.http import HttpClient, json_object
+from logarchive.http import json_object
 from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
 
 from logarchive_mlflow.artifacts import (
-    ArtifactPatterns, FileLocator, check_artifact_path, checked_size, join_location,
+    FileLocator, check_artifact_path, checked_size, join_location,
     read_location,
 )
 from logarchive_mlflow.config import MlflowConfig
-from logarchive_mlflow.responses import status_classifier
+from logarchive_mlflow.responses import ApiClient, status_classifier
 
 API = "/api/2.0/mlflow"
 PROXY = "/api/2.0/mlflow-artifacts/artifacts"
@@ -56,23 +56,12 @@ def _classify(what: str, *, gone_on_404: bool = True) -> Any:
     )
 
 
-class Tracking:
+class Tracking(ApiClient):
     """One MLflow tracking server; what :class:`~logarchive_mlflow.MlflowSource` delegates to."""
 
     def __init__(self, source_name: str, config: MlflowConfig, context: Any) -> None:
-        self.name = source_name
-        self.config = config
-        self.log = context.log
-        self.base_dir = context.settings.get("base_dir")
-        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
         assert config.tracking_uri is not None
-        self.client = HttpClient(config.tracking_uri, options=config.http, auth=config.auth,
-                                 headers={"Accept": "application/json"}, stop=context.stop,
-                                 log=context.log)
-        self.patterns = ArtifactPatterns(config.artifacts)
-
-    def close(self) -> None:
-        self.client.close()
+        super().__init__(source_name, config, context, config.tracking_uri, config.auth)
 
     # --- API calls ---
 
