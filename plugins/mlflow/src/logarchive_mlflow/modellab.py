@@ -14,7 +14,6 @@ a list of strings); they are surfaced as they are. Both key headers are secrets.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +23,7 @@ from logarchive.http import AuthConfig, json_object
 from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
 
 from logarchive_mlflow.artifacts import (
-    FileLocator, check_artifact_path, join_location, read_location,
+    FileLocator, check_artifact_path, join_location,
 )
 from logarchive_mlflow.config import MlflowConfig
 from logarchive_mlflow.responses import ApiClient, status_classifier
@@ -231,15 +230,6 @@ class ModelLab(ApiClient):
         if raw == "unresponsive":
             return self.config.unresponsive
         return STATUS.get(raw, "unknown")
-
-    @contextmanager
-    def open(self, run: RunRef) -> Iterator[Iterator[bytes]]:
-        locator: FileLocator = run.locator
-        what = f"run {run.fields['run_id']} artifact {run.fields['artifact_path']}"
-        with read_location(locator.url, storage_options=self.config.storage_options,
-                           base_dir=self.base_dir, chunk_size=self.chunk_size,
-                           expected_size=locator.size, what=what) as chunks:
-            yield chunks
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:

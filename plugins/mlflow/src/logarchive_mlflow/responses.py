@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import httpx
 from logarchive.http import RETRIABLE_STATUS, AuthConfig, HttpClient, retry_after
 from logarchive.plugin_api import RunGone, SourceError
 from logarchive.retry import Retryable
-from logarchive_mlflow.artifacts import ArtifactPatterns
+from logarchive_mlflow.artifacts import ArtifactPatterns, read_location
 
 
 def status_classifier(what: str, error_text: Callable[[httpx.Response], str], auth_hint: str, *,
@@ -59,3 +60,16 @@ class ApiClient:
 
     def close(self) -> None:
         self.client.close()
+
+    @staticmethod
+    def describe(run: Any) -> str:
+        return f"run {run.fields['run_id']} artifact {run.fields['artifact_path']}"
+
+    @contextmanager
+    def open(self, run: Any) -> Iterator[Iterator[bytes]]:
+        """Stream a log artifact from its storage location (fsspec), checking its size."""
+        locator = run.locator
+        with read_location(locator.url, storage_options=self.config.storage_options,
+                           base_dir=self.base_dir, chunk_size=self.chunk_size,
+                           expected_size=locator.size, what=self.describe(run)) as chunks:
+            yield chunks

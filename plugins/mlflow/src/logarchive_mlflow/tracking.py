@@ -25,7 +25,6 @@ from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
 
 from logarchive_mlflow.artifacts import (
     FileLocator, check_artifact_path, checked_size, join_location,
-    read_location,
 )
 from logarchive_mlflow.config import MlflowConfig
 from logarchive_mlflow.responses import ApiClient, status_classifier
@@ -235,16 +234,14 @@ class Tracking(ApiClient):
     @contextmanager
     def open(self, run: RunRef) -> Iterator[Iterator[bytes]]:
         locator: FileLocator = run.locator
-        what = f"run {run.fields['run_id']} artifact {run.fields['artifact_path']}"
-        if locator.kind == "http":
-            with self.client.download(locator.url, classify=_classify(what),
-                                      chunk_size=self.chunk_size) as chunks:
-                yield checked_size(iter(chunks), locator.size, what)
+        if locator.kind != "http":
+            with super().open(run) as chunks:
+                yield chunks
             return
-        with read_location(locator.url, storage_options=self.config.storage_options,
-                           base_dir=self.base_dir, chunk_size=self.chunk_size,
-                           expected_size=locator.size, what=what) as chunks:
-            yield chunks
+        what = self.describe(run)
+        with self.client.download(locator.url, classify=_classify(what),
+                                  chunk_size=self.chunk_size) as chunks:
+            yield checked_size(iter(chunks), locator.size, what)
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
