@@ -235,6 +235,7 @@ class ModelLab(ApiClient):
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
     return json_object(response, f"Model Lab {what}")
 
+
 def _resource(response: httpx.Response, kind: str, what: str) -> dict[str, Any]:
     data = _json(response, what).get("data")
     if not isinstance(data, dict):
