@@ -285,7 +285,7 @@ def plugins_cmd(as_json: bool) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     for t in types:
-        click.echo(f"{t.type:<10} {t.kind:<8} {t.distribution} {t.version:<10} {t.description}")
+        click.echo(f"{t.type:<10} {t.kind:<8} {t.distribution:<20} {t.version:<8} {t.description}")
     for broken in registry.broken:
         click.echo(f"(broken) {broken.plugin} from {broken.distribution}: {broken.error}")
 
