@@ -14,8 +14,9 @@ import fsspec
 import pytest
 
 from logarchive.testing.fixtures import gcs_storage_options, s3_storage_options
-
-from logarchive.testing.processes import check_archive, kill_after, make_logs, run_export, start_export, write_config
+from logarchive.testing.processes import (
+    check_archive, kill_after, make_logs, run_export, start_export, write_config,
+)
 
 SWEEPS = int(os.environ.get("LOGARCHIVE_KILL_SWEEPS", "4"))
 
@@ -162,7 +163,12 @@ def test_sigterm_stops_cleanly(tmp_path: Path, record) -> None:
                                      "path": "{model_id}/{run_id}.{ext}", "format": "ndjson"}},
                           workers=1, chunk_size=4096)
     process = start_export(config)
-    time.sleep(0.8)
+    # Signal mid-export, not during start-up (a cold interpreter can take over a second to
+    # import): the first archived object shows the export is under way.
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "out").rglob("*.manifest.json")):
+        assert process.poll() is None and time.monotonic() < deadline, "export never started"
+        time.sleep(0.01)
     if process.poll() is not None:
         pytest.fail("export finished before it could be signalled; make the logs bigger")
     process.send_signal(signal.SIGTERM)
