@@ -20,6 +20,7 @@ import logarchive.cli
 from logarchive.base import Context
 from logarchive.plugins import default_registry
 from logarchive.testing.servers import LoopbackServer
+from logarchive.testing.workspace import archived
 from logarchive_obs import ObsSource
 from logarchive_obs.testing import ACCESS_KEY, TOKEN, Fault, ModelArtsAPI, OBSStorage
 
@@ -66,14 +67,6 @@ def config_for(tmp_path: Path, source: dict[str, Any], **sink: Any) -> logarchiv
         "sinks": {"archive": {"type": "fs", "url": str(tmp_path / "archive"),
                               "path": "{training_job_id}/{task_id}.{ext}", **sink}},
     }, base_dir=tmp_path)
-
-
-def archived(tmp_path: Path) -> dict[str, bytes]:
-    root = tmp_path / "archive"
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(".manifest.json")}
 
 
 def test_discovered_through_its_entry_point() -> None:

@@ -18,6 +18,7 @@ from logarchive.base import Context
 from logarchive.errors import ConfigError
 from logarchive.plugins import default_registry
 from logarchive.testing.servers import LoopbackServer
+from logarchive.testing.workspace import archived
 from logarchive_rest import RestSource
 from logarchive_rest.testing import (
     SESSION, TOKEN, Fault, TrainingAPI, WorkflowAPI, default_lines, fast_http,
@@ -53,14 +54,6 @@ def config_for(tmp_path: Path, source: dict[str, Any], *, fmt: str = "txt",
         "sinks": {"archive": {"type": "fs", "url": str(tmp_path / "archive"), "format": fmt,
                               "path": path}},
     }, base_dir=tmp_path)
-
-
-def archived(tmp_path: Path) -> dict[str, bytes]:
-    root = tmp_path / "archive"
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(".manifest.json")}
 
 
 def make_source(config: dict[str, Any]) -> RestSource:

@@ -25,3 +25,12 @@ def base_config(tmp_path: Path, *, sinks: dict[str, dict[str, Any]] | None = Non
         "sinks": sinks or {"archive": {"type": "fs", "url": str(tmp_path / "archive"),
                                        "path": "{source}/{model_id}/{run_id}.{ext}"}},
     }
+
+
+def archived(tmp_path: Path) -> dict[str, bytes]:
+    """The objects (not manifests) under ``tmp_path/archive``, by relative path."""
+    root = tmp_path / "archive"
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(".manifest.json")}

@@ -57,6 +57,16 @@ class ArtifactPatterns:
                 return True
         return False
 
+    def visit(self, path: str, is_dir: bool, visited: set[str], pending: list[str]) -> bool:
+        """One listing entry of a breadth-first walk: a directory that may hold a match is
+        queued once in ``pending``; returns True for a file that is a log."""
+        if is_dir:
+            if path not in visited and self.may_contain(path):
+                visited.add(path)
+                pending.append(path)
+            return False
+        return self.matches(path)
+
 
 def _match_segments(pattern: list[str], path: list[str]) -> bool:
     if not pattern:

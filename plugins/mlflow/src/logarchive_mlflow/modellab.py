@@ -137,11 +137,7 @@ class ModelLab(ApiClient):
                 if directory and not path.startswith(directory + "/"):
                     path = f"{directory}/{path}"  # a server that answers relative names
                 check_artifact_path(path)
-                if entry.get("is_dir"):
-                    if path not in visited and self.patterns.may_contain(path):
-                        visited.add(path)
-                        pending.append(path)
-                elif self.patterns.matches(path):
+                if self.patterns.visit(path, bool(entry.get("is_dir")), visited, pending):
                     size = entry.get("file_size")
                     yield path, size if isinstance(size, int) else None, in_project
 

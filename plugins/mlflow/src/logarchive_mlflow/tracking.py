@@ -155,11 +155,7 @@ class Tracking(ApiClient):
                     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
                         continue
                     path = check_artifact_path(entry["path"].strip("/"))
-                    if entry.get("is_dir"):
-                        if path not in visited and self.patterns.may_contain(path):
-                            visited.add(path)
-                            pending.append(path)
-                    elif self.patterns.matches(path):
+                    if self.patterns.visit(path, bool(entry.get("is_dir")), visited, pending):
                         size = entry.get("file_size")
                         yield path, int(size) if size is not None else None
                 token = page.get("next_page_token")
