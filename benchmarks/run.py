@@ -33,8 +33,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-import genlog  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LOGARCHIVE = str(BIN / "logarchive") if (BIN / "logarchive").exists() else "logarchive"
