@@ -18,7 +18,8 @@ from logarchive import parse_config
 from logarchive.base import RetentionConfig
 from logarchive.cli import main
 from logarchive.ledger import SQLiteLedger
-from logarchive.retention import apply, open_sink, plan
+from logarchive.pipeline import open_sink
+from logarchive.retention import apply, plan
 from logarchive.testing.archives import archive_config, make_runs, write_config
 
 AGES = {

@@ -15,7 +15,7 @@ import logarchive
 from logarchive import parse_config
 from logarchive.cli import main
 from logarchive.ledger import SQLiteLedger
-from logarchive.retention import open_sink
+from logarchive.pipeline import open_sink
 from logarchive.testing.archives import archive_config, make_runs, write_config
 from logarchive.testing.fixtures import Bucket
 from logarchive.verify import verify

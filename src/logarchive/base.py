@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -138,6 +139,20 @@ class RecordSinkConfig(SinkConfig):
     )
 
 
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The ``[logarchive]`` settings a plugin instance may use.
+
+    ``chunk_size``: bytes to read from a source at a time. ``base_dir``: the config file's folder,
+    against which relative paths in a plugin's config are resolved. ``state_dir``: logarchive's
+    state folder (ledger, locks), for plugins that keep local state.
+    """
+
+    chunk_size: int = 1 << 20
+    base_dir: Path | None = None
+    state_dir: Path | None = None
+
+
 @dataclass
 class Context:
     """What the engine hands every plugin instance.
@@ -149,7 +164,7 @@ class Context:
     name: str
     log: Any
     stop: threading.Event = field(default_factory=threading.Event)
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 
 class _Plugin:

@@ -228,7 +228,7 @@ def runs_cmd(state: _State, source_name: str | None, as_json: bool) -> None:
     Example:
       logarchive runs -c config.example.toml --json
     """
-    from logarchive.engine import instantiate
+    from logarchive.pipeline import instantiate
 
     config = state.config()
     if source_name and source_name not in config.sources:

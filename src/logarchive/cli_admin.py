@@ -24,7 +24,7 @@ def _dump(doc: Any) -> None:
 
 
 def _retention_sinks(config: Config, sink: str | None) -> list[str]:
-    from logarchive.retention import byte_sink_names, open_sink
+    from logarchive.pipeline import byte_sink_names, open_sink
 
     if sink is not None:
         open_sink(config, sink).close()  # raises ConfigError for an unknown or record sink
@@ -45,7 +45,8 @@ def retention_group() -> None:
 
 
 def _retention(state: _State, sink: str | None, as_json: bool, delete: bool) -> None:
-    from logarchive.retention import apply, open_sink, plan
+    from logarchive.pipeline import open_sink
+    from logarchive.retention import apply, plan
 
     config = state.config()
     names = _retention_sinks(config, sink)
@@ -133,7 +134,7 @@ def verify_cmd(state: _State, sink: str | None, sample: int | None, as_json: boo
     Example:
       logarchive verify -c logarchive.toml --sample 100
     """
-    from logarchive.retention import byte_sink_names, open_sink
+    from logarchive.pipeline import byte_sink_names, open_sink
     from logarchive.verify import verify
 
     config = state.config()

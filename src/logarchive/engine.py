@@ -18,9 +18,9 @@ from typing import Any
 import structlog
 
 from logarchive import __version__
-from logarchive.base import ByteSink, Context, ObjectWriter, RecordDelivery, RecordSink, Source
+from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
 from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
-from logarchive.config import Config, PipelineConfig
+from logarchive.config import Config
 from logarchive.errors import (
     ConfigError, Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
     SourceError,
@@ -28,6 +28,7 @@ from logarchive.errors import (
 from logarchive.ledger import DELIVERED, GONE, Ledger, RunLock, SQLiteLedger, object_lock
 from logarchive.manifest import build_manifest, manifest_path, parse_manifest
 from logarchive.paths import render
+from logarchive.pipeline import Pipeline, instantiate
 from logarchive.runs import RunRef
 from logarchive.secrets import redact
 
@@ -151,33 +152,6 @@ class Progress:
     def stop(self) -> None: ...
 
 
-@dataclass
-class Pipeline:
-    """A pipeline's live objects for one export."""
-
-    config: PipelineConfig
-    source: Source
-    sinks: dict[str, ByteSink | RecordSink]
-    dead_sinks: dict[str, str] = field(default_factory=dict)  # failed for good this export
-
-
-def instantiate(config: Config, pipeline: PipelineConfig, stop: threading.Event) -> Pipeline:
-    settings = {"chunk_size": config.settings.chunk_size, "base_dir": config.base_dir,
-                "state_dir": config.state_dir}
-    src_cfg = config.sources[pipeline.source]
-    source = src_cfg.plugin.cls(
-        pipeline.source, src_cfg.config,
-        Context(pipeline.source, log.bind(source=pipeline.source), stop, settings),
-    )
-    sinks = {}
-    for name in pipeline.sinks:
-        sink_cfg = config.sinks[name]
-        sinks[name] = sink_cfg.plugin.cls(
-            name, sink_cfg.config, Context(name, log.bind(sink=name), stop, settings)
-        )
-    return Pipeline(pipeline, source, sinks)
-
-
 def export(
     config: Config,
     pipeline: str | None = None,
@@ -262,11 +236,7 @@ def export(
             _run_jobs(jobs, ledger, config, workers, force, stop, progress, summary)
     finally:
         for pipe in live:
-            for plugin in (pipe.source, *pipe.sinks.values()):
-                try:
-                    plugin.close()
-                except Exception as exc:  # closing must not hide the export's outcome
-                    log.warning("close_failed", plugin=plugin.name, error=redact(str(exc)))
+            pipe.close()
         if own_ledger:
             ledger.close()
     summary.results.sort(key=lambda r: (r.pipeline, r.run.key))

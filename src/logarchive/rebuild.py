@@ -16,7 +16,8 @@ from typing import Any
 
 from logarchive.config import Config
 from logarchive.ledger import DELIVERED
-from logarchive.retention import byte_sink_names, open_sink, read_archive
+from logarchive.archive import read_archive
+from logarchive.pipeline import byte_sink_names, open_sink
 from logarchive.runs import RunRef, parse_time
 
 

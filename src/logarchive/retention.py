@@ -22,124 +22,23 @@ from __future__ import annotations
 
 import fnmatch
 import string
-import threading
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import structlog
 
-from logarchive.base import ByteSink, Context, RetentionConfig
-from logarchive.config import Config
-from logarchive.errors import ConfigError, LogarchiveError
-from logarchive.manifest import MANIFEST_SUFFIX, is_manifest, parse_manifest
-from logarchive.runs import iso, parse_time
+from logarchive.archive import Archived, read_archive
+from logarchive.base import ByteSink, RetentionConfig
+from logarchive.errors import LogarchiveError
+from logarchive.runs import iso
 from logarchive.secrets import redact
 
 log = structlog.get_logger("logarchive")
 
 DELETE = "delete"
 KEEP = "keep"
-READ_WORKERS = 8
-
-
-# --- reading an archive -------------------------------------------------------------------
-
-
-@dataclass
-class Archived:
-    """One archived object as its manifest describes it."""
-
-    path: str  # object path relative to the sink's root
-    manifest_path: str
-    manifest: dict[str, Any]
-    object_present: bool
-    listed_size: int | None = None
-
-    @property
-    def run(self) -> dict[str, Any]:
-        return self.manifest.get("run") or {}
-
-    @property
-    def run_key(self) -> str:
-        return str(self.run.get("key") or "")
-
-    @property
-    def source(self) -> str:
-        return str(self.run.get("source") or "")
-
-    @property
-    def fields(self) -> dict[str, str]:
-        return dict(self.run.get("fields") or {})
-
-    @property
-    def completed(self) -> datetime | None:
-        """The run's completion time; the export time when the source gave none."""
-        return parse_time(self.run.get("completed")) or parse_time(self.manifest.get("exported_at"))
-
-
-@dataclass
-class ArchiveListing:
-    """What a sink holds: objects with their manifests, and what does not pair up."""
-
-    entries: list[Archived] = field(default_factory=list)
-    orphan_objects: list[str] = field(default_factory=list)  # objects without a manifest
-    bad_manifests: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
-    sizes: dict[str, int | None] = field(default_factory=dict)
-
-
-def read_archive(sink: ByteSink) -> ArchiveListing:
-    """List a sink and read every manifest in it (``ByteSink.list()`` / ``read()``)."""
-    listing = ArchiveListing()
-    stored = {obj.path: obj for obj in sink.list()}
-    listing.sizes = {p: o.size for p, o in stored.items()}
-    manifests = sorted(p for p in stored if is_manifest(p))
-    described: set[str] = set()
-
-    def load(mpath: str) -> dict[str, Any] | str:
-        try:
-            with sink.read(mpath) as chunks:
-                return parse_manifest(b"".join(chunks))
-        except (ValueError, OSError, LogarchiveError) as exc:
-            return redact(str(exc)) or type(exc).__name__
-
-    # Manifests are small: on object stores the round trips dominate, so read several at once.
-    with ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="manifest") as pool:
-        documents = list(pool.map(load, manifests))
-    for mpath, document in zip(manifests, documents):
-        object_path = mpath[: -len(MANIFEST_SUFFIX)]
-        described.add(object_path)  # an unreadable manifest's object is not an orphan either
-        if isinstance(document, str):
-            listing.bad_manifests.append((mpath, document))
-            continue
-        listing.entries.append(Archived(
-            path=object_path, manifest_path=mpath, manifest=document,
-            object_present=object_path in stored, listed_size=listing.sizes.get(object_path),
-        ))
-    listing.orphan_objects = sorted(
-        p for p in stored if not is_manifest(p) and p not in described
-    )
-    return listing
-
-
-def open_sink(config: Config, name: str, stop: threading.Event | None = None) -> ByteSink:
-    """Instantiate the byte sink ``name`` of ``config`` outside an export."""
-    if name not in config.sinks:
-        raise ConfigError(f"no sink named {name!r}; expected one of: " + ", ".join(config.sinks),
-                          key="--sink")
-    cfg = config.sinks[name]
-    if not issubclass(cfg.plugin.cls, ByteSink):
-        raise ConfigError(f"sink {name!r} (type {cfg.plugin.type}) stores no objects", key="--sink")
-    settings = {"chunk_size": config.settings.chunk_size, "base_dir": config.base_dir,
-                "state_dir": config.state_dir}
-    context = Context(name, log.bind(sink=name), stop or threading.Event(), settings)
-    return cfg.plugin.cls(name, cfg.config, context)
-
-
-def byte_sink_names(config: Config) -> list[str]:
-    return [n for n, c in config.sinks.items() if issubclass(c.plugin.cls, ByteSink)]
 
 
 # --- planning -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 from logarchive.base import ByteSink
 from logarchive.errors import LogarchiveError
-from logarchive.retention import read_archive
+from logarchive.archive import read_archive
 from logarchive.secrets import redact
 
 KINDS = ("missing", "corrupt", "orphan_manifest", "orphan_object")

@@ -184,7 +184,7 @@ def test_fast_entry_encoding_equals_the_dict_encoding() -> None:
     run = RunRef("src", {"model_id": "m\"1", "run_id": "r/ü"})
     sink = DatadogSink("dd", DatadogConfig(type="datadog", api_key="k" * 32, service="svc",
                                             ddtags="env:test"),
-                       Context("dd", structlog.get_logger(), threading.Event(), {}))
+                       Context("dd", structlog.get_logger(), threading.Event()))
     protocol = IntakeProtocol(sink, run)
     lines = ('2026-03-13T10:00:00.123Z [WARN] a "quoted" line\\n\tü\n'
              "no timestamp nor level\n2026-03-13 10:00:00,5 [error] other form\n\n").encode()

@@ -18,7 +18,7 @@ from logarchive_files import FilesConfig, FilesSource
 
 def make_source(**config) -> FilesSource:
     return FilesSource("logs", FilesConfig(type="files", **config),
-                       Context("logs", structlog.get_logger(), threading.Event(), {}))
+                       Context("logs", structlog.get_logger(), threading.Event()))
 
 
 def test_discovered_through_its_entry_point() -> None:

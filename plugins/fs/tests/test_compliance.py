@@ -19,7 +19,8 @@ from logarchive.base import RetentionConfig
 from logarchive.cli import main
 from logarchive.errors import ConfigError, SinkError
 from logarchive.ledger import SQLiteLedger
-from logarchive.retention import apply, open_sink, plan
+from logarchive.pipeline import open_sink
+from logarchive.retention import apply, plan
 from logarchive.testing.archives import archive_config, make_runs, write_config
 from logarchive.testing.fixtures import Bucket, s3_storage_options
 

@@ -24,7 +24,7 @@ def make_sink(storage, **extra) -> FsSink:
     config = FsConfig(type="fs", url=storage.url, storage_options=storage.storage_options,
                       block_size=5 * 1024 * 1024, **extra)
     return FsSink("archive", config, Context("archive", structlog.get_logger(),
-                                             threading.Event(), {}))
+                                             threading.Event()))
 
 
 def test_discovered_through_its_entry_point() -> None:
@@ -82,7 +82,8 @@ def test_exception_mid_write_through_the_engine_leaves_no_object(storage, tmp_pa
                 raise SourceError("stream broke")
             yield chunks()
 
-    from logarchive.engine import Pipeline, export_run
+    from logarchive.engine import export_run
+    from logarchive.pipeline import Pipeline
     from logarchive.config import PipelineConfig
     from logarchive.ledger import SQLiteLedger
 

@@ -298,7 +298,7 @@ def test_cli_runs_lists_one_run_per_task(modelarts: ModelArtsAPI, tmp_path: Path
 
 def make_source(config: dict[str, Any]) -> ObsSource:
     cfg = ObsSource.Config.model_validate(config)
-    return ObsSource("m", cfg, Context("m", structlog.get_logger(), threading.Event(), {}))
+    return ObsSource("m", cfg, Context("m", structlog.get_logger(), threading.Event()))
 
 
 def test_phase_mapping() -> None:

@@ -58,7 +58,7 @@ def config_for(tmp_path: Path, source: dict[str, Any], *, fmt: str = "txt",
 
 def make_source(config: dict[str, Any]) -> RestSource:
     cfg = RestSource.Config.model_validate(config)
-    return RestSource("src", cfg, Context("src", structlog.get_logger(), threading.Event(), {}))
+    return RestSource("src", cfg, Context("src", structlog.get_logger(), threading.Event()))
 
 
 # --- plugin discovery -------------------------------------------------------------------------

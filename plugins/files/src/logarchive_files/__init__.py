@@ -62,10 +62,10 @@ class FilesSource(Source):
     def __init__(self, name: str, config: FilesConfig, context: Any) -> None:
         super().__init__(name, config, context)
         self.fs, self.root, self.protocol = resolve(
-            config.url, context.settings.get("base_dir"), config.storage_options
+            config.url, context.settings.base_dir, config.storage_options
         )
         self.regex = re.compile(config.fields)
-        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
+        self.chunk_size = context.settings.chunk_size
 
     def discover(self) -> Iterator[RunRef]:
         pattern = f"{self.root}/{self.config.pattern}"

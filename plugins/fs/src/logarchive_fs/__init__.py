@@ -122,9 +122,9 @@ class FsSink(ByteSink):
     def __init__(self, name: str, config: FsConfig, context: Any) -> None:
         super().__init__(name, config, context)
         self.fs, self.root, self.protocol = resolve(
-            config.url, context.settings.get("base_dir"), config.storage_options
+            config.url, context.settings.base_dir, config.storage_options
         )
-        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
+        self.chunk_size = context.settings.chunk_size
         if self.protocol in LOCAL_PROTOCOLS:
             self.temp_dir = Path(self.root) / TEMP_DIR
             removed = sweep_temp_dir(self.temp_dir)

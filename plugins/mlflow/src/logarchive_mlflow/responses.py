@@ -51,8 +51,8 @@ class ApiClient:
         self.name = source_name
         self.config = config
         self.log = context.log
-        self.base_dir = context.settings.get("base_dir")
-        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
+        self.base_dir = context.settings.base_dir
+        self.chunk_size = context.settings.chunk_size
         self.client = HttpClient(base_url, options=config.http, auth=auth,
                                  headers={"Accept": "application/json"}, stop=context.stop,
                                  log=context.log)

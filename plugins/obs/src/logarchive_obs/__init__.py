@@ -95,7 +95,7 @@ class ObsSource(Source):
                               log=self.log,
                               headers={"X-Auth-Token": config.token.get_secret_value()})
         self.storage = HttpClient(options=config.http, stop=context.stop, log=self.log)
-        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
+        self.chunk_size = context.settings.chunk_size
         self.base = f"/v2/{quote(config.project_id, safe='')}/training-jobs"
 
     def close(self) -> None:

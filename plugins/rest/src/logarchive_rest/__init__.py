@@ -61,7 +61,7 @@ class RestSource(Source):
             self.url_template = WORKFLOW_URL
         else:
             self.url_template = config.url or ""
-        self.chunk_size = context.settings.get("chunk_size", 1 << 20)
+        self.chunk_size = context.settings.chunk_size
         self.client = HttpClient(config.base_url, options=config.http, auth=config.auth,
                                  headers=dict(config.headers), stop=context.stop, log=self.log)
 
