@@ -22,7 +22,8 @@ from logarchive import logging as lalog
 from logarchive.config import CONFIG_ENV, Config, load_config
 from logarchive.engine import Progress, RunResult, export
 from logarchive.errors import ConfigError, LogarchiveError
-from logarchive.ledger import DELIVERED, SQLiteLedger
+from logarchive.ledger import SQLiteLedger
+from logarchive.status import RunStatus
 from logarchive.plugins import default_registry
 from logarchive.secrets import redact
 
@@ -249,7 +250,7 @@ def runs_cmd(state: _State, source_name: str | None, as_json: bool) -> None:
                         for sink in pipeline.sinks
                     }
                     rows.append({"pipeline": pipeline.name, **run.to_json(), "sinks": delivered,
-                                 "delivered": all(v == DELIVERED for v in delivered.values())})
+                                 "delivered": all(v == RunStatus.DELIVERED for v in delivered.values())})
             except LogarchiveError as error:
                 failed = True
                 click.echo(f"error: source {pipeline.source}: {error}", err=True)

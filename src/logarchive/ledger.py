@@ -22,12 +22,9 @@ from typing import Any
 
 from logarchive.errors import LedgerError
 from logarchive.secrets import redact
+from logarchive.status import RunStatus
 
 SCHEMA_VERSION = 1
-DELIVERED = "delivered"
-FAILED = "failed"
-IN_PROGRESS = "in_progress"
-GONE = "gone"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,7 +91,8 @@ class Ledger:
     def set_accepted(self, run_key: str, sink: str, ordinal: int) -> None: ...
     def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
                   size: int | None, lines: int | None, accepted: int = 0) -> None: ...
-    def failed(self, run: Any, sink: str, error: str, *, status: str = FAILED) -> None: ...
+    def failed(self, run: Any, sink: str, error: str, *,
+               status: RunStatus = RunStatus.FAILED) -> None: ...
     def forget(self, run_key: str, sink: str) -> None: ...
     def deliveries(self, sink: str | None = None) -> Iterator[Delivery]: ...
     def event(self, kind: str, *, sink: str | None = None, run_key: str | None = None,
@@ -155,7 +153,7 @@ class SQLiteLedger(Ledger):
                ON CONFLICT (run_key, sink) DO UPDATE SET
                    status=excluded.status, attempts=attempts+1, error=NULL,
                    updated_at=excluded.updated_at""",
-            (run.key, sink, run.source, json.dumps(run.fields), IN_PROGRESS,
+            (run.key, sink, run.source, json.dumps(run.fields), RunStatus.IN_PROGRESS,
              _iso(run.completed), now),
         )
         found = self.get(run.key, sink)
@@ -180,11 +178,12 @@ class SQLiteLedger(Ledger):
                    size=excluded.size, lines=excluded.lines, accepted=excluded.accepted,
                    error=NULL, updated_at=excluded.updated_at,
                    delivered_at=excluded.delivered_at""",
-            (run.key, sink, run.source, json.dumps(run.fields), DELIVERED, object, sha256, size,
-             lines, accepted, _iso(run.completed), now, now),
+            (run.key, sink, run.source, json.dumps(run.fields), RunStatus.DELIVERED, object, sha256,
+             size, lines, accepted, _iso(run.completed), now, now),
         )
 
-    def failed(self, run: Any, sink: str, error: str, *, status: str = FAILED) -> None:
+    def failed(self, run: Any, sink: str, error: str, *,
+               status: RunStatus = RunStatus.FAILED) -> None:
         self._write(
             """INSERT INTO deliveries (run_key, sink, source, fields, status, attempts, error,
                    completed, updated_at)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logarchive.config import Config
-from logarchive.ledger import DELIVERED
+from logarchive.status import RunStatus
 from logarchive.archive import read_archive
 from logarchive.pipeline import byte_sink_names, open_sink
 from logarchive.runs import RunRef, parse_time
@@ -93,7 +93,7 @@ def rebuild(config: Config, ledger: Any, sinks: list[str] | None = None) -> Rebu
                     continue
                 obj = entry.manifest.get("object") or {}
                 current = ledger.get(run.key, name)
-                if (current is not None and current.status == DELIVERED
+                if (current is not None and current.status == RunStatus.DELIVERED
                         and current.sha256 == obj.get("sha256")):
                     result.unchanged += 1
                     continue

@@ -1,0 +1,468 @@
+"""Run delivery: one read of a run's log, fed to every sink target, one commit per target.
+
+``export_run`` is a plain function of (pipeline objects, RunRef): it is the unit a distributed
+scheduler would run. Every sink becomes a :class:`Target` with one interface:
+
+- ``feed(piece)``: the next piece of the log (a chunk of source bytes and the records built from
+  it); a byte target encodes, compresses and writes it, a record target sends the records past
+  its resume point;
+- ``commit(delivery)``: make the delivery final and record it in the ledger as delivered (a byte
+  target writes the footer, the object and its manifest; a record target waits for every
+  acknowledgement);
+- ``abort()``: throw away what is not committed.
+
+A target that fails is aborted and recorded as failed without stopping the others; a failure of
+the source (or a signal) ends every target of the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+
+from logarchive import __version__
+from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
+from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
+from logarchive.errors import (
+    Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
+)
+from logarchive.ledger import Ledger, RunLock, object_lock
+from logarchive.manifest import build_manifest, manifest_path, parse_manifest
+from logarchive.paths import render
+from logarchive.pipeline import Pipeline
+from logarchive.results import Progress, RunResult
+from logarchive.runs import RunRef
+from logarchive.secrets import redact
+from logarchive.status import RunStatus
+
+log = structlog.get_logger("logarchive")
+
+
+def pending_sinks(ledger: Ledger, run: RunRef, sinks: list[str], force: bool) -> list[str] | None:
+    """The sinks of ``sinks`` that still need ``run``; None when the run is gone at its source."""
+    pending = []
+    for sink in sinks:
+        delivery = ledger.get(run.key, sink)
+        if delivery is not None and delivery.status == RunStatus.GONE and not force:
+            return None
+        if force or delivery is None or delivery.status != RunStatus.DELIVERED:
+            pending.append(sink)
+    return pending
+
+
+def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger, state_dir: Any,
+               force: bool = False, stop: threading.Event | None = None,
+               progress: Progress | None = None) -> RunResult:
+    """Export one run to the named sinks of its pipeline: one read of the source, one atomic
+    commit per sink. Never raises for a run's own failure; the result says what happened."""
+    started = time.monotonic()
+    result = RunResult(pipe.config.name, run, RunStatus.EXPORTED)
+    lock = RunLock(state_dir, run.key_hash)
+    if not lock.acquire():
+        result.status = RunStatus.LOCKED
+        log.info("run_locked", run=run.key, reason="another export is delivering it")
+        return result
+    try:
+        # Re-check under the lock: a concurrent export may have delivered it meanwhile.
+        sinks = pending_sinks(ledger, run, sinks, force) or []
+        if not sinks:
+            result.status = RunStatus.SKIPPED
+            return result
+        delivery = RunDelivery(pipe, run, ledger, result, state_dir, stop or threading.Event())
+        delivery.deliver(sinks, force, progress or Progress())
+    finally:
+        lock.release()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+@dataclass
+class Piece:
+    """One step of the log: a chunk of source bytes (None at the end) and the records built
+    from it (``batch``, None when no target needs records); ``first`` is the ordinal of the
+    batch's first record."""
+
+    chunk: bytes | None
+    batch: Any
+    first: int
+
+
+@dataclass
+class RunDelivery:
+    """The delivery of one run to its targets: what every target shares, and the loop."""
+
+    pipe: Pipeline
+    run: RunRef
+    ledger: Ledger
+    result: RunResult
+    state_dir: Any
+    stop: threading.Event
+    exported_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    stats: SourceStats = field(default_factory=SourceStats)
+    builder: RecordBuilder | None = None
+    targets: list[Target] = field(default_factory=list)
+
+    def deliver(self, sinks: list[str], force: bool, progress: Progress) -> None:
+        """Start a target per sink, feed them the log, commit each; record every outcome."""
+        self.targets = [t for t in (self.start(name, force) for name in sinks) if t]
+        # Archives commit before aggregators, whose commit waits for acknowledgements.
+        self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
+        if any(t.needs_records for t in self.targets):
+            max_line = min(t.max_line_bytes for t in self.targets)
+            self.builder = RecordBuilder(self.run.record_fields(), max_line)
+        try:
+            self.read(progress)
+        except BaseException as exc:
+            self.end_all(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for target in self.targets:
+            self.commit(target)
+        self.result.bytes = self.stats.size
+        self.result.lines = self.stats.lines
+        failed = {k: v for k, v in self.result.sinks.items() if v != "delivered"}
+        if self.result.status == RunStatus.EXPORTED and failed:
+            self.result.status = RunStatus.FAILED
+            self.result.error = "; ".join(f"{k}: {v}" for k, v in failed.items())
+
+    def start(self, name: str, force: bool) -> Target | None:
+        """The target of sink ``name``, or None (recorded as failed) when it cannot start."""
+        if name in self.pipe.dead_sinks:  # e.g. an invalid token: no request is worth making
+            message = f"not attempted: {self.pipe.dead_sinks[name]}"
+            self.result.sinks[name] = f"failed: {message}"
+            self.ledger.failed(self.run, name, message)
+            return None
+        sink = self.pipe.sinks[name]
+        previous = self.ledger.get(self.run.key, name)
+        self.ledger.start(self.run, name)
+        try:
+            if isinstance(sink, ByteSink):
+                return ByteTarget.open(name, sink, self)
+            resume_after = 0 if (force or previous is None) else previous.accepted
+            return RecordTarget.open(name, sink, self, resume_after)
+        except Exception as exc:  # one sink that cannot start must not stop the others
+            self.fail(name, exc)
+            return None
+
+    def read(self, progress: Progress) -> None:
+        """Read the run's log once, feeding every live target; raise when none is left."""
+        if not self.targets:
+            raise SinkError("no sink could start: " + self._states())
+        with self.pipe.source.open(self.run) as stream:
+            for chunk in stream:
+                if self.stop.is_set():
+                    raise Interrupted("export stopped before the run finished")
+                if chunk:
+                    self.feed(chunk)
+                    progress.advance(len(chunk))
+                if not self.targets:
+                    break
+        if not self.targets:
+            raise SinkError("every sink failed: " + self._states())
+        self.feed(None)
+
+    def feed(self, chunk: bytes | None) -> None:
+        """Feed one chunk (None: the end of the log) to every live target."""
+        if chunk is not None:
+            self.stats.update(chunk)
+            batch = self.builder.feed(chunk) if self.builder else None
+        else:
+            self.stats.finish()
+            batch = self.builder.finish() if self.builder else None
+        last = self.builder.records if self.builder else 0
+        piece = Piece(chunk, batch, last - (len(batch) if batch else 0) + 1)
+        for target in list(self.targets):
+            try:
+                target.feed(piece)
+            except Interrupted:
+                raise
+            except Exception as exc:  # one sink's failure must not stop the others
+                target.abort()
+                self.targets.remove(target)
+                self.fail(target.name, exc)
+
+    def commit(self, target: Target) -> None:
+        """Commit one target; a failure is recorded for that target alone."""
+        try:
+            target.commit(self)
+        except LedgerError:
+            raise
+        except Interrupted as exc:
+            target.abort()
+            self.result.status = RunStatus.INTERRUPTED
+            self.result.sinks[target.name] = f"interrupted: {exc}"
+            self.ledger.failed(self.run, target.name, str(exc), status=RunStatus.INTERRUPTED)
+        except Exception as exc:
+            target.abort()
+            self.fail(target.name, exc)
+
+    def delivered(self, name: str, *, object: str | None, sha256: str | None = None,
+                  size: int | None = None, accepted: int = 0) -> None:
+        """Record that ``name`` has the run (called by a target's commit); ``sha256`` and
+        ``size`` default to the source's."""
+        self.ledger.delivered(self.run, name, object=object,
+                              sha256=self.stats.sha256 if sha256 is None else sha256,
+                              size=self.stats.size if size is None else size,
+                              lines=self.stats.lines, accepted=accepted)
+        self.result.sinks[name] = RunStatus.DELIVERED.value
+
+    def fail(self, name: str, error: BaseException) -> None:
+        """Record that sink ``name`` failed this run (and, if the error says so, every run)."""
+        message = redact(str(error)) or type(error).__name__
+        if getattr(error, "fatal_for_sink", False):
+            self.pipe.dead_sinks.setdefault(name, message)
+        self.result.sinks[name] = f"failed: {message}"
+        self.ledger.failed(self.run, name, message)
+        log.error("sink_failed", run=self.run.key, sink=name, error=message)
+
+    def end_all(self, exc: BaseException) -> None:
+        """The run itself failed (source error, signal, nothing left to feed): abort every
+        live target and record the run's outcome at each."""
+        for target in self.targets:
+            target.abort()
+        message = redact(str(exc)) or type(exc).__name__
+        status, ledger_status = _outcome(exc)
+        self.result.status, self.result.error = status, message
+        self.result.fatal = isinstance(exc, SourceError) and exc.fatal_for_source
+        for target in self.targets:
+            self.result.sinks[target.name] = f"{status}: {message}"
+            self.ledger.failed(self.run, target.name, message, status=ledger_status)
+        if not isinstance(exc, Exception):
+            return
+        if isinstance(exc, LogarchiveError):
+            quiet = status in (RunStatus.NOT_READY, RunStatus.INTERRUPTED)
+            (log.info if quiet else log.error)("run_" + status, run=self.run.key, error=message)
+        else:  # a bug, not a classified failure: keep the traceback
+            log.error("run_failed", run=self.run.key, error=message, exc_info=True)
+
+    def _states(self) -> str:
+        return "; ".join(f"{name} {state}" for name, state in self.result.sinks.items())
+
+
+def _outcome(exc: BaseException) -> tuple[RunStatus, RunStatus]:
+    """The run's status in the result and in the ledger when ``exc`` ended it."""
+    if isinstance(exc, RunNotReady):
+        return RunStatus.NOT_READY, RunStatus.NOT_READY
+    if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        return RunStatus.INTERRUPTED, RunStatus.INTERRUPTED
+    return RunStatus.FAILED, RunStatus.GONE if isinstance(exc, RunGone) else RunStatus.FAILED
+
+
+class Target:
+    """A sink's side of one run's delivery (see the module docstring)."""
+
+    name: str
+    sink: ByteSink | RecordSink
+    needs_records: bool
+
+    @property
+    def max_line_bytes(self) -> int:
+        return self.sink.config.max_line_bytes
+
+    def feed(self, piece: Piece) -> None:
+        raise NotImplementedError
+
+    def commit(self, delivery: RunDelivery) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class ByteTarget(Target):
+    """One object (plus its manifest) in a byte sink: encoder, compressor, sha256, writer."""
+
+    name: str
+    sink: ByteSink
+    path: str
+    writer: ObjectWriter
+    encoder: FormatEncoder
+    compressor: Compressor
+    sha: Any = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+    @classmethod
+    def open(cls, name: str, sink: ByteSink, delivery: RunDelivery) -> ByteTarget:
+        cfg = sink.config
+        path = render(cfg.path, delivery.run, ext=extension(cfg.format, cfg.compression),
+                      exported=delivery.exported_at)
+        target = cls(name, sink, path, sink.open_object(path), FormatEncoder(cfg.format),
+                     Compressor(cfg.compression, cfg.compression_level))
+        target.put(target.encoder.header())
+        return target
+
+    @property
+    def needs_records(self) -> bool:
+        return self.encoder.needs_records
+
+    @property
+    def verbatim(self) -> bool:
+        """Stored bytes are the source bytes (txt, no compression): their sha256 is the
+        source's, computed once by SourceStats instead of twice."""
+        return self.encoder.format == "txt" and self.compressor.name == "none"
+
+    def feed(self, piece: Piece) -> None:
+        if not self.needs_records:
+            if piece.chunk is not None:
+                self.put(piece.chunk)
+        elif piece.batch:
+            self.put(self.encoder.encode_batch(piece.batch))
+
+    def put(self, data: bytes) -> None:
+        if not data:
+            return
+        out = self.compressor.compress(data)
+        if out:
+            if not self.verbatim:
+                self.sha.update(out)
+            self.size += len(out)
+            self.writer.write(out)
+
+    def commit(self, delivery: RunDelivery) -> None:
+        """Object, then manifest, then ledger. A crash between leaves no object that the ledger
+        calls delivered; the next export rewrites it (same bytes, same name)."""
+        self.put(self.encoder.footer())
+        tail = self.compressor.flush()
+        if tail:
+            self.sha.update(tail)
+            self.size += len(tail)
+            self.writer.write(tail)
+        stats = delivery.stats
+        digest = stats.sha256 if self.verbatim else self.sha.hexdigest()
+        with object_lock(delivery.state_dir, self.name, self.path):
+            keep = _keep_existing(self.sink, self.path, delivery.run, digest)
+            if keep:
+                self.abort()  # identical bytes are archived already
+            else:
+                self.writer.commit()
+            if not (keep and self.sink.exists(manifest_path(self.path))):
+                self._write_manifest(delivery, digest)
+        where = self.sink.describe(self.path)
+        delivery.delivered(self.name, object=where, sha256=digest, size=self.size)
+        log.info("run_exported", run=delivery.run.key, sink=self.name, object=where,
+                 bytes=stats.size, stored_bytes=self.size, lines=stats.lines)
+
+    def _write_manifest(self, delivery: RunDelivery, digest: str) -> None:
+        stats, cfg, builder = delivery.stats, self.sink.config, delivery.builder
+        manifest = build_manifest(
+            run=delivery.run, sink=self.name, object_path=self.path,
+            object_sha256=digest, object_size=self.size,
+            source_sha256=stats.sha256, source_size=stats.size, lines=stats.lines,
+            invalid_utf8=stats.invalid_utf8,
+            records=builder.records if (builder and self.needs_records) else None,
+            fmt=cfg.format, compression=cfg.compression, exported=delivery.exported_at,
+            version=__version__,
+        )
+        writer = self.sink.open_object(manifest_path(self.path))
+        try:
+            writer.write(manifest)
+            writer.commit()
+        except BaseException:
+            _abort(writer)
+            raise
+
+    def abort(self) -> None:
+        _abort(self.writer)
+
+
+@dataclass
+class RecordTarget(Target):
+    """One run's records in a record sink, resumed after what an earlier export delivered."""
+
+    name: str
+    sink: RecordSink
+    delivery: RecordDelivery
+    resume_after: int
+    needs_records = True
+
+    @classmethod
+    def open(cls, name: str, sink: RecordSink, delivery: RunDelivery,
+             resume_after: int) -> RecordTarget:
+        run, ledger = delivery.run, delivery.ledger
+        started = sink.start(
+            run, resume_after=resume_after,
+            on_accepted=lambda ordinal: ledger.set_accepted(run.key, name, ordinal),
+        )
+        return cls(name, sink, started, resume_after)
+
+    def feed(self, piece: Piece) -> None:
+        """Send the piece's records past the resume point."""
+        if not piece.batch:
+            return
+        records = piece.batch.records()
+        skip = self.resume_after - piece.first + 1
+        selected = records[skip:] if skip > 0 else records
+        if selected:
+            self.delivery.send(selected, max(piece.first, self.resume_after + 1))
+
+    def commit(self, delivery: RunDelivery) -> None:
+        """Wait for every acknowledgement, then record the run delivered."""
+        if delivery.stop.is_set():
+            raise Interrupted("export stopped before all batches were accepted")
+        self.delivery.finish()
+        total = delivery.builder.records if delivery.builder else 0
+        delivery.delivered(self.name, object=None, accepted=total)
+        log.info("run_exported", run=delivery.run.key, sink=self.name, records=total,
+                 resumed_after=self.resume_after, lines=delivery.stats.lines)
+
+    def abort(self) -> None:
+        self.delivery.abort()
+
+
+def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool:
+    """Check what is already stored under ``path`` before replacing it.
+
+    Raises when another run owns the name (a path template that maps two runs to one object
+    would silently overwrite an archive) or when an immutable object would change. Returns True
+    when an immutable object already holds exactly these bytes.
+    """
+    where = sink.describe(path)
+    if sink.exists(manifest_path(path)):
+        existing = _read_manifest(sink, path)
+        owner = existing.get("run", {}).get("key")
+        if owner != run.key:
+            raise SinkError(
+                f"{where} already holds run {owner}; the path template {sink.config.path!r} maps "
+                f"two runs to one object: add a field that tells them apart"
+            )
+        old_sha = existing.get("object", {}).get("sha256")
+    elif sink.config.immutable and sink.exists(path):
+        # An object without its manifest: a delivery that stopped between the two commits.
+        digest = hashlib.sha256()
+        with sink.read(path) as chunks:
+            for chunk in chunks:
+                digest.update(chunk)
+        old_sha = digest.hexdigest()
+    else:
+        return False
+    if not sink.config.immutable:
+        return False
+    if old_sha == new_sha:
+        return True
+    raise SinkError(
+        f"{where} is immutable and already archived with sha256 {old_sha}; the new export has "
+        f"sha256 {new_sha}. Nothing was overwritten."
+    )
+
+
+def _read_manifest(sink: ByteSink, path: str) -> dict[str, Any]:
+    with sink.read(manifest_path(path)) as chunks:
+        try:
+            return parse_manifest(b"".join(chunks))
+        except ValueError as exc:
+            raise SinkError(f"{sink.describe(path)}: existing manifest is unreadable ({exc})") from None
+
+
+def _abort(writer: ObjectWriter) -> None:
+    try:
+        writer.abort()
+    except Exception as exc:  # best effort: the object is not visible either way
+        log.warning("abort_failed", error=redact(str(exc)))
