@@ -244,3 +244,23 @@ def test_summary_json_shape(tmp_path: Path, logs: Path) -> None:
     assert {k: doc[k] for k in ("exported", "skipped", "failed", "exit_code")} == {
         "exported": 3, "skipped": 0, "failed": 0, "exit_code": 0}
     assert doc["runs"][0]["sinks"] == {"archive": "delivered"}
+
+
+def test_statuses_and_exit_codes_are_the_shared_enums(tmp_path: Path, logs: Path) -> None:
+    from logarchive.status import ExitCode, RunStatus
+
+    config = parse_config(base_config(tmp_path))
+    summary = logarchive.export(config)
+    assert summary.exit_code is ExitCode.OK
+    assert {r.status for r in summary.results} == {RunStatus.EXPORTED}
+    with sqlite3.connect(tmp_path / "state" / "ledger.sqlite3") as db:  # same strings as before
+        assert db.execute("SELECT DISTINCT status FROM deliveries").fetchall() == [("delivered",)]
+    (logs / "mdl-b" / "run-4.log").write_bytes(b"new\n")
+    stop = threading.Event()
+    stop.signal_number = 15  # type: ignore[attr-defined]  # what the CLI's handler sets
+    stop.set()
+    stopped = logarchive.export(config, stop=stop)
+    assert stopped.exit_code is ExitCode.SIGTERM and stopped.exit_code == 143
+    assert stopped.count(RunStatus.INTERRUPTED) == 1 and stopped.skipped == 3
+    assert json.loads(json.dumps(stopped.to_json()))["exit_code"] == 143
+    assert "interrupted 1" in stopped.text()
