@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack, closing
 from datetime import datetime
 
 import structlog
@@ -58,16 +59,15 @@ def export(
     workers = workers or config.settings.workers
     if workers < 1:
         raise ConfigError("--workers must be at least 1", key="workers")
-    own_ledger = ledger is None
-    ledger = ledger or SQLiteLedger(config.state_dir)
     summary = ExportSummary(dry_run=dry_run)
-    _warn_new_ledger(config, selected, ledger, summary)
-    live: list[Pipeline] = []
-    try:
+    with ExitStack() as cleanup:  # closes every pipeline, then the ledger if opened here
+        if ledger is None:
+            ledger = cleanup.enter_context(closing(SQLiteLedger(config.state_dir)))
+        _warn_new_ledger(config, selected, ledger, summary)
         jobs: list[Job] = []
         for pipe_cfg in selected:
             pipe = instantiate(config, pipe_cfg, stop)
-            live.append(pipe)
+            cleanup.callback(pipe.close)
             jobs += _pending_jobs(pipe, ledger, selectors, since, force, summary)
         if dry_run:
             summary.results.extend(
@@ -77,11 +77,6 @@ def export(
             )
         else:
             _run_jobs(jobs, ledger, config, workers, force, stop, progress or Progress(), summary)
-    finally:
-        for pipe in live:
-            pipe.close()
-        if own_ledger:
-            ledger.close()
     summary.results.sort(key=lambda r: (r.pipeline, r.run.key))
     summary.seconds = time.monotonic() - started
     if stop.is_set() and summary.interrupted_by is None:

@@ -193,6 +193,16 @@ def _decide(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: A
     if d.age_days is None:
         d.reason = "no completion or export time in the manifest: age unknown, never deleted"
         return
+    why = _selected(d, rules)
+    if why is None or _protected(d, rules, entry, lock_status, why):
+        return
+    d.action = DELETE
+    d.reason = why if entry.object_present else why + "; object already gone, manifest only"
+
+
+def _selected(d: Decision, rules: RetentionConfig) -> str | None:
+    """Why a deleting rule selects ``d`` (the rule in ``d.rule``); None, with ``d.reason``, when
+    none does."""
     old = rules.max_age_days is not None and d.age_days > rules.max_age_days
     beyond = rules.keep_last is not None and d.rank >= rules.keep_last
     if rules.max_age_days is not None and rules.keep_last is not None:
@@ -200,7 +210,7 @@ def _decide(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: A
             d.protected_by = "keep_last"
             d.reason = (f"older than {rules.max_age_days:g}d, but one of the newest "
                         f"{rules.keep_last} of its group (#{d.rank + 1})")
-            return
+            return None
         selected = old and beyond
         d.rule = "max_age_days"
         why = (f"older than {rules.max_age_days:g}d and not one of the newest "
@@ -221,22 +231,29 @@ def _decide(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: A
             d.reason = f"younger than max_age_days {rules.max_age_days:g}"
         else:
             d.reason = f"one of the newest {rules.keep_last} of its group (#{d.rank + 1})"
-        return
+        return None
+    return why
+
+
+def _protected(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: Any,
+               why: str) -> bool:
+    """True, with ``d.protected_by`` and ``d.reason``, when a protection keeps a selected
+    archive: a legal hold pattern, the min_age_days floor or the object's S3 Object Lock."""
     hold = _held(rules, entry)
     if hold is not None:
         d.protected_by, d.reason = "legal_hold", f"matches legal_hold pattern {hold!r} ({why})"
-        return
+        return True
     if d.age_days < rules.min_age_days:
         d.protected_by = "min_age_days"
         d.reason = f"younger than the floor min_age_days {rules.min_age_days:g} ({why})"
-        return
+        return True
     if lock_status is not None and entry.object_present:
         try:
             lock = lock_status(entry.path)
         except Exception as exc:  # cannot prove it is free: keep it
             d.protected_by = "object_lock"
             d.reason = f"cannot read its Object Lock status ({redact(str(exc))}): kept"
-            return
+            return True
         if lock:
             d.protected_by = "object_lock"
             parts = []
@@ -246,9 +263,8 @@ def _decide(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: A
                 parts.append("S3 legal hold ON")
             d.reason = "S3 Object Lock: " + " and ".join(parts) + f"; the server would refuse " \
                        f"the delete ({why})"
-            return
-    d.action = DELETE
-    d.reason = why if entry.object_present else why + "; object already gone, manifest only"
+            return True
+    return False
 
 
 # --- applying -----------------------------------------------------------------------------
