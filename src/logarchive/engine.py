@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from logarchive import __version__
-from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
+from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink, StopEvent
 from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
 from logarchive.config import Config
 from logarchive.errors import (
@@ -169,7 +169,9 @@ def export(
 
     ``pipeline`` restricts to one pipeline; ``runs`` to runs matching a field value, a run key or
     ``field=value``; ``since`` to runs completed at or after that time. ``force`` re-delivers
-    runs the ledger has. Returns an :class:`ExportSummary`; raises only for configuration or
+    runs the ledger has. Setting ``stop`` (from another thread) stops the export gracefully; a
+    :class:`~logarchive.base.StopEvent` with its ``signal_number`` set makes the exit code
+    128 + that number. Returns an :class:`ExportSummary`; raises only for configuration or
     ledger errors (one run's failure never stops the others).
     """
     started = time.monotonic()
@@ -185,11 +187,11 @@ def export(
     summary = ExportSummary(dry_run=dry_run)
     record_sinks = sorted({name for p in selected for name in p.sinks
                            if config.sinks[name].plugin.kind == "records"})
-    if getattr(ledger, "created", False) and record_sinks:
+    if ledger.created and record_sinks:
         # Aggregators cannot be asked what they already hold: with a new ledger every finished
         # run goes to them again. Say so loudly; an archive's manifests can restore byte sinks.
         summary.warnings.append(
-            f"new ledger at {getattr(ledger, 'path', config.state_dir)}: every run the sources "
+            f"new ledger at {ledger.path or config.state_dir}: every run the sources "
             f"list will be delivered to {', '.join(record_sinks)}, including runs delivered "
             "before; if the state directory was lost, stop and restore it (or run `logarchive "
             "ledger rebuild` for archives, and export with --since to limit re-delivery)"
@@ -221,8 +223,7 @@ def export(
                 if not pending:
                     summary.results.append(RunResult(pipe_cfg.name, run, SKIPPED))
                     continue
-                include = getattr(pipe.source.config, "include_statuses", None)
-                if include is not None and run.status not in include:
+                if run.status not in pipe.source.config.include_statuses:
                     summary.results.append(RunResult(pipe_cfg.name, run, NOT_READY))
                     log.info("run_not_ready", run=run.key, status=run.status)
                     continue
@@ -242,7 +243,7 @@ def export(
     summary.results.sort(key=lambda r: (r.pipeline, r.run.key))
     summary.seconds = time.monotonic() - started
     if stop.is_set() and summary.interrupted_by is None:
-        summary.interrupted_by = getattr(stop, "signal_number", None)
+        summary.interrupted_by = stop.signal_number if isinstance(stop, StopEvent) else None
     return summary
 
 

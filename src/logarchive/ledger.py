@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from logarchive.errors import LedgerError
+from logarchive.runs import iso
 from logarchive.secrets import redact
 
 SCHEMA_VERSION = 1
@@ -89,6 +90,13 @@ class Delivery:
 class Ledger:
     """Interface of the delivery ledger."""
 
+    path: Path | None = None
+    """Where the ledger is stored, for messages (None: not in a file)."""
+    created: bool = False
+    """True when this process created the ledger empty (new or lost state directory): nothing
+    is known delivered, so record sinks, which cannot be asked what they hold, get every run
+    again. The export warns about it."""
+
     def get(self, run_key: str, sink: str) -> Delivery | None: ...
     def start(self, run: Any, sink: str) -> Delivery: ...
     def set_accepted(self, run_key: str, sink: str, ordinal: int) -> None: ...
@@ -156,7 +164,7 @@ class SQLiteLedger(Ledger):
                    status=excluded.status, attempts=attempts+1, error=NULL,
                    updated_at=excluded.updated_at""",
             (run.key, sink, run.source, json.dumps(run.fields), IN_PROGRESS,
-             _iso(run.completed), now),
+             iso(run.completed), now),
         )
         found = self.get(run.key, sink)
         assert found is not None
@@ -181,7 +189,7 @@ class SQLiteLedger(Ledger):
                    error=NULL, updated_at=excluded.updated_at,
                    delivered_at=excluded.delivered_at""",
             (run.key, sink, run.source, json.dumps(run.fields), DELIVERED, object, sha256, size,
-             lines, accepted, _iso(run.completed), now, now),
+             lines, accepted, iso(run.completed), now, now),
         )
 
     def failed(self, run: Any, sink: str, error: str, *, status: str = FAILED) -> None:
@@ -192,7 +200,7 @@ class SQLiteLedger(Ledger):
                ON CONFLICT (run_key, sink) DO UPDATE SET
                    status=excluded.status, error=excluded.error, updated_at=excluded.updated_at""",
             (run.key, sink, run.source, json.dumps(run.fields), status, redact(error)[:2000],
-             _iso(run.completed), _now()),
+             iso(run.completed), _now()),
         )
 
     def forget(self, run_key: str, sink: str) -> None:
@@ -230,14 +238,6 @@ class SQLiteLedger(Ledger):
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:

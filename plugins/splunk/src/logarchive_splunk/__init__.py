@@ -73,6 +73,8 @@ class HecProtocol(BatchProtocol):
         self.cfg = cfg
         self.run = run
         self.channel = str(uuid.uuid4())
+        self.ack_timeout = cfg.ack_timeout
+        self.ack_poll_interval = cfg.ack_poll_interval
         self.source = render_run_template(cfg.source, run)
         self.host = cfg.host or socket.gethostname()
         when = run.completed or run.started or datetime.now(timezone.utc)
