@@ -153,6 +153,17 @@ class RuntimeSettings:
     state_dir: Path | None = None
 
 
+class StopEvent(threading.Event):
+    """The export's stop request: set on SIGTERM/SIGINT, or by an embedder from another thread.
+
+    Whoever sets it because of a signal records the signal in :attr:`signal_number` first: the
+    export then exits with 128 + that number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    signal_number: int | None = None
+    """The signal that asked the export to stop, or None (not set, or set without a signal)."""
+
+
 @dataclass
 class Context:
     """What the engine hands every plugin instance.
@@ -255,6 +266,13 @@ class ByteSink(_Plugin):
     def describe(self, path: str) -> str:
         """Where ``path`` is, for humans (a URL without credentials)."""
         return path
+
+    def object_lock_status(self, path: str) -> dict[str, Any] | None:
+        """What protects ``path`` from deletion in the store itself (an S3 Object Lock retention
+        or legal hold), asked by ``logarchive retention`` before it deletes: a dict describing
+        the lock (shown to the user, e.g. ``mode``, ``retain_until``, ``legal_hold``), or None
+        when nothing does. The default: a store without locks."""
+        return None
 
 
 class RecordDelivery:

@@ -213,6 +213,11 @@ class BatchProtocol:
     body_suffix: bytes = b""
     method: str = "POST"
     path: str = "/"
+    ack_timeout: float = 60.0
+    """Seconds to wait for the acknowledgement of a batch (see :meth:`ack_token`) before it is
+    sent again. A protocol with acknowledgements takes it from its sink's config."""
+    ack_poll_interval: float = 1.0
+    """Seconds between two :meth:`poll_acks` while a batch waits for its acknowledgement."""
 
     def encode(self, record: dict[str, Any]) -> list[bytes]:
         """Encoded event(s) of one record, in order."""
@@ -571,8 +576,7 @@ class BatchingDelivery(RecordDelivery):
 
     def _wait_ack(self, token: Any) -> bool:
         """Poll until ``token`` is acknowledged (True) or ``ack_timeout`` passes (False)."""
-        timeout = float(getattr(self.cfg, "ack_timeout", 60.0))
-        interval = float(getattr(self.cfg, "ack_poll_interval", 1.0))
+        timeout, interval = self.protocol.ack_timeout, self.protocol.ack_poll_interval
         started = time.monotonic()
         while True:
             self.stats.ack_polls += 1

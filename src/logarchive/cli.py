@@ -19,6 +19,7 @@ import orjson
 
 from logarchive import __version__
 from logarchive import logging as lalog
+from logarchive.base import StopEvent
 from logarchive.config import CONFIG_ENV, Config, load_config
 from logarchive.engine import Progress, RunResult, export
 from logarchive.errors import ConfigError, LogarchiveError
@@ -155,7 +156,7 @@ class _RichProgress(Progress):
             self._bar.stop()
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
+def _install_signal_handlers(stop: StopEvent) -> None:
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
             # Second signal: stop now, even if a run is stuck in a read that never returns (the
@@ -164,7 +165,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
             click.echo(f"received {signal.Signals(signum).name} again: stopping now", err=True)
             sys.stderr.flush()
             os._exit(128 + signum)
-        stop.signal_number = signum  # type: ignore[attr-defined]
+        stop.signal_number = signum
         stop.set()
         click.echo(f"received {signal.Signals(signum).name}: finishing current batches, "
                    "taking no new runs", err=True)
@@ -193,7 +194,7 @@ def export_cmd(state: _State, pipeline: str | None, runs: tuple[str, ...], since
       logarchive export -c config.example.toml --workers 8
     """
     config = state.config()
-    stop = threading.Event()
+    stop = StopEvent()
     _install_signal_handlers(stop)
     progress = _RichProgress() if (sys.stderr.isatty() and not as_json and state.verbosity >= 0) else None
     summary = export(config, pipeline, runs=runs, since=_parse_since(since), dry_run=dry_run,

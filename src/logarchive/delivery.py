@@ -216,7 +216,7 @@ class RunDelivery:
     def fail(self, name: str, error: BaseException) -> None:
         """Record that sink ``name`` failed this run (and, if the error says so, every run)."""
         message = redact(str(error)) or type(error).__name__
-        if getattr(error, "fatal_for_sink", False):
+        if isinstance(error, SinkError) and error.fatal_for_sink:
             self.pipe.dead_sinks.setdefault(name, message)
         self.result.sinks[name] = f"failed: {message}"
         self.ledger.failed(self.run, name, message)

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import structlog
 
+from logarchive.base import StopEvent
 from logarchive.config import Config, PipelineConfig
 from logarchive.delivery import export_run, pending_sinks
 from logarchive.errors import ConfigError, LogarchiveError
@@ -80,7 +81,7 @@ def export(
     summary.results.sort(key=lambda r: (r.pipeline, r.run.key))
     summary.seconds = time.monotonic() - started
     if stop.is_set() and summary.interrupted_by is None:
-        summary.interrupted_by = getattr(stop, "signal_number", None)
+        summary.interrupted_by = stop.signal_number if isinstance(stop, StopEvent) else None
     return summary
 
 
@@ -90,10 +91,10 @@ def _warn_new_ledger(config: Config, selected: list[PipelineConfig], ledger: Led
     goes to them again. Say so loudly; an archive's manifests can restore byte sinks."""
     record_sinks = sorted({name for p in selected for name in p.sinks
                            if config.sinks[name].plugin.kind == "records"})
-    if not (getattr(ledger, "created", False) and record_sinks):
+    if not (ledger.created and record_sinks):
         return
     summary.warnings.append(
-        f"new ledger at {getattr(ledger, 'path', config.state_dir)}: every run the sources "
+        f"new ledger at {ledger.path or config.state_dir}: every run the sources "
         f"list will be delivered to {', '.join(record_sinks)}, including runs delivered "
         "before; if the state directory was lost, stop and restore it (or run `logarchive "
         "ledger rebuild` for archives, and export with --since to limit re-delivery)"
@@ -113,7 +114,7 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
         log.error("discovery_failed", pipeline=pipe_cfg.name, error=str(exc))
         return []
     log.info("runs_discovered", pipeline=pipe_cfg.name, runs=len(discovered))
-    include = getattr(pipe.source.config, "include_statuses", None)
+    include = pipe.source.config.include_statuses
     jobs: list[Job] = []
     for run in discovered:
         if selectors and not any(run.matches(s) for s in selectors):
@@ -126,7 +127,7 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
             continue  # gone at source, recorded earlier
         if not pending:
             summary.results.append(RunResult(pipe_cfg.name, run, RunStatus.SKIPPED))
-        elif include is not None and run.status not in include:
+        elif run.status not in include:
             summary.results.append(RunResult(pipe_cfg.name, run, RunStatus.NOT_READY))
             log.info("run_not_ready", run=run.key, status=run.status)
         else:

@@ -28,24 +28,16 @@ from logarchive.errors import Interrupted, SourceError
 from logarchive.retry import (
     RetryOptions, Retryable, backoff_delay, call_with_retries, parse_retry_after,
 )
-from logarchive.secrets import Secret, redact, redact_url, register_secret
+from logarchive.secrets import RedactFilter, Secret, redact, redact_url, register_secret
 
 USER_AGENT = f"logarchive/{__version__}"
 
 
-class _RedactRecords(logging.Filter):
-    """httpx logs every request URL at INFO (a presigned link with its signature): redact at
-    the logger itself, so no handler (an embedder's, pytest's caplog) ever sees it raw."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        return True
-
-
+# httpx logs every request URL at INFO (a presigned link with its signature): redact at the
+# logger itself, so no handler (an embedder's, pytest's caplog) ever sees it raw.
 for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
               "httpcore.proxy"):
-    logging.getLogger(_name).addFilter(_RedactRecords())
+    logging.getLogger(_name).addFilter(RedactFilter())
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 

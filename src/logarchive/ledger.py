@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from logarchive.errors import LedgerError
+from logarchive.runs import iso
 from logarchive.secrets import redact
 from logarchive.status import RunStatus
 
@@ -85,6 +86,13 @@ class Delivery:
 
 class Ledger:
     """Interface of the delivery ledger."""
+
+    path: Path | None = None
+    """Where the ledger is stored, for messages (None: not in a file)."""
+    created: bool = False
+    """True when this process created the ledger empty (new or lost state directory): nothing
+    is known delivered, so record sinks, which cannot be asked what they hold, get every run
+    again. The export warns about it."""
 
     def get(self, run_key: str, sink: str) -> Delivery | None: ...
     def start(self, run: Any, sink: str) -> Delivery: ...
@@ -154,7 +162,7 @@ class SQLiteLedger(Ledger):
                    status=excluded.status, attempts=attempts+1, error=NULL,
                    updated_at=excluded.updated_at""",
             (run.key, sink, run.source, json.dumps(run.fields), RunStatus.IN_PROGRESS,
-             _iso(run.completed), now),
+             iso(run.completed), now),
         )
         found = self.get(run.key, sink)
         assert found is not None
@@ -179,7 +187,7 @@ class SQLiteLedger(Ledger):
                    error=NULL, updated_at=excluded.updated_at,
                    delivered_at=excluded.delivered_at""",
             (run.key, sink, run.source, json.dumps(run.fields), RunStatus.DELIVERED, object, sha256,
-             size, lines, accepted, _iso(run.completed), now, now),
+             size, lines, accepted, iso(run.completed), now, now),
         )
 
     def failed(self, run: Any, sink: str, error: str, *,
@@ -191,7 +199,7 @@ class SQLiteLedger(Ledger):
                ON CONFLICT (run_key, sink) DO UPDATE SET
                    status=excluded.status, error=excluded.error, updated_at=excluded.updated_at""",
             (run.key, sink, run.source, json.dumps(run.fields), status, redact(error)[:2000],
-             _iso(run.completed), _now()),
+             iso(run.completed), _now()),
         )
 
     def forget(self, run_key: str, sink: str) -> None:
@@ -229,14 +237,6 @@ class SQLiteLedger(Ledger):
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:

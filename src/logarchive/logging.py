@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from logarchive.secrets import redact, redact_value
+from logarchive.secrets import RedactFilter, redact, redact_value
 
 
 def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def configure(verbosity: int = 0, *, json: bool | None = None, stream: Any = Non
     # Libraries that log through the standard library (botocore, httpx...) go to stderr too,
     # quieter than ours, and redacted.
     handler = logging.StreamHandler(stream)
-    handler.addFilter(_RedactFilter())
+    handler.addFilter(RedactFilter())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -75,10 +75,3 @@ class _Stderr:
 
     def isatty(self) -> bool:
         return sys.stderr.isatty()
-
-
-class _RedactFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        return True

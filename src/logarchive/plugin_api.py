@@ -15,7 +15,18 @@ A minimal source plugin::
     @hookimpl
     def logarchive_register_sources(register):
         register(MySource)
+
+A plugin's runtime code imports nothing else of ``logarchive`` (``tests/test_plugin_imports.py``
+enforces it); its shipped testing modules may also import ``logarchive.testing``. When a plugin
+needs something core has, it is exported here.
 """
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
 
 from logarchive.base import (
     ByteSink, ByteSinkConfig, Context, ObjectWriter, PluginConfig, RecordDelivery, RecordSink,
@@ -39,6 +50,49 @@ __all__ = [
     "sanitize_segment", "timestamp_to_epoch",
 ]
 
+# HTTP (logarchive.http, logarchive.retry): the client with the core retry loop, its config
+# blocks, and what a ``classify`` callback needs to sort responses.
+from logarchive.http import (  # noqa: E402
+    RETRIABLE_STATUS, AuthConfig, BasicAuth, HttpClient, HttpOptions, describe_response,
+    describe_response_head, json_object, retry_after,
+)
+from logarchive.retry import RetryOptions, Retryable, call_with_retries  # noqa: E402
+
+__all__ += [
+    "RETRIABLE_STATUS", "AuthConfig", "BasicAuth", "HttpBaseUrl", "HttpClient", "HttpOptions",
+    "RetryOptions", "Retryable", "call_with_retries", "describe_response",
+    "describe_response_head", "json_object", "retry_after",
+]
+
+
+def _http_base_url(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with spaces")
+    try:
+        parts = urlsplit(value)
+        host, _ = parts.hostname, parts.port  # .port raises ValueError when not a number
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain credentials (user:password@): put them in the "
+                         "plugin's secret settings")
+    if not host:
+        raise ValueError("must name a host after http:// or https://")
+    return value.rstrip("/")
+
+
+HttpBaseUrl = Annotated[str, AfterValidator(_http_base_url)]
+"""An ``http://`` or ``https://`` URL with a host and no credentials, without its trailing
+``/``: the base URL of a service (scheme, host, optional port and path prefix). A plain ``str``
+once validated; a bad value is a config error naming the key."""
+
+# Storage URLs (fsspec: local paths, file://, s3://, gs://, memory://...): logarchive.storage.
+from logarchive.storage import LOCAL_PROTOCOLS, display_url, read_chunks, resolve  # noqa: E402
+
+__all__ += ["LOCAL_PROTOCOLS", "display_url", "read_chunks", "resolve"]
+
 # HTTP list-endpoint discovery (logarchive.discovery), for HTTP sources.
 from logarchive.discovery import (  # noqa: E402
     ListEndpoint, ListedRun, fill_template, json_pointer, list_items, list_runs,
@@ -53,12 +107,10 @@ __all__ += [
 # Record sinks (batching, retries, acknowledgement, resume bookkeeping): logarchive.batching.
 from logarchive.batching import (  # noqa: E402
     Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, SplitBatch, epoch_seconds,
-    event_id,
-    render_run_template, retriable_error,
+    event_id, render_run_template, retriable_error,
 )
-from logarchive.http import HttpClient, describe_response  # noqa: E402
 
 __all__ += [
-    "Batch", "BatchProtocol", "BatchingSink", "BatchingSinkConfig", "HttpClient", "SplitBatch",
-    "describe_response", "EventIds", "epoch_seconds", "event_id", "render_run_template", "retriable_error",
+    "Batch", "BatchProtocol", "BatchingSink", "BatchingSinkConfig", "EventIds", "SplitBatch",
+    "epoch_seconds", "event_id", "render_run_template", "retriable_error",
 ]

@@ -11,7 +11,7 @@ import pluggy
 import structlog
 
 from logarchive import hookspecs
-from logarchive.base import ByteSink, RecordSink, Source
+from logarchive.base import ByteSink, RecordSink, Source, SourceConfig
 from logarchive.errors import PluginError
 
 ENTRY_POINT_GROUP = "logarchive"
@@ -110,6 +110,9 @@ class Registry:
         if source:
             if not issubclass(cls, Source):
                 raise PluginError(f"plugin {plugin!r}: {cls.__name__} is not a Source subclass")
+            if not issubclass(cls.Config, SourceConfig):
+                raise PluginError(f"plugin {plugin!r}: {cls.__name__}.Config is not a "
+                                  "SourceConfig subclass")
             table, kind = self.sources, "source"
         else:
             if issubclass(cls, ByteSink):

@@ -174,7 +174,7 @@ def plan(sink: ByteSink, rules: RetentionConfig | None = None, *, now: datetime 
     for entry in listing.entries:
         groups[render_group(rules.group_by, sink.name, entry)].append(entry)
     epoch = datetime.min.replace(tzinfo=timezone.utc)
-    lock_status = getattr(sink, "object_lock_status", None) if check_locks else None
+    lock_status = sink.object_lock_status if check_locks else None
     for group, members in sorted(groups.items()):
         members.sort(key=lambda e: (e.completed or epoch, e.path), reverse=True)
         for rank, entry in enumerate(members):

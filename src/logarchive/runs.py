@@ -95,6 +95,8 @@ class RunRef:
 
 
 def iso(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a ``Z`` (a naive time counts as UTC), as manifests and the ledger
+    store times."""
     if value is None:
         return None
     if value.tzinfo is None:

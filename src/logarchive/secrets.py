@@ -7,6 +7,7 @@ logging pipeline and every :class:`~logarchive.errors.LogarchiveError` go throug
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from typing import Annotated, Any
@@ -94,6 +95,15 @@ def redact_url(url: str) -> str:
             [(k, MASK if k.lower() in SENSITIVE_QUERY_KEYS else v) for k, v in pairs], safe="*"
         )
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+class RedactFilter(logging.Filter):
+    """A :mod:`logging` filter that redacts every record's message (its arguments merged in)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
 
 
 def redact_value(value: Any) -> Any:

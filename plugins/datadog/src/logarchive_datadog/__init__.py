@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 import httpx
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from logarchive.plugin_api import (
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, Secret, SinkError,
-    describe_response, epoch_seconds, hookimpl, retriable_error,
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, Secret,
+    SinkError, describe_response, epoch_seconds, hookimpl, retriable_error,
 )
 
 SITES = {
@@ -41,8 +41,8 @@ class DatadogConfig(BatchingSinkConfig):
         default="datadoghq.com", description="Datadog site; picks the intake host.",
         examples=["datadoghq.eu"],
     )
-    url: str | None = Field(default=None, description="Intake base URL; overrides site.",
-                            examples=["http://127.0.0.1:9000"])
+    url: HttpBaseUrl | None = Field(default=None, description="Intake base URL; overrides site.",
+                                    examples=["http://127.0.0.1:9000"])
     api_key: Secret = Field(description="API key, sent as DD-API-KEY.",
                             examples=["${DD_API_KEY}"])
     service: str | None = Field(default=None, description="service of every entry.",
@@ -67,13 +67,6 @@ class DatadogConfig(BatchingSinkConfig):
         description="Largest encoded entry; a longer line becomes several entries "
         "marked part/partial/continuation (never truncated).", examples=[1000000],
     )
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
 
 
 class IntakeProtocol(BatchProtocol):

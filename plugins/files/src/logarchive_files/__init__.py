@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from logarchive.plugin_api import RunRef, Source, SourceConfig, SourceError, hookimpl
-from logarchive.storage import read_chunks, resolve
+from logarchive.plugin_api import (
+    RunRef, Source, SourceConfig, SourceError, hookimpl, read_chunks, resolve,
+)
 
 DEFAULT_FIELDS = r"^(?:.*/)?(?P<run_id>[^/]+?)(?:\.[^/.]+)?$"
 

@@ -26,9 +26,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from logarchive.plugin_api import (
-    ByteSink, ByteSinkConfig, ObjectWriter, SinkError, StoredObject, hookimpl,
+    LOCAL_PROTOCOLS, ByteSink, ByteSinkConfig, ObjectWriter, SinkError, StoredObject,
+    display_url, hookimpl, read_chunks, resolve,
 )
-from logarchive.storage import LOCAL_PROTOCOLS, display_url, read_chunks, resolve
 
 TEMP_SUFFIX = ".partial"
 TEMP_DIR = ".logarchive-tmp"  # local writes in progress, one folder per archive root

@@ -18,8 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from logarchive.plugin_api import RunGone, SourceError
-from logarchive.storage import read_chunks, resolve
+from logarchive.plugin_api import RunGone, SourceError, read_chunks, resolve
 
 
 class ArtifactPatterns:

@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from logarchive.http import AuthConfig, HttpOptions
-from logarchive.plugin_api import Secret, SourceConfig
+from logarchive.plugin_api import AuthConfig, HttpBaseUrl, HttpOptions, Secret, SourceConfig
 
 MODELLAB_KEYS = frozenset({"base_url", "api_key", "application_key", "runs", "projects",
                            "discover", "unresponsive"})
@@ -70,7 +69,7 @@ class MlflowConfig(SourceConfig):
                               description="Timeouts, TLS and retries of the API.")
 
     # --- api = "modellab" ---
-    base_url: str = Field(
+    base_url: HttpBaseUrl = Field(
         default="https://api.datadoghq.com",
         description="[modellab] API site (api.datadoghq.eu, api.us3.datadoghq.com...).",
         examples=["https://api.datadoghq.com"],
@@ -97,9 +96,9 @@ class MlflowConfig(SourceConfig):
     )
 
     # --- api = "mlflow" ---
-    tracking_uri: str | None = Field(default=None,
-                                     description="[mlflow] Tracking server URL.",
-                                     examples=["http://127.0.0.1:5000"])
+    tracking_uri: HttpBaseUrl | None = Field(default=None,
+                                             description="[mlflow] Tracking server URL.",
+                                             examples=["http://127.0.0.1:5000"])
     auth: AuthConfig | None = Field(
         default=None,
         description="[mlflow] None, basic (MLFLOW_TRACKING_USERNAME/PASSWORD) or bearer "
@@ -131,13 +130,6 @@ class MlflowConfig(SourceConfig):
             if not pattern.strip("/ ") or ".." in pattern.split("/"):
                 raise ValueError(f"artifact pattern {pattern!r} is empty or contains '..'")
         return value
-
-    @field_validator("base_url", "tracking_uri")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
     def _keys_of_api(self) -> MlflowConfig:

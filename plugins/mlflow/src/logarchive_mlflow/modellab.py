@@ -19,14 +19,15 @@ from urllib.parse import quote
 
 import httpx
 
-from logarchive.http import AuthConfig, json_object
-from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
+from logarchive.plugin_api import (
+    TERMINAL, AuthConfig, RunGone, RunRef, SourceError, json_object, parse_time,
+)
 
 from logarchive_mlflow.artifacts import (
     FileLocator, check_artifact_path, join_location,
 )
 from logarchive_mlflow.config import MlflowConfig
-from logarchive_mlflow.responses import ApiClient, status_classifier
+from logarchive_mlflow.client import ApiClient, status_classifier
 
 API = "/api/v2/model-lab-api"
 KEY_HEADERS = "DD-API-KEY (api_key) and DD-APPLICATION-KEY (application_key)"
@@ -179,11 +180,11 @@ class ModelLab(ApiClient):
         except RunGone as exc:
             self.log.warning("run_artifacts_not_found", run_id=run_id, error=str(exc))
             return
-        if not files and status in ("completed", "failed", "killed"):
+        if not files and status in TERMINAL:
             self.log.info("run_has_no_log_artifacts", run_id=run_id,
                           patterns=list(self.config.artifacts))
         completed = parse_time(attributes.get("completed_at"))
-        if completed is None and status in ("completed", "failed", "killed"):
+        if completed is None and status in TERMINAL:
             completed = parse_time(attributes.get("updated_at"))
         base = {
             "api": "modellab",

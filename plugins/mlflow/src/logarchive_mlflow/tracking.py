@@ -20,14 +20,13 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from logarchive.http import json_object
-from logarchive.plugin_api import RunGone, RunRef, SourceError, parse_time
+from logarchive.plugin_api import RunGone, RunRef, SourceError, json_object, parse_time
 
 from logarchive_mlflow.artifacts import (
     FileLocator, check_artifact_path, checked_size, join_location,
 )
 from logarchive_mlflow.config import MlflowConfig
-from logarchive_mlflow.responses import ApiClient, status_classifier
+from logarchive_mlflow.client import ApiClient, status_classifier
 
 API = "/api/2.0/mlflow"
 PROXY = "/api/2.0/mlflow-artifacts/artifacts"

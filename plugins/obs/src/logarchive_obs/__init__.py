@@ -26,13 +26,12 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from logarchive.http import HttpClient, HttpOptions, describe_response_head, json_object
 from logarchive.plugin_api import (
-    RunGone, RunRef, Secret, Source, SourceConfig, SourceError, hookimpl, parse_time,
+    TERMINAL, HttpBaseUrl, HttpClient, HttpOptions, Retryable, RunGone, RunRef, Secret, Source,
+    SourceConfig, SourceError, describe_response_head, hookimpl, json_object, parse_time,
 )
-from logarchive.retry import Retryable
 
 PHASES = {
     "completed": "completed", "failed": "failed", "abnormal": "failed",
@@ -48,8 +47,8 @@ class ObsConfig(SourceConfig):
     """``[sources.NAME]`` with ``type = "obs"``."""
 
     type: Literal["obs"] = "obs"
-    endpoint: str = Field(description="ModelArts API endpoint.",
-                          examples=["https://modelarts.cn-north-4.myhuaweicloud.com"])
+    endpoint: HttpBaseUrl = Field(description="ModelArts API endpoint.",
+                                  examples=["https://modelarts.cn-north-4.myhuaweicloud.com"])
     project_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$", description="Project ID.",
                             examples=["0a1b2c"])
     token: Secret = Field(description="IAM token, sent as X-Auth-Token.",
@@ -75,13 +74,6 @@ class ObsConfig(SourceConfig):
     http: HttpOptions = Field(default_factory=HttpOptions,
                               description="Timeouts (read_timeout = stall timeout), TLS, retries "
                               "for the API and the storage.")
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
 
 class ObsSource(Source):
@@ -120,7 +112,7 @@ class ObsSource(Source):
             if not job_id:
                 continue
             phase = _get(item, "status", "phase")
-            if _status(phase) in ("completed", "failed", "killed") and not self.config.tasks \
+            if _status(phase) in TERMINAL and not self.config.tasks \
                     and not _get(item, "status", "tasks"):
                 try:
                     item = self._job(job_id)  # the list may omit tasks: ask the details
@@ -158,8 +150,7 @@ class ObsSource(Source):
         started = parse_time(_get(job, "status", "start_time"))
         duration = _get(job, "status", "duration")
         completed = None
-        if started is not None and isinstance(duration, (int, float)) and status in (
-                "completed", "failed", "killed"):
+        if started is not None and isinstance(duration, (int, float)) and status in TERMINAL:
             completed = started + timedelta(milliseconds=duration)
         tasks = self.config.tasks or _task_ids(_get(job, "status", "tasks")) or [DEFAULT_TASK]
         metadata = {k: v for k, v in {

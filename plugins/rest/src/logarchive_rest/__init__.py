@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
-from logarchive.http import HttpClient, describe_response_head
 from logarchive.plugin_api import (
-    RunGone, RunNotReady, RunRef, Source, SourceError, fill_template, hookimpl, list_runs,
+    HttpClient, RunGone, RunNotReady, RunRef, Source, SourceError, describe_response_head,
+    fill_template, hookimpl, list_runs,
 )
 from logarchive_rest.config import (
     TRAINING, TRAINING_LEGACY_URL, TRAINING_URL, WORKFLOW, WORKFLOW_URL, RestConfig,

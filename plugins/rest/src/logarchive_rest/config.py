@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from logarchive.http import AuthConfig, HttpOptions
-from logarchive.plugin_api import ListEndpoint, RunRef, SourceConfig
+from logarchive.plugin_api import (
+    AuthConfig, HttpBaseUrl, HttpOptions, ListEndpoint, RunRef, SourceConfig,
+)
 
 TRAINING = "training-metrics"
 WORKFLOW = "workflow-jobs"
@@ -32,8 +33,10 @@ class RestConfig(SourceConfig):
         "for the generic form (url, params, ...).",
         examples=["training-metrics"],
     )
-    base_url: str = Field(description="Scheme, host and optional path prefix of the API.",
-                          examples=["https://ml.example.com"])
+    base_url: HttpBaseUrl = Field(
+        description="Scheme, host and optional path prefix of the API.",
+        examples=["https://ml.example.com"],
+    )
     auth: AuthConfig | None = Field(
         default=None, description="bearer | cookie | basic | headers (secrets: use ${ENV}).",
         examples=[{"bearer": "${TRAINING_API_TOKEN}"}],
@@ -109,13 +112,6 @@ class RestConfig(SourceConfig):
         default=True, description="Resume a dropped stream with Range (else re-read from the "
         "start and skip what was delivered).", examples=[True],
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/]+", value):
-            raise ValueError("must start with http:// or https:// and a host")
-        return value.rstrip("/")
 
     @field_validator("runs", "jobs")
     @classmethod

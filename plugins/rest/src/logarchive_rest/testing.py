@@ -204,7 +204,7 @@ class TrainingAPI(FaultyBodies):
 
 def json_body(text: bytes) -> bytes:
     """Seed 000 format=json: an array of structured JSON objects mapped line by line."""
-    from logarchive.codec import parse_level, parse_timestamp
+    from logarchive.plugin_api import parse_level, parse_timestamp
 
     objects = []
     for seq, line in enumerate(text.decode().splitlines(), 1):

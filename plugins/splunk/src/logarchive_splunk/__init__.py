@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 import httpx
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from logarchive.plugin_api import (
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpClient, Secret,
-    SinkError, describe_response, epoch_seconds, hookimpl, render_run_template, retriable_error,
+    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, HttpClient,
+    Secret, SinkError, describe_response, epoch_seconds, hookimpl, render_run_template,
+    retriable_error,
 )
 
 # HEC reply codes (help.splunk.com "Troubleshoot HTTP Event Collector").
@@ -32,8 +33,8 @@ RETRY_CODES = {8: "internal server error", 9: "server is busy"}
 
 class SplunkConfig(BatchingSinkConfig):
     type: Literal["splunk"] = "splunk"
-    url: str = Field(description="HEC base URL (scheme, host, port).",
-                     examples=["https://splunk.example.com:8088"])
+    url: HttpBaseUrl = Field(description="HEC base URL (scheme, host, port).",
+                             examples=["https://splunk.example.com:8088"])
     token: Secret = Field(description="HEC token, sent as `Authorization: Splunk <token>`.",
                           examples=["${SPLUNK_HEC_TOKEN}"])
     index: str | None = Field(default=None, description="Target index (token default if unset).",
@@ -65,13 +66,6 @@ class SplunkConfig(BatchingSinkConfig):
                                      description="Seconds between acknowledgement polls.",
                                      examples=[1])
 
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
 
 class HecProtocol(BatchProtocol):
     def __init__(self, sink: SplunkSink, run: Any) -> None:
@@ -79,6 +73,8 @@ class HecProtocol(BatchProtocol):
         self.cfg = cfg
         self.run = run
         self.channel = str(uuid.uuid4())
+        self.ack_timeout = cfg.ack_timeout
+        self.ack_poll_interval = cfg.ack_poll_interval
         self.source = render_run_template(cfg.source, run)
         self.host = cfg.host or socket.gethostname()
         when = run.completed or run.started or datetime.now(timezone.utc)

@@ -1,4 +1,5 @@
-"""How both APIs' responses are classified: retriable, fatal for the source, gone, or failed."""
+"""The HTTP client both APIs share (:class:`ApiClient`), and how their responses are classified:
+retriable, fatal for the source, gone, or failed."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ from typing import Any
 
 import httpx
 
-from logarchive.http import RETRIABLE_STATUS, AuthConfig, HttpClient, retry_after
-from logarchive.plugin_api import RunGone, SourceError
-from logarchive.retry import Retryable
+from logarchive.plugin_api import (
+    RETRIABLE_STATUS, AuthConfig, HttpClient, Retryable, RunGone, SourceError, retry_after,
+)
 from logarchive_mlflow.artifacts import ArtifactPatterns, read_location
 
 
 def status_classifier(what: str, error_text: Callable[[httpx.Response], str], auth_hint: str, *,
                       gone_on_404: bool = True) -> Callable[[httpx.Response], None]:
-    """A ``classify`` callback for :class:`logarchive.http.HttpClient`: 408/429/5xx retried (with
-    ``Retry-After``), 401/403 fail the whole source with ``auth_hint``, 404 is a gone run (when
-    ``gone_on_404``), anything else >= 400 fails the run; messages name ``what`` and the API's
-    own error text."""
+    """A ``classify`` callback for :class:`~logarchive.plugin_api.HttpClient`: 408/429/5xx
+    retried (with ``Retry-After``), 401/403 fail the whole source with ``auth_hint``, 404 is a
+    gone run (when ``gone_on_404``), anything else >= 400 fails the run; messages name ``what``
+    and the API's own error text."""
 
     def classify(response: httpx.Response) -> None:
         code = response.status_code
@@ -44,7 +45,7 @@ def status_classifier(what: str, error_text: Callable[[httpx.Response], str], au
 
 class ApiClient:
     """What both APIs' clients share: settings from the engine's context and one JSON
-    :class:`~logarchive.http.HttpClient` on ``base_url``."""
+    :class:`~logarchive.plugin_api.HttpClient` on ``base_url``."""
 
     def __init__(self, source_name: str, config: Any, context: Any, base_url: str,
                  auth: AuthConfig | None) -> None:
