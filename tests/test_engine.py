@@ -247,6 +247,7 @@ def test_summary_json_shape(tmp_path: Path, logs: Path) -> None:
 
 
 def test_statuses_and_exit_codes_are_the_shared_enums(tmp_path: Path, logs: Path) -> None:
+    from logarchive.base import StopEvent
     from logarchive.status import ExitCode, RunStatus
 
     config = parse_config(base_config(tmp_path))
@@ -256,8 +257,8 @@ def test_statuses_and_exit_codes_are_the_shared_enums(tmp_path: Path, logs: Path
     with sqlite3.connect(tmp_path / "state" / "ledger.sqlite3") as db:  # same strings as before
         assert db.execute("SELECT DISTINCT status FROM deliveries").fetchall() == [("delivered",)]
     (logs / "mdl-b" / "run-4.log").write_bytes(b"new\n")
-    stop = threading.Event()
-    stop.signal_number = 15  # type: ignore[attr-defined]  # what the CLI's handler sets
+    stop = StopEvent()
+    stop.signal_number = 15  # what the CLI's handler sets
     stop.set()
     stopped = logarchive.export(config, stop=stop)
     assert stopped.exit_code is ExitCode.SIGTERM and stopped.exit_code == 143
