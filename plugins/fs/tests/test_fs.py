@@ -44,17 +44,19 @@ def backend_names(storage) -> list[str]:
 
 @pytest.mark.parametrize("storage", BACKENDS, indirect=True)
 class TestFsConformance(ByteSinkKit):
-    """The byte-sink kit on every backend; the sink's root is ``<storage>/root``."""
+    """The byte-sink kit on every backend. The sink's root is three levels down the storage, so
+    a path climbing out of it (up to three ``..``) would still be seen by ``outside_root``."""
 
     part_size = 5 * 1024 * 1024
+    root = "a/b/root"
 
     @pytest.fixture
     def sink(self, storage) -> FsSink:
         self.storage = storage
-        return make_sink(storage, url=f"{storage.url}/root")
+        return make_sink(storage, url=f"{storage.url}/{self.root}")
 
     def leftovers(self, sink: FsSink) -> list[str]:
-        listed = {f"root/{o.path}" for o in sink.list()}
+        listed = {f"{self.root}/{o.path}" for o in sink.list()}
         names = [n for n in backend_names(self.storage) if n not in listed]
         if self.storage.url.startswith("s3://"):
             import boto3
@@ -66,7 +68,7 @@ class TestFsConformance(ByteSinkKit):
         return names
 
     def outside_root(self, sink: FsSink) -> list[str]:
-        return [n for n in backend_names(self.storage) if not n.startswith("root/")]
+        return [n for n in backend_names(self.storage) if not n.startswith(f"{self.root}/")]
 
 
 @pytest.mark.parametrize("storage", BACKENDS, indirect=True)

@@ -22,10 +22,13 @@ import hashlib
 from collections.abc import Iterator
 import pytest
 
-from logarchive.plugin_api import ByteSink, sanitize_path, sanitize_segment
+from logarchive.paths import render
+from logarchive.plugin_api import ByteSink, RunRef
 
 HOSTILE_FIELDS = ["../../etc/passwd", "/abs/path", "..\\..\\win", "%2e%2e%2fup", "..", ".hidden",
                   "a/../../b", "~user", "nul\x00byte", "sp ace"]
+# Rendered by the engine's path templates: {run_id} as one segment, {run_id:path} as a path.
+HOSTILE_TEMPLATE = "{source}/{run_id}/{run_id:path}.{ext}"
 MIB = 1024 * 1024
 
 
@@ -154,7 +157,9 @@ class ByteSinkKit:
         assert self.leftovers(sink) == []
 
     def test_sanitised_paths_stay_inside_the_root(self, sink: ByteSink) -> None:
-        paths = {f"src/{sanitize_segment(v)}/{sanitize_path(v)}.txt": v for v in HOSTILE_FIELDS}
+        paths = {render(HOSTILE_TEMPLATE, RunRef("src", {"run_id": v}), ext="txt"): v
+                 for v in HOSTILE_FIELDS}
+        assert len(paths) == len(HOSTILE_FIELDS)
         for path, value in paths.items():
             write_object(sink, path, [value.encode()])
         stored = sorted(o.path for o in sink.list())
