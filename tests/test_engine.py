@@ -20,7 +20,7 @@ from logarchive.ledger import SQLiteLedger
 from logarchive.plugin_api import RunRef, Source, SourceError, hookimpl
 from logarchive.plugins import Registry
 
-from logarchive.testing.workspace import base_config, write_logs
+from logarchive_testsupport.workspace import base_config, write_logs
 
 LOGS = {
     "mdl-a/run-1.log": b"2026-03-13T10:00:00.123Z [INFO] start\n2026-03-13T10:00:01Z [WARN] w\n",

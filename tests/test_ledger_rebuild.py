@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import logarchive
 from logarchive.cli import main
 from logarchive.ledger import SQLiteLedger
-from logarchive.testing.archives import archive_config, make_runs, write_config
+from logarchive_testsupport.archives import archive_config, make_runs, write_config
 from logarchive.testing.fixtures import Bucket
 
 AGES = {"mdl-a/r01": 1, "mdl-a/r02": 2, "mdl-b/r01": 3}

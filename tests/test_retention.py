@@ -20,7 +20,7 @@ from logarchive.cli import main
 from logarchive.ledger import SQLiteLedger
 from logarchive.pipeline import open_sink
 from logarchive.retention import apply, plan
-from logarchive.testing.archives import archive_config, make_runs, write_config
+from logarchive_testsupport.archives import archive_config, make_runs, write_config
 
 AGES = {
     "mdl-a/r01": 10, "mdl-a/r02": 100, "mdl-a/r03": 200, "mdl-a/r04": 380, "mdl-a/r05": 500,

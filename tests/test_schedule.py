@@ -25,7 +25,7 @@ import pytest
 
 from logarchive.ledger import SQLiteLedger
 from logarchive.runs import RunRef
-from logarchive.testing.archives import archive_config, make_runs, write_config
+from logarchive_testsupport.archives import archive_config, make_runs, write_config
 from logarchive.testing.fixtures import Bucket
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and FIFOs")

@@ -16,7 +16,7 @@ from logarchive import parse_config
 from logarchive.cli import main
 from logarchive.ledger import SQLiteLedger
 from logarchive.pipeline import open_sink
-from logarchive.testing.archives import archive_config, make_runs, write_config
+from logarchive_testsupport.archives import archive_config, make_runs, write_config
 from logarchive.testing.fixtures import Bucket
 from logarchive.verify import verify
 

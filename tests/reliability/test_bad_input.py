@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logarchive import ConfigError, load_config, parse_config
-from logarchive.testing.processes import EXE
+from logarchive_testsupport.processes import EXE
 
 VALID: dict[str, Any] = {
     "logarchive": {"state_dir": "/tmp/never-used", "workers": 2, "chunk_size": 65536},

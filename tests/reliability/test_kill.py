@@ -14,7 +14,7 @@ import fsspec
 import pytest
 
 from logarchive.testing.fixtures import gcs_storage_options, s3_storage_options
-from logarchive.testing.processes import (
+from logarchive_testsupport.processes import (
     check_archive, kill_after, make_logs, run_export, start_export, write_config,
 )
 

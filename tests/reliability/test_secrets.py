@@ -13,7 +13,7 @@ pytest.importorskip("logarchive_obs")
 pytest.importorskip("logarchive_splunk")
 pytest.importorskip("logarchive_datadog")
 
-from logarchive.testing.processes import EXE  # noqa: E402
+from logarchive_testsupport.processes import EXE  # noqa: E402
 from logarchive.testing.servers import LoopbackServer  # noqa: E402
 from logarchive_datadog.testing import API_KEY, IntakeReceiver  # noqa: E402
 from logarchive_obs.testing import ACCESS_KEY, ModelArtsAPI, OBSStorage  # noqa: E402

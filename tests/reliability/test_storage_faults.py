@@ -11,7 +11,7 @@ import fsspec
 import pytest
 
 from logarchive.testing.fixtures import s3_storage_options
-from logarchive.testing.processes import (
+from logarchive_testsupport.processes import (
     EXE, check_archive, make_logs, run_export, write_config,
 )
 from logarchive.testing.servers import free_port

@@ -11,19 +11,45 @@ import pytest
 import structlog
 
 import logarchive
-from logarchive.base import Context
+from logarchive.base import Context, RuntimeSettings
 from logarchive.plugins import default_registry
+from logarchive.testing.sources import SourceCase, SourceKit
 from logarchive_files import FilesConfig, FilesSource
 
 
-def make_source(**config) -> FilesSource:
-    return FilesSource("logs", FilesConfig(type="files", **config),
-                       Context("logs", structlog.get_logger(), threading.Event()))
+def make_source(settings: RuntimeSettings | None = None, **config) -> FilesSource:
+    context = Context("logs", structlog.get_logger(), threading.Event(),
+                      settings or RuntimeSettings())
+    return FilesSource("logs", FilesConfig(type="files", **config), context)
 
 
 def test_discovered_through_its_entry_point() -> None:
     entry = default_registry().sources["files"]
     assert entry.cls is FilesSource and entry.distribution == "logarchive-files"
+
+
+@pytest.mark.parametrize("storage", ["local", "memory", "s3"], indirect=True)
+class TestFilesConformance(SourceKit):
+    """The source kit over a folder (local, memory://, S3) of logs a few 4 KiB chunks long."""
+
+    @pytest.fixture
+    def source_case(self, storage) -> SourceCase:
+        fs = storage.fs()
+        root = fs._strip_protocol(storage.url).rstrip("/")
+        logs = {}
+        for model, run, lines in (("m1", "run-1", 400), ("m1", "run-2", 1), ("m2", "run-3", 90)):
+            data = b"".join(f"2026-01-01T00:00:00Z [INFO] {run} line {i}\n".encode()
+                            for i in range(lines))
+            fs.makedirs(f"{root}/logs/{model}", exist_ok=True)
+            fs.pipe(f"{root}/logs/{model}/{run}.log", data)
+            logs[f"logs/model_id={model}/run_id={run}"] = data
+        source = make_source(RuntimeSettings(chunk_size=4096), url=f"{storage.url}/logs",
+                             storage_options=storage.storage_options,
+                             fields=r"^(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\.log$")
+        return SourceCase(source, logs)
+
+    def remove_run(self, case: SourceCase, run) -> None:
+        case.source.fs.rm(run.locator)
 
 
 def test_runs_and_fields_from_paths(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from logarchive.errors import ConfigError, SinkError
 from logarchive.ledger import SQLiteLedger
 from logarchive.pipeline import open_sink
 from logarchive.retention import apply, plan
-from logarchive.testing.archives import archive_config, make_runs, write_config
+from logarchive_testsupport.archives import archive_config, make_runs, write_config
 from logarchive.testing.fixtures import Bucket, s3_storage_options
 
 # --- immutable ----------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import logarchive.cli
 from logarchive.base import Context
 from logarchive.plugins import default_registry
 from logarchive.testing.servers import LoopbackServer
-from logarchive.testing.workspace import archived
+from logarchive.testing.sources import SourceCase, SourceKit
+from logarchive_testsupport.workspace import archived
 from logarchive_obs import ObsSource
 from logarchive_obs.testing import ACCESS_KEY, TOKEN, Fault, ModelArtsAPI, OBSStorage
 
@@ -72,6 +73,23 @@ def config_for(tmp_path: Path, source: dict[str, Any], **sink: Any) -> logarchiv
 def test_discovered_through_its_entry_point() -> None:
     entry = default_registry().sources["obs"]
     assert entry.cls is ObsSource and entry.distribution == "logarchive-obs"
+
+
+class TestObsConformance(SourceKit):
+    """The source kit over seed 001's API and the OBS-like storage (presigned downloads)."""
+
+    @pytest.fixture
+    def source_case(self, modelarts: ModelArtsAPI, storage: OBSStorage) -> SourceCase:
+        logs = {"worker-0": task_log("worker-0"), "worker-1": task_log("worker-1", 40)}
+        modelarts.add(JOB, logs, tasks=list(logs))
+        source = make_source(obs_source(modelarts, training_jobs=[JOB]))
+        run_key = f"m/project_id={PROJECT}/training_job_id={JOB}/task_id="
+        return SourceCase(source, {run_key + task: data for task, data in logs.items()},
+                          backend=modelarts)
+
+    def remove_run(self, case: SourceCase, run: Any) -> None:
+        key = case.backend.key(run.fields["training_job_id"], run.fields["task_id"])
+        del case.backend.storage.objects[key]
 
 
 def test_one_run_per_task_streamed_from_the_download_link(modelarts: ModelArtsAPI,

@@ -18,7 +18,8 @@ from logarchive.base import Context
 from logarchive.errors import ConfigError
 from logarchive.plugins import default_registry
 from logarchive.testing.servers import LoopbackServer
-from logarchive.testing.workspace import archived
+from logarchive.testing.sources import SourceCase, SourceKit
+from logarchive_testsupport.workspace import archived
 from logarchive_rest import RestSource
 from logarchive_rest.testing import (
     SESSION, TOKEN, Fault, TrainingAPI, WorkflowAPI, default_lines, fast_http,
@@ -66,6 +67,25 @@ def make_source(config: dict[str, Any]) -> RestSource:
 def test_discovered_through_its_entry_point() -> None:
     entry = default_registry().sources["rest"]
     assert entry.cls is RestSource and entry.distribution == "logarchive-rest"
+
+
+class TestRestConformance(SourceKit):
+    """The source kit over seed 000's loopback server (explicit runs, streamed downloads)."""
+
+    @pytest.fixture
+    def source_case(self, training: TrainingAPI, loopback: LoopbackServer) -> SourceCase:
+        runs = {("mdl-1", "run-a"): big_log(3000, "a"), ("mdl-1", "run-b"): LOG,
+                ("mdl-2", "run-c"): big_log(500, "c")}
+        for (model, run), text in runs.items():
+            training.add(model, run, text)
+        source = make_source(training_source(
+            loopback, runs=[{"model_id": m, "run_id": r} for m, r in runs]))
+        return SourceCase(source, {f"src/model_id={m}/run_id={r}": text
+                                   for (m, r), text in runs.items()}, backend=training)
+
+    def remove_run(self, case: SourceCase, run: Any) -> None:
+        server_runs = case.backend.models[run.fields["model_id"]]
+        server_runs[:] = [r for r in server_runs if r.run_id != run.fields["run_id"]]
 
 
 # --- seed 000: training-metrics ---------------------------------------------------------------

@@ -35,7 +35,7 @@ class Bucket:
     def fs(self) -> Any:
         import fsspec
 
-        protocol = self.url.split("://", 1)[0]
+        protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
         return fsspec.filesystem(protocol, skip_instance_cache=True, **self.storage_options)
 
 
