@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from logarchive.secrets import redact
+from logarchive.status import ExitCode
 
 
 class LogarchiveError(Exception):
@@ -12,7 +13,7 @@ class LogarchiveError(Exception):
     presigned query strings never appear in it.
     """
 
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -25,7 +26,7 @@ class LogarchiveError(Exception):
 class ConfigError(LogarchiveError):
     """The configuration is invalid. Raised before any network call; exit status 2."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
     def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
         self.file = file
@@ -37,7 +38,7 @@ class ConfigError(LogarchiveError):
 class PluginError(LogarchiveError):
     """A plugin could not be loaded or declares something invalid."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
 
 class SourceError(LogarchiveError):

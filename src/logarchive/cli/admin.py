@@ -1,26 +1,20 @@
 """Commands that look after an archive: ``retention plan|apply``, ``verify``,
-``ledger show|rebuild``. Registered on :data:`logarchive.cli.main`.
+``ledger show|rebuild``.
 
 Exit status: 0 fine; 1 a deletion failed (``retention apply``) or the archive does not match its
-manifests (``verify``); 2 usage or configuration error.
+manifests (``verify``); 2 usage or configuration error (see :class:`~logarchive.status.ExitCode`).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
-import orjson
 
-from logarchive.cli import _config_option, _State, main
+from logarchive.cli.common import Group, State, config_option, dump_json, exit_with, json_option
 from logarchive.config import Config
 from logarchive.errors import ConfigError
 from logarchive.ledger import SQLiteLedger
-
-
-def _dump(doc: Any) -> None:
-    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
 
 def _retention_sinks(config: Config, sink: str | None) -> list[str]:
@@ -39,12 +33,12 @@ def _ledger_if_exists(config: Config) -> SQLiteLedger | None:
     return SQLiteLedger(config.state_dir) if (config.state_dir / "ledger.sqlite3").exists() else None
 
 
-@main.group("retention")
+@click.group("retention", cls=Group)
 def retention_group() -> None:
     """Show what the retention rules delete, then delete it."""
 
 
-def _retention(state: _State, sink: str | None, as_json: bool, delete: bool) -> None:
+def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> None:
     from logarchive.pipeline import open_sink
     from logarchive.retention import apply, plan
 
@@ -53,7 +47,7 @@ def _retention(state: _State, sink: str | None, as_json: bool, delete: bool) -> 
     if not names:
         click.echo("no sink has a [sinks.NAME.retention] table: nothing to do", err=True)
         if as_json:
-            _dump({"sinks": []})
+            dump_json({"sinks": []})
         return
     docs, texts, failed = [], [], False
     ledger = SQLiteLedger(config.state_dir) if delete else None
@@ -76,22 +70,21 @@ def _retention(state: _State, sink: str | None, as_json: bool, delete: bool) -> 
         if ledger is not None:
             ledger.close()
     if as_json:
-        _dump({"sinks": docs})
+        dump_json({"sinks": docs})
     else:
         click.echo("\n".join(texts))
-    sys.exit(1 if failed else 0)
+    exit_with(not failed)
 
 
 _sink_option = click.option("--sink", "-s", metavar="NAME", help="Only this sink.")
-_json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 
 
 @retention_group.command("plan")
 @_sink_option
-@_json_option
-@_config_option
+@json_option
+@config_option
 @click.pass_obj
-def retention_plan(state: _State, sink: str | None, as_json: bool) -> None:
+def retention_plan(state: State, sink: str | None, as_json: bool) -> None:
     """List every object the retention rules would delete, and what protects the others.
 
     \b
@@ -103,11 +96,11 @@ def retention_plan(state: _State, sink: str | None, as_json: bool) -> None:
 
 @retention_group.command("apply")
 @_sink_option
-@_json_option
+@json_option
 @click.option("--dry-run", is_flag=True, help="Delete nothing: the same output as `plan`.")
-@_config_option
+@config_option
 @click.pass_obj
-def retention_apply(state: _State, sink: str | None, as_json: bool, dry_run: bool) -> None:
+def retention_apply(state: State, sink: str | None, as_json: bool, dry_run: bool) -> None:
     """Delete what `retention plan` lists (object and manifest), with an audit record each.
 
     \b
@@ -117,14 +110,14 @@ def retention_apply(state: _State, sink: str | None, as_json: bool, dry_run: boo
     _retention(state, sink, as_json, delete=not dry_run)
 
 
-@main.command("verify")
+@click.command("verify")
 @_sink_option
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
               help="Re-read only N objects picked at random (listing checks stay complete).")
-@_json_option
-@_config_option
+@json_option
+@config_option
 @click.pass_obj
-def verify_cmd(state: _State, sink: str | None, sample: int | None, as_json: bool) -> None:
+def verify_cmd(state: State, sink: str | None, sample: int | None, as_json: bool) -> None:
     """Re-read archived objects and check sha256 and size against their manifests.
 
     Reports missing objects, corrupt objects, orphan manifests and orphan objects; exits 1 on
@@ -152,13 +145,13 @@ def verify_cmd(state: _State, sink: str | None, sample: int | None, as_json: boo
         if ledger is not None:
             ledger.close()
     if as_json:
-        _dump({"passed": all(r.passed for r in reports), "sinks": [r.to_json() for r in reports]})
+        dump_json({"passed": all(r.passed for r in reports), "sinks": [r.to_json() for r in reports]})
     else:
         click.echo("\n".join(r.text() for r in reports) or "no sink stores objects")
-    sys.exit(0 if all(r.passed for r in reports) else 1)
+    exit_with(all(r.passed for r in reports))
 
 
-@main.group("ledger")
+@click.group("ledger", cls=Group)
 def ledger_group() -> None:
     """Show the ledger, or rebuild it from the archives' manifests."""
 
@@ -166,10 +159,10 @@ def ledger_group() -> None:
 @ledger_group.command("show")
 @_sink_option
 @click.option("--events", is_flag=True, help="Show the audit events (retention deletions...).")
-@_json_option
-@_config_option
+@json_option
+@config_option
 @click.pass_obj
-def ledger_show(state: _State, sink: str | None, events: bool, as_json: bool) -> None:
+def ledger_show(state: State, sink: str | None, events: bool, as_json: bool) -> None:
     """Show what was delivered where (or, with --events, the audit trail).
 
     \b
@@ -190,7 +183,7 @@ def ledger_show(state: _State, sink: str | None, events: bool, as_json: bool) ->
         finally:
             ledger.close()
     if as_json:
-        _dump(rows)
+        dump_json(rows)
         return
     if events:
         for e in rows:
@@ -211,10 +204,10 @@ def ledger_show(state: _State, sink: str | None, events: bool, as_json: bool) ->
 
 @ledger_group.command("rebuild")
 @_sink_option
-@_json_option
-@_config_option
+@json_option
+@config_option
 @click.pass_obj
-def ledger_rebuild(state: _State, sink: str | None, as_json: bool) -> None:
+def ledger_rebuild(state: State, sink: str | None, as_json: bool) -> None:
     """Restore the ledger from the manifests of every sink that stores objects.
 
     \b
@@ -230,6 +223,6 @@ def ledger_rebuild(state: _State, sink: str | None, as_json: bool) -> None:
     finally:
         ledger.close()
     if as_json:
-        _dump(report.to_json())
+        dump_json(report.to_json())
     else:
         click.echo(report.text())

@@ -1,0 +1,120 @@
+"""What every command shares: the state object, the options accepted after any subcommand, and
+the error boundary that turns every exception into one line on stderr and an :class:`ExitCode`.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import click
+import orjson
+
+from logarchive import logging as lalog
+from logarchive.config import Config, load_config
+from logarchive.errors import LogarchiveError
+from logarchive.secrets import redact
+from logarchive.status import ExitCode
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_COMMAND = "logarchive.command"  # ctx.meta key: the command being run, for the error line
+
+
+class State:
+    """What the group options decided, shared by every command (``ctx.obj``)."""
+
+    def __init__(self, verbosity: int, config_path: str | None, log_json: bool | None) -> None:
+        self.verbosity = verbosity
+        self.config_path = config_path
+        self.log_json = log_json
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+
+def config_option(func: Any) -> Any:
+    """``-c/--config``, ``-v`` and ``-q`` accepted after the subcommand too
+    (``logarchive export -c FILE -q``)."""
+
+    def remember(ctx: click.Context, _param: Any, value: str | None) -> None:
+        if value is not None:
+            ctx.find_object(State).config_path = value
+
+    def verbosity(ctx: click.Context, param: Any, value: int) -> None:
+        if value:
+            state = ctx.find_object(State)
+            state.verbosity += value if param.name == "more" else -value
+            lalog.configure(state.verbosity, json=state.log_json)
+
+    func = click.option("-q", "--quiet", "less", count=True, expose_value=False,
+                        callback=verbosity, help="Less logging.")(func)
+    func = click.option("-v", "--verbose", "more", count=True, expose_value=False,
+                        callback=verbosity, help="More logging.")(func)
+    return click.option("-c", "--config", "config_path", metavar="FILE", expose_value=False,
+                        callback=remember, help="Config file (overrides the group option).")(func)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+
+
+def dump_json(doc: Any) -> None:
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+def exit_with(ok: bool) -> NoReturn:
+    sys.exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+def _verbatim(text: str) -> str:
+    """Mark every paragraph so click prints its lines as they are (a table stays a table)."""
+    return "\n\n".join(f"\b\n{paragraph}" for paragraph in text.split("\n\n"))
+
+
+class Group(click.Group):
+    """A click group that remembers which command runs; the root one is the error boundary.
+
+    Errors are converted here and nowhere else: a :class:`LogarchiveError` becomes its message and
+    its own exit code (``ConfigError``: 2), any other exception one line naming the command and
+    the exception, and :attr:`ExitCode.FAILED`. The traceback is printed only with ``-v``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("epilog"):
+            kwargs["epilog"] = _verbatim(kwargs["epilog"])
+        super().__init__(*args, **kwargs)
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[_COMMAND] = f"{ctx.command_path} {name}"
+        return name, command, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.parent is not None:
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except LogarchiveError as error:
+            _fail(ctx, f"error: {error}", error.exit_code)
+        except KeyboardInterrupt:
+            _fail(ctx, "interrupted", ExitCode.SIGINT)
+        except Exception as error:
+            command = ctx.meta.get(_COMMAND, ctx.command_path)
+            detail = " ".join(str(error).split())  # one line, whatever the exception says
+            hint = "" if _verbosity(ctx) > 0 else " (run with -v for the traceback)"
+            _fail(ctx, f"error: {command} failed: {type(error).__name__}: {detail}{hint}",
+                  ExitCode.FAILED)
+
+
+def _verbosity(ctx: click.Context) -> int:
+    return ctx.obj.verbosity if isinstance(ctx.obj, State) else 0
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
+    click.echo(redact(message), err=True)
+    if _verbosity(ctx) > 0:
+        click.echo(redact(traceback.format_exc()), err=True)
+    sys.exit(code)

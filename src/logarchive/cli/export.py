@@ -1,0 +1,142 @@
+"""``logarchive export``: the main job, with its progress bar and its signal handling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import click
+
+from logarchive.base import StopEvent
+from logarchive.cli.common import State, config_option, dump_json
+from logarchive.engine import export
+from logarchive.results import ExportSummary, Progress, RunResult
+from logarchive.status import ExitCode, RunStatus
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``--since``: a duration back from now (``7d``, ``12h``) or an ISO date (UTC if naive)."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a duration (7d, 12h) nor an ISO date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class RichProgress(Progress):
+    """A rich progress bar on a terminal (stderr)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn, DownloadColumn, MofNCompleteColumn, Progress as Bar, TextColumn,
+            TimeElapsedColumn, TransferSpeedColumn,
+        )
+
+        self._bar = Bar(
+            TextColumn("[progress.description]{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("runs"), DownloadColumn(), TransferSpeedColumn(),
+            TimeElapsedColumn(), transient=True, console=Console(stderr=True),
+        )
+        self._task: Any = None
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def start(self, total_runs: int) -> None:
+        if total_runs:
+            self._bar.start()
+            self._task = self._bar.add_task("exporting", total=total_runs)
+
+    def advance(self, nbytes: int) -> None:
+        if self._task is not None:
+            with self._lock:
+                self._bytes += nbytes
+                self._bar.update(self._task, completed_bytes=self._bytes)
+
+    def run_done(self, result: RunResult) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._bar.stop()
+
+
+def install_signal_handlers(stop: StopEvent) -> None:
+    """SIGTERM/SIGINT: finish the current batches, take no new runs; a second one: stop now."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            # Second signal: stop now, even if a run is stuck in a read that never returns (the
+            # worker threads would be joined forever). Like a kill: nothing partial is visible
+            # under a final name, the kernel drops the run claims, the ledger says in_progress.
+            click.echo(f"received {signal.Signals(signum).name} again: stopping now", err=True)
+            sys.stderr.flush()
+            os._exit(ExitCode.for_signal(signum))
+        stop.signal_number = signum
+        stop.set()
+        click.echo(f"received {signal.Signals(signum).name}: finishing current batches, "
+                   "taking no new runs", err=True)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def print_summary(summary: ExportSummary, dry_run: bool) -> None:
+    """One line per run that was not skipped, the errors, then the totals."""
+    for result in summary.results:
+        if result.status == RunStatus.SKIPPED:
+            continue
+        line = f"{result.status:<11} {result.run.key}"
+        if result.status == RunStatus.EXPORTED and not dry_run:
+            line += f"  ({result.bytes} bytes, {result.lines} lines)"
+        if result.error:
+            line += f"  {result.error}"
+        click.echo(line)
+    for error in summary.errors:
+        click.echo(f"error: {error}")
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(summary.text())
+
+
+@click.command("export")
+@click.option("--pipeline", "-p", help="Only this pipeline.")
+@click.option("--run", "runs", multiple=True, metavar="ID",
+              help="Only runs with this field value, key or field=value (repeatable).")
+@click.option("--since", metavar="WHEN", help="Only runs completed since (7d, 12h, or ISO date).")
+@click.option("--dry-run", is_flag=True, help="Show what would be exported; write nothing.")
+@click.option("--force", is_flag=True, help="Re-deliver runs the ledger says are delivered.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Runs in parallel.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@config_option
+@click.pass_obj
+def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since: str | None,
+               dry_run: bool, force: bool, workers: int | None, as_json: bool) -> None:
+    """Export every finished run that is not delivered yet (the main job).
+
+    \b
+    Example:
+      logarchive export -c config.example.toml --workers 8
+    """
+    config = state.config()
+    stop = StopEvent()
+    install_signal_handlers(stop)
+    on_terminal = sys.stderr.isatty() and not as_json and state.verbosity >= 0
+    summary = export(config, pipeline, runs=runs, since=parse_since(since), dry_run=dry_run,
+                     force=force, workers=workers, stop=stop,
+                     progress=RichProgress() if on_terminal else None)
+    if as_json:
+        dump_json(summary.to_json())
+    else:
+        print_summary(summary, dry_run)
+    sys.exit(summary.exit_code)
