@@ -82,15 +82,64 @@ def logarchive_register_sinks(register):
 '''
 
 
-def install_out_of_tree(root: Path) -> Path:
+FAULTY = '''
+"""Injected faults: a source whose discover raises, a sink whose constructor raises."""
+from typing import Literal
+
+from logarchive.plugin_api import ByteSink, ByteSinkConfig, Source, SourceConfig, hookimpl
+
+
+class BoomConfig(SourceConfig):
+    type: Literal["boom"] = "boom"
+
+
+class BoomSource(Source):
+    type = "boom"
+    description = "Its discover raises what no plugin should."
+    Config = BoomConfig
+
+    def discover(self):
+        raise RuntimeError("discover exploded\\nhalfway")
+
+    def open(self, run):
+        raise AssertionError("never called")
+
+
+class UnreachableConfig(ByteSinkConfig):
+    type: Literal["unreachable"] = "unreachable"
+
+
+class UnreachableSink(ByteSink):
+    type = "unreachable"
+    description = "Cannot be opened."
+    Config = UnreachableConfig
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("the archive cannot be reached")
+
+
+@hookimpl
+def logarchive_register_sources(register):
+    register(BoomSource)
+
+
+@hookimpl
+def logarchive_register_sinks(register):
+    register(UnreachableSink)
+'''
+
+
+def install_out_of_tree(root: Path, module: str = "acme_logs_plugin", code: str = OUT_OF_TREE,
+                        entry: str = "acme") -> Path:
     """A real distribution with an entry point, found through sys.path (PYTHONPATH)."""
     site = root / "site"
-    (site / "acme_logs_plugin.py").parent.mkdir(parents=True)
-    (site / "acme_logs_plugin.py").write_text(OUT_OF_TREE)
-    info = site / "acme_logs_plugin-1.2.3.dist-info"
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(code)
+    info = site / f"{module}-1.2.3.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-logs-plugin\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text("[logarchive]\nacme = acme_logs_plugin\n")
+    name = module.replace("_", "-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[logarchive]\n{entry} = {module}\n")
     return site
 
 
@@ -244,3 +293,57 @@ def test_progress_bar_and_readable_logs_on_a_terminal(tmp_path: Path) -> None:
     assert "exporting" in text  # the progress bar's label
     assert "run_exported" in text and '{"' not in text  # console lines, not JSON
     assert "exported 3 run(s)" in stdout and "run_exported" not in stdout
+
+
+def test_an_unexpected_exception_is_one_line_and_the_traceback_needs_v(tmp_path: Path,
+                                                                        run_cli) -> None:
+    site = install_out_of_tree(tmp_path, "faulty_plugin", FAULTY, "faulty")
+    (tmp_path / "c.toml").write_text(textwrap.dedent("""
+        [logarchive]
+        state_dir = "state"
+        [sources.bad]
+        type = "boom"
+        [sinks.archive]
+        type = "fs"
+        url = "archive"
+    """))
+    env = {"PYTHONPATH": str(site)}
+    quiet = run_cli("runs", "-c", "c.toml", env=env)
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == [
+        "error: logarchive runs failed: RuntimeError: discover exploded halfway "
+        "(run with -v for the traceback)"
+    ]
+    assert quiet.stdout == ""
+    verbose = run_cli("runs", "-c", "c.toml", "-v", env=env)
+    assert verbose.returncode == 1
+    assert "error: logarchive runs failed: RuntimeError: discover exploded halfway" in verbose.stderr
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert "in discover" in verbose.stderr  # the frame of the plugin that raised
+    config = run_cli("runs", "-c", "missing.toml", env=env)  # a LogarchiveError keeps its code
+    assert config.returncode == 2 and "Traceback" not in config.stderr
+
+
+def test_runs_opens_sources_only_a_broken_sink_does_not_hide_the_runs(tmp_path: Path,
+                                                                       run_cli) -> None:
+    install_out_of_tree(tmp_path)
+    site = install_out_of_tree(tmp_path, "faulty_plugin", FAULTY, "faulty")
+    (tmp_path / "c.toml").write_text(textwrap.dedent("""
+        [logarchive]
+        state_dir = "state"
+        [sources.counter]
+        type = "count"
+        runs = 3
+        [sinks.far]
+        type = "unreachable"
+    """))
+    env = {"PYTHONPATH": str(site)}
+    listed = run_cli("runs", "-c", "c.toml", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["fields"]["run_id"] for r in rows] == ["c0", "c1", "c2"]
+    assert all(r["sinks"] == {"far": "pending"} and not r["delivered"] for r in rows)
+    # the sink really cannot be opened: an export fails on it
+    exported = run_cli("export", "-c", "c.toml", env=env)
+    assert exported.returncode == 1
+    assert "the archive cannot be reached" in exported.stderr

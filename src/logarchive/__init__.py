@@ -11,16 +11,11 @@ Python API (what the CLI is a thin layer over)::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from logarchive.version import __version__  # first: engine.py still imports it from here
 
-try:
-    __version__ = version("logarchive")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
-
-from logarchive.config import Config, load_config, parse_config  # noqa: E402
-from logarchive.engine import ExportSummary, RunResult, export  # noqa: E402
-from logarchive.errors import (  # noqa: E402
+from logarchive.config import Config, load_config, parse_config
+from logarchive.engine import ExportSummary, RunResult, export
+from logarchive.errors import (
     ConfigError, LedgerError, LogarchiveError, SinkError, SourceError,
 )
 

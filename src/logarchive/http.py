@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from logarchive import __version__
 from logarchive.errors import Interrupted, SourceError
 from logarchive.retry import (
     RetryOptions, Retryable, backoff_delay, call_with_retries, parse_retry_after,
 )
 from logarchive.secrets import RedactFilter, Secret, redact, redact_url, register_secret
+from logarchive.version import __version__
 
 USER_AGENT = f"logarchive/{__version__}"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import click
 
-from logarchive import __version__
 from logarchive import logging as lalog
 from logarchive.cli.admin import ledger_group, retention_group, verify_cmd
 from logarchive.cli.common import CONTEXT_SETTINGS, Group, State
@@ -19,6 +18,7 @@ from logarchive.cli.export import export_cmd
 from logarchive.cli.inspect import config_group, plugins_cmd, runs_cmd
 from logarchive.config import CONFIG_ENV
 from logarchive.status import ExitCode
+from logarchive.version import __version__
 
 __all__ = ["main"]
 
