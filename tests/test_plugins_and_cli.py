@@ -317,7 +317,8 @@ def test_an_unexpected_exception_is_one_line_and_the_traceback_needs_v(tmp_path:
     assert quiet.stdout == ""
     verbose = run_cli("runs", "-c", "c.toml", "-v", env=env)
     assert verbose.returncode == 1
-    assert "error: logarchive runs failed: RuntimeError: discover exploded halfway" in verbose.stderr
+    assert "error: logarchive runs failed: RuntimeError: discover exploded halfway" in \
+        verbose.stderr
     assert "Traceback (most recent call last)" in verbose.stderr
     assert "in discover" in verbose.stderr  # the frame of the plugin that raised
     config = run_cli("runs", "-c", "missing.toml", env=env)  # a LogarchiveError keeps its code

@@ -7,19 +7,23 @@ manifests (``verify``); 2 usage or configuration error (see :class:`~logarchive.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+from logarchive.base import ByteSink
 from logarchive.cli.common import Group, State, config_option, dump_json, exit_with, json_option
 from logarchive.config import Config
 from logarchive.errors import ConfigError
 from logarchive.ledger import SQLiteLedger
+from logarchive.pipeline import byte_sink_names, close_all, open_sink
+
+T = TypeVar("T")
 
 
 def _retention_sinks(config: Config, sink: str | None) -> list[str]:
-    from logarchive.pipeline import byte_sink_names, open_sink
-
     if sink is not None:
         open_sink(config, sink).close()  # raises ConfigError for an unknown or record sink
         if config.sinks[sink].config.retention is None:
@@ -30,7 +34,24 @@ def _retention_sinks(config: Config, sink: str | None) -> list[str]:
 
 
 def _ledger_if_exists(config: Config) -> SQLiteLedger | None:
-    return SQLiteLedger(config.state_dir) if (config.state_dir / "ledger.sqlite3").exists() else None
+    exists = (config.state_dir / "ledger.sqlite3").exists()
+    return SQLiteLedger(config.state_dir) if exists else None
+
+
+def _closing(ledger: SQLiteLedger | None) -> contextlib.AbstractContextManager[Any]:
+    return contextlib.closing(ledger) if ledger is not None else contextlib.nullcontext()
+
+
+def _on_each_sink(config: Config, names: list[str], work: Callable[[ByteSink], T]) -> list[T]:
+    """``work`` on each byte sink of ``names`` in turn, each opened alone and closed after."""
+    results = []
+    for name in names:
+        target = open_sink(config, name)
+        try:
+            results.append(work(target))
+        finally:
+            close_all([target])
+    return results
 
 
 @click.group("retention", cls=Group)
@@ -39,7 +60,6 @@ def retention_group() -> None:
 
 
 def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> None:
-    from logarchive.pipeline import open_sink
     from logarchive.retention import apply, plan
 
     config = state.config()
@@ -49,31 +69,22 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
         if as_json:
             dump_json({"sinks": []})
         return
-    docs, texts, failed = [], [], False
     ledger = SQLiteLedger(config.state_dir) if delete else None
-    try:
-        for name in names:
-            target = open_sink(config, name)
-            try:
-                sink_plan = plan(target)
-                if delete:
-                    result = apply(target, sink_plan, ledger=ledger)
-                    failed = failed or not result.ok
-                    docs.append(result.to_json())
-                    texts.append(result.text())
-                else:
-                    docs.append(sink_plan.to_json())
-                    texts.append(sink_plan.text())
-            finally:
-                target.close()
-    finally:
-        if ledger is not None:
-            ledger.close()
+
+    def one(target: ByteSink) -> tuple[Any, bool]:  # the plan, or what applying it did
+        sink_plan = plan(target)
+        if not delete:
+            return sink_plan, True
+        result = apply(target, sink_plan, ledger=ledger)
+        return result, result.ok
+
+    with _closing(ledger):
+        outcomes = _on_each_sink(config, names, one)
     if as_json:
-        dump_json({"sinks": docs})
+        dump_json({"sinks": [outcome.to_json() for outcome, _ in outcomes]})
     else:
-        click.echo("\n".join(texts))
-    exit_with(not failed)
+        click.echo("\n".join(outcome.text() for outcome, _ in outcomes))
+    exit_with(all(ok for _, ok in outcomes))
 
 
 _sink_option = click.option("--sink", "-s", metavar="NAME", help="Only this sink.")
@@ -127,25 +138,17 @@ def verify_cmd(state: State, sink: str | None, sample: int | None, as_json: bool
     Example:
       logarchive verify -c logarchive.toml --sample 100
     """
-    from logarchive.pipeline import byte_sink_names, open_sink
     from logarchive.verify import verify
 
     config = state.config()
     names = [sink] if sink else byte_sink_names(config)
     ledger = _ledger_if_exists(config)
-    reports = []
-    try:
-        for name in names:
-            target = open_sink(config, name)
-            try:
-                reports.append(verify(target, ledger=ledger, sample=sample))
-            finally:
-                target.close()
-    finally:
-        if ledger is not None:
-            ledger.close()
+    with _closing(ledger):
+        reports = _on_each_sink(config, names,
+                                lambda target: verify(target, ledger=ledger, sample=sample))
     if as_json:
-        dump_json({"passed": all(r.passed for r in reports), "sinks": [r.to_json() for r in reports]})
+        dump_json({"passed": all(r.passed for r in reports),
+                   "sinks": [r.to_json() for r in reports]})
     else:
         click.echo("\n".join(r.text() for r in reports) or "no sink stores objects")
     exit_with(all(r.passed for r in reports))
@@ -173,26 +176,32 @@ def ledger_show(state: State, sink: str | None, events: bool, as_json: bool) -> 
     ledger = _ledger_if_exists(config)
     if ledger is None:
         click.echo(f"no ledger at {config.state_dir} yet", err=True)
-        rows: list[dict[str, Any]] = []
-    else:
-        try:
-            if events:
-                rows = [e for e in ledger.events() if sink is None or e["sink"] == sink]
-            else:
-                rows = [d.to_json() for d in ledger.deliveries(sink)]
-        finally:
-            ledger.close()
+    rows = _ledger_rows(ledger, sink, events) if ledger is not None else []
     if as_json:
         dump_json(rows)
-        return
-    if events:
-        for e in rows:
-            detail = " ".join(f"{k}={v}" for k, v in e.items()
-                              if k not in ("time", "kind", "sink", "run_key") and v is not None)
-            click.echo(f"{e['time']} {e['kind']:<24} {e['sink'] or '-'} {e['run_key'] or '-'} "
-                       f"{detail}")
-        click.echo(f"{len(rows)} event(s)")
-        return
+    elif events:
+        _print_events(rows)
+    else:
+        _print_deliveries(rows)
+
+
+def _ledger_rows(ledger: SQLiteLedger, sink: str | None, events: bool) -> list[dict[str, Any]]:
+    with contextlib.closing(ledger):
+        if events:
+            return [e for e in ledger.events() if sink is None or e["sink"] == sink]
+        return [d.to_json() for d in ledger.deliveries(sink)]
+
+
+def _print_events(rows: list[dict[str, Any]]) -> None:
+    for e in rows:
+        detail = " ".join(f"{k}={v}" for k, v in e.items()
+                          if k not in ("time", "kind", "sink", "run_key") and v is not None)
+        click.echo(f"{e['time']} {e['kind']:<24} {e['sink'] or '-'} {e['run_key'] or '-'} "
+                   f"{detail}")
+    click.echo(f"{len(rows)} event(s)")
+
+
+def _print_deliveries(rows: list[dict[str, Any]]) -> None:
     for d in rows:
         click.echo(f"{d['status']:<11} {d['sink']:<12} {d['run_key']}  {d['object'] or ''}")
     counts: dict[str, int] = {}
@@ -217,11 +226,8 @@ def ledger_rebuild(state: State, sink: str | None, as_json: bool) -> None:
     from logarchive.rebuild import rebuild
 
     config = state.config()
-    ledger = SQLiteLedger(config.state_dir)
-    try:
+    with contextlib.closing(SQLiteLedger(config.state_dir)) as ledger:
         report = rebuild(config, ledger, [sink] if sink else None)
-    finally:
-        ledger.close()
     if as_json:
         dump_json(report.to_json())
     else:

@@ -28,7 +28,8 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a duration (7d, 12h) nor an ISO date") from None
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (7d, 12h) nor an ISO date") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
