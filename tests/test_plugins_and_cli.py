@@ -7,12 +7,16 @@ import shutil
 import textwrap
 from pathlib import Path
 
+from logarchive.status import ExitCode
+
 REPO = Path(__file__).resolve().parents[1]
 
 OUT_OF_TREE = '''
 """An out-of-tree plugin: a source that makes up its logs, and a sink that writes upper case."""
 from contextlib import contextmanager
 from pathlib import Path
+
+from logarchive.status import ExitCode
 
 from logarchive.plugin_api import (
     ByteSink, ByteSinkConfig, ObjectWriter, RunRef, Source, SourceConfig, hookimpl,
@@ -83,7 +87,10 @@ def logarchive_register_sinks(register):
 
 
 FAULTY = '''
-"""Injected faults: a source whose discover raises, a sink whose constructor raises."""
+"""Injected faults: a source whose discover raises (or is interrupted), a sink whose constructor
+raises."""
+import os
+import signal
 from typing import Literal
 
 from logarchive.plugin_api import ByteSink, ByteSinkConfig, Source, SourceConfig, hookimpl
@@ -91,6 +98,7 @@ from logarchive.plugin_api import ByteSink, ByteSinkConfig, Source, SourceConfig
 
 class BoomConfig(SourceConfig):
     type: Literal["boom"] = "boom"
+    fault: Literal["raise", "ctrl-c"] = "raise"
 
 
 class BoomSource(Source):
@@ -99,6 +107,8 @@ class BoomSource(Source):
     Config = BoomConfig
 
     def discover(self):
+        if self.config.fault == "ctrl-c":
+            os.kill(os.getpid(), signal.SIGINT)
         raise RuntimeError("discover exploded\\nhalfway")
 
     def open(self, run):
@@ -301,11 +311,11 @@ def test_an_unexpected_exception_is_one_line_and_the_traceback_needs_v(tmp_path:
     (tmp_path / "c.toml").write_text(textwrap.dedent("""
         [logarchive]
         state_dir = "state"
-        [sources.bad]
-        type = "boom"
         [sinks.archive]
         type = "fs"
         url = "archive"
+        [sources.bad]
+        type = "boom"
     """))
     env = {"PYTHONPATH": str(site)}
     quiet = run_cli("runs", "-c", "c.toml", env=env)
@@ -323,6 +333,11 @@ def test_an_unexpected_exception_is_one_line_and_the_traceback_needs_v(tmp_path:
     assert "in discover" in verbose.stderr  # the frame of the plugin that raised
     config = run_cli("runs", "-c", "missing.toml", env=env)  # a LogarchiveError keeps its code
     assert config.returncode == 2 and "Traceback" not in config.stderr
+    with (tmp_path / "c.toml").open("a") as toml:
+        toml.write('fault = "ctrl-c"\n')  # under [sources.bad]: Ctrl-C while listing runs
+    interrupted = run_cli("runs", "-c", "c.toml", env=env)
+    assert interrupted.returncode == ExitCode.SIGINT == 130
+    assert interrupted.stderr.splitlines() == ["interrupted"]
 
 
 def test_runs_opens_sources_only_a_broken_sink_does_not_hide_the_runs(tmp_path: Path,
