@@ -76,7 +76,8 @@ class Group(click.Group):
 
     Errors are converted here and nowhere else: a :class:`LogarchiveError` becomes its message and
     its own exit code (``ConfigError``: 2), any other exception one line naming the command and
-    the exception, and :attr:`ExitCode.FAILED`. The traceback is printed only with ``-v``.
+    the exception, and :attr:`ExitCode.FAILED`; Ctrl-C outside an export (which handles its
+    signals itself) ``interrupted`` and :attr:`ExitCode.SIGINT`. The traceback only with ``-v``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
