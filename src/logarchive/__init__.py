@@ -11,7 +11,7 @@ Python API (what the CLI is a thin layer over)::
 
 from __future__ import annotations
 
-from logarchive.version import __version__  # first: engine.py still imports it from here
+from logarchive.version import __version__  # first: delivery.py still imports it from here
 
 from logarchive.config import Config, load_config, parse_config
 from logarchive.engine import ExportSummary, RunResult, export
