@@ -223,6 +223,11 @@ def test_blank_lines_reach_every_aggregator_as_documented(tmp_path):
     assert [e.message for e in raw.events()] == [line for line in lines if line.strip()]
 
 
+@pytest.mark.scenario(
+    "blank lines skipped by Splunk's raw endpoint, then a resume",
+    "an export to the raw endpoint of a log with blank lines is stopped after 4 batches and "
+    "run again: every non-blank line arrives once, in order; skipped lines never shift a resume",
+)
 @pytest.mark.timeout(120)
 def test_blank_lines_keep_resume_exact_after_an_interruption(tmp_path):
     import threading

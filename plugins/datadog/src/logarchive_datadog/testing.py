@@ -2,8 +2,8 @@
 
 Implements what docs.datadoghq.com documents for ``POST /api/v2/logs``: ``DD-API-KEY`` (401
 missing, 403 invalid), a JSON array of entries (or one object), gzip or deflate bodies, 202
-``{}`` on success, 413 over 5 MB uncompressed, 400 over 1000 entries or for a body that is not
-JSON, and, like Datadog, an entry over 1 MB is accepted but truncated (recorded in
+``{}`` on success, 413 over 5 MB uncompressed, 400 over 1000 entries, for a body that is not
+JSON (or not valid gzip/deflate) and for an entry that is not an object, and, like Datadog, an entry over 1 MB is accepted but truncated (recorded in
 ``truncated`` so tests can prove the sink never relies on it).
 """
 

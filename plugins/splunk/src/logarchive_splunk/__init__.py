@@ -33,7 +33,7 @@ RETRY_CODES = {8: "internal server error", 9: "server is busy"}
 
 def is_blank(message: str) -> bool:
     """Empty or whitespace only: HEC refuses such a string event (code 13)."""
-    return not message.strip()
+    return not message or message.isspace()
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:
