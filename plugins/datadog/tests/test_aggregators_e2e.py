@@ -179,6 +179,12 @@ def test_sigkill_then_rerun_leaves_no_gap_and_duplicates_only_the_batch_in_fligh
             assert len(owners) == 1, name
 
 
+def _log_entries(output):
+    import json
+
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
 def _log_with_blank_lines(tmp_path, count):
     lines = []
     for i in range(1, count + 1):
@@ -211,6 +217,10 @@ def test_blank_lines_reach_every_aggregator_as_documented(tmp_path):
     output = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 0, output
     assert hec.refused == [] and raw.refused == []
+    blank = sum(1 for line in lines if not line.strip())
+    skipped = {entry["sink"]: entry["skipped"] for entry in _log_entries(output)
+               if entry.get("event") == "records_delivered"}
+    assert skipped == {"splunk": 0, "datadog": 0, "splunk_raw": blank}
     for receiver in (hec, intake):
         assert sorted(receiver.seqs()) == list(range(1, 301))  # seq exact, blank lines included
         by_seq = {e.seq: e.message for e in receiver.events()}
