@@ -41,6 +41,15 @@ DATADOG_ANSWERS = {
     "202 html": (http_response("202 Accepted", b"<html>queued</html>", HTML), 1),
 }
 
+SCENARIO = pytest.mark.scenario(
+    "3xx, HTML or empty 200 from an aggregator",
+    "raw-socket answers to Splunk (ack on and off) and Datadog data requests: 301/302/308 with "
+    "Location, a 200 HTML page, an empty or non-JSON 200, HEC code 9 or 6 in a 200, a 200 {} or "
+    "a 202 HTML from the intake: the export fails (code 9 after its retries), only POSTs arrive "
+    "(no redirect followed), a redirect error names Location, the ledger never says delivered, "
+    "no credential in the error; the next export to a good receiver delivers every line once",
+)
+
 
 def _config(tmp_path, sink):
     table = {"backoff_initial": 0.01, "backoff_max": 0.02, "max_retries": 2,
@@ -81,14 +90,7 @@ def _refused_then_delivered(tmp_path, answer, requests, sink, good_receiver, url
     return error
 
 
-@pytest.mark.scenario(
-    "3xx, HTML or empty 200 from an aggregator",
-    "raw-socket answers to Splunk (ack on and off) and Datadog data requests: 301/302/308 with "
-    "Location, a 200 HTML page, an empty or non-JSON 200, HEC code 9 or 6 in a 200, a 200 {} or "
-    "a 202 HTML from the intake: the export fails (code 9 after its retries), only POSTs arrive "
-    "(no redirect followed), a redirect error names Location, the ledger never says delivered, "
-    "no credential in the error; the next export to a good receiver delivers every line once",
-)
+@SCENARIO
 @pytest.mark.parametrize("name", list(SPLUNK_ANSWERS))
 @pytest.mark.parametrize("ack", [False, True])
 def test_splunk_counts_only_hec_success(tmp_path, name, ack):
@@ -101,14 +103,7 @@ def test_splunk_counts_only_hec_success(tmp_path, name, ack):
     assert TOKEN not in error
 
 
-@pytest.mark.scenario(
-    "3xx, HTML or empty 200 from an aggregator",
-    "raw-socket answers to Splunk (ack on and off) and Datadog data requests: 301/302/308 with "
-    "Location, a 200 HTML page, an empty or non-JSON 200, HEC code 9 or 6 in a 200, a 200 {} or "
-    "a 202 HTML from the intake: the export fails (code 9 after its retries), only POSTs arrive "
-    "(no redirect followed), a redirect error names Location, the ledger never says delivered, "
-    "no credential in the error; the next export to a good receiver delivers every line once",
-)
+@SCENARIO
 @pytest.mark.parametrize("name", list(DATADOG_ANSWERS))
 def test_datadog_counts_only_intake_202(tmp_path, name):
     answer, requests = DATADOG_ANSWERS[name]
@@ -119,14 +114,7 @@ def test_datadog_counts_only_intake_202(tmp_path, name):
     assert API_KEY not in error
 
 
-@pytest.mark.scenario(
-    "3xx, HTML or empty 200 from an aggregator",
-    "raw-socket answers to Splunk (ack on and off) and Datadog data requests: 301/302/308 with "
-    "Location, a 200 HTML page, an empty or non-JSON 200, HEC code 9 or 6 in a 200, a 200 {} or "
-    "a 202 HTML from the intake: the export fails (code 9 after its retries), only POSTs arrive "
-    "(no redirect followed), a redirect error names Location, the ledger never says delivered, "
-    "no credential in the error; the next export to a good receiver delivers every line once",
-)
+@SCENARIO
 def test_splunk_ack_answer_that_is_not_hec_fails_the_run(tmp_path):
     # The data request succeeds, the acknowledgement poll gets a login page: never delivered.
     success = http_response("200 OK", b'{"text":"Success","code":0,"ackId":0}', JSON)
