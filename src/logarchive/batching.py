@@ -584,7 +584,7 @@ class BatchingDelivery(RecordDelivery):
             proto.classify(response, _View(batch, events))
 
         # Never follow a redirect: httpx would turn the POST into a GET (and carry custom
-        # credential headers to another host); the protocol's classify refuses the 3xx.
+        # credential headers to another host); refuse_redirect above makes the 3xx an error.
         response = self.client.request(proto.method, proto.path, content=content,
                                        headers=headers, params=proto.params(),
                                        classify=classify, follow_redirects=False)
