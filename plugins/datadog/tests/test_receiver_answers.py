@@ -115,16 +115,18 @@ def test_datadog_counts_only_intake_202(tmp_path, name):
 
 
 @SCENARIO
-def test_splunk_ack_answer_that_is_not_hec_fails_the_run(tmp_path):
-    # The data request succeeds, the acknowledgement poll gets a login page: never delivered.
+@pytest.mark.parametrize("poll_answer", ["200 html", "301"])
+def test_splunk_ack_answer_that_is_not_hec_fails_the_run(tmp_path, poll_answer):
+    # The data request succeeds, the acknowledgement poll gets a login page or a redirect.
     success = http_response("200 OK", b'{"text":"Success","code":0,"ackId":0}', JSON)
-    login = http_response("200 OK", b"<html>Sign in</html>", HTML)
     write_logs(tmp_path / "logs", {"r1": 5})
-    with RawResponder([success, login]) as bad:
+    with RawResponder([success, ANSWERS[poll_answer][0]]) as bad:
         summary = logarchive.export(_config(tmp_path, {
             "type": "splunk", "token": TOKEN, "ack": True, "ack_poll_interval": 0.01,
             "url": bad.url}))
     assert summary.exit_code != 0
-    assert [r.request_line.split(" ")[1].split("?")[0] for r in bad.requests] == [
-        "/services/collector/event", "/services/collector/ack"]
+    assert [(r.method, r.request_line.split(" ")[1].split("?")[0]) for r in bad.requests] == [
+        ("POST", "/services/collector/event"), ("POST", "/services/collector/ack")]
     assert all(state[1] != "delivered" for state in _ledger_states(tmp_path))
+    if poll_answer == "301":
+        assert ELSEWHERE in (summary.results[0].error or ""), summary.to_json()
