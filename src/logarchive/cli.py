@@ -156,7 +156,8 @@ class _RichProgress(Progress):
             self._bar.stop()
 
 
-def _install_signal_handlers(stop: StopEvent) -> None:
+def _install_signal_handlers(stop: StopEvent,
+                             doing: str = "finishing current batches, taking no new runs") -> None:
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
             # Second signal: stop now, even if a run is stuck in a read that never returns (the
@@ -167,8 +168,7 @@ def _install_signal_handlers(stop: StopEvent) -> None:
             os._exit(128 + signum)
         stop.signal_number = signum
         stop.set()
-        click.echo(f"received {signal.Signals(signum).name}: finishing current batches, "
-                   "taking no new runs", err=True)
+        click.echo(f"received {signal.Signals(signum).name}: {doing}", err=True)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -307,7 +307,11 @@ def config_check(state: _State) -> None:
     Example:
       logarchive config check -c logarchive.toml
     """
+    from logarchive.config import overlapping_roots
+
     config = state.config()
+    for warning in overlapping_roots(config):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{config.path}: ok ({len(config.sources)} source(s), {len(config.sinks)} sink(s), "
         f"{len(config.pipelines)} pipeline(s))"

@@ -13,10 +13,12 @@ from typing import Any
 import click
 import orjson
 
-from logarchive.cli import _config_option, _State, main
+from logarchive.base import StopEvent
+from logarchive.cli import _config_option, _install_signal_handlers, _State, main
 from logarchive.config import Config
 from logarchive.errors import ConfigError
 from logarchive.ledger import SQLiteLedger
+from logarchive.status import ExitCode
 
 
 def _dump(doc: Any) -> None:
@@ -50,6 +52,9 @@ def _retention(state: _State, sink: str | None, as_json: bool, delete: bool) -> 
 
     config = state.config()
     names = _retention_sinks(config, sink)
+    stop = StopEvent()
+    if delete:
+        _install_signal_handlers(stop, "finishing the current deletion, starting no other")
     if not names:
         click.echo("no sink has a [sinks.NAME.retention] table: nothing to do", err=True)
         if as_json:
@@ -61,9 +66,9 @@ def _retention(state: _State, sink: str | None, as_json: bool, delete: bool) -> 
         for name in names:
             target = open_sink(config, name)
             try:
-                sink_plan = plan(target)
+                sink_plan = plan(target, known_sinks=config.sinks)
                 if delete:
-                    result = apply(target, sink_plan, ledger=ledger)
+                    result = apply(target, sink_plan, ledger=ledger, stop=stop)
                     failed = failed or not result.ok
                     docs.append(result.to_json())
                     texts.append(result.text())
@@ -79,7 +84,8 @@ def _retention(state: _State, sink: str | None, as_json: bool, delete: bool) -> 
         _dump({"sinks": docs})
     else:
         click.echo("\n".join(texts))
-    sys.exit(1 if failed else 0)
+    signum = stop.signal_number
+    sys.exit(ExitCode.for_signal(signum) if signum else 1 if failed else 0)
 
 
 _sink_option = click.option("--sink", "-s", metavar="NAME", help="Only this sink.")
