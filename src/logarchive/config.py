@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from logarchive.base import PluginConfig
+from logarchive.base import ByteSinkConfig, PluginConfig
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 
@@ -314,13 +314,13 @@ def _model_in(annotation: Any) -> Any:
 
 
 def overlapping_roots(config: Config) -> list[str]:
-    """Warnings for sinks whose archive roots (``url``) are the same or nested. That works (each
+    """Warnings for byte sinks whose archive roots (``url``) are the same or nested. That works (each
     sink manages only the objects whose manifest names it), but renaming one of them orphans
     its objects, and a tool other than logarchive sees one mixed archive."""
     roots = {}
     for name, sink in sorted(config.sinks.items()):
-        url = getattr(sink.config, "url", None)
-        if isinstance(url, str):
+        url = getattr(sink.config, "url", None)  # the fs sink's root (record sinks: no archive)
+        if isinstance(sink.config, ByteSinkConfig) and isinstance(url, str):
             roots[name] = _normalised_root(url, config.base_dir)
     warnings = []
     names = list(roots)
