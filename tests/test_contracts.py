@@ -18,7 +18,7 @@ from logarchive.errors import PluginError
 from logarchive.hookspecs import hookimpl
 from logarchive.ledger import Ledger, SQLiteLedger
 from logarchive.plugins import Registry
-from logarchive.testing.workspace import base_config, write_logs
+from logarchive_testsupport.workspace import base_config, write_logs
 
 
 def stopped_export(tmp_path: Path, stop: threading.Event) -> logarchive.ExportSummary:

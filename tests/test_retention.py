@@ -20,7 +20,9 @@ from logarchive.cli import main
 from logarchive.ledger import SQLiteLedger
 from logarchive.pipeline import open_sink
 from logarchive.retention import apply, plan
-from logarchive_testsupport.archives import archive_config, make_runs, write_config
+from logarchive_testsupport.archives import (
+    archive_config, archived_at_completion, make_runs, write_config,
+)
 
 AGES = {
     "mdl-a/r01": 10, "mdl-a/r02": 100, "mdl-a/r03": 200, "mdl-a/r04": 380, "mdl-a/r05": 500,
@@ -74,6 +76,8 @@ def export_archive(tmp_path: Path, url: str, storage_options: dict[str, Any] | N
     config = parse_config(document, base_dir=tmp_path)
     summary = logarchive.export(config)
     assert (summary.exported, summary.exit_code) == (len(AGES), 0)
+    # As if each run had been archived when it completed: the floor counts from then.
+    assert archived_at_completion(open_sink(config, "archive")) == len(AGES)
     return config
 
 
@@ -181,7 +185,9 @@ def cli_config(tmp_path: Path, retention: dict[str, Any]) -> Path:
     document = archive_config(tmp_path, str(tmp_path / "archive"),
                               sink={"retention": retention})
     path = write_config(tmp_path / "logarchive.toml", document)
-    assert logarchive.export(logarchive.load_config(path)).exit_code == 0
+    config = logarchive.load_config(path)
+    assert logarchive.export(config).exit_code == 0
+    assert archived_at_completion(open_sink(config, "archive")) == len(AGES)
     return path
 
 

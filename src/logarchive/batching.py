@@ -46,11 +46,12 @@ from logarchive.codec import timestamp_to_epoch
 from logarchive.errors import Interrupted, LogarchiveError, SinkError
 from logarchive.http import HttpClient, HttpOptions, describe_response, retry_after
 from logarchive.retry import RetryOptions, Retryable
-from logarchive.secrets import redact
+from logarchive.secrets import redact, redact_url
 
 __all__ = [
     "Batch", "BatchProtocol", "BatchingDelivery", "BatchingSink", "BatchingSinkConfig",
-    "DeliveryStats", "Event", "SplitBatch", "event_id", "render_run_template", "retriable_error",
+    "DeliveryStats", "Event", "SplitBatch", "event_id", "refuse_redirect", "render_run_template",
+    "retriable_error",
 ]
 
 
@@ -148,6 +149,16 @@ def retriable_error(response: httpx.Response, message: str | None = None) -> Ret
                      retry_after(response))
 
 
+def refuse_redirect(response: httpx.Response, receiver: str) -> None:
+    """A 3xx to a POST is never followed (httpx would resend it as a GET): a permanent error
+    naming ``Location``, for every run of the sink (the url is wrong for all of them)."""
+    if 300 <= response.status_code < 400:
+        location = redact_url(response.headers.get("Location") or "(no Location header)")
+        raise SinkError(f"{receiver} answered HTTP {response.status_code} redirecting to "
+                        f"{location}; logarchive never follows a redirect on a POST: set the "
+                        "sink's url to where it points", fatal_for_sink=True)
+
+
 class SplitBatch(Exception):
     """Raised by :meth:`BatchProtocol.classify`: the receiver found the request too large."""
 
@@ -220,7 +231,8 @@ class BatchProtocol:
     """Seconds between two :meth:`poll_acks` while a batch waits for its acknowledgement."""
 
     def encode(self, record: dict[str, Any]) -> list[bytes]:
-        """Encoded event(s) of one record, in order."""
+        """Encoded event(s) of one record, in order; ``[]`` skips the record (counted in
+        :attr:`DeliveryStats.skipped`; its ordinal still counts, so ``seq`` stays exact)."""
         raise NotImplementedError
 
     def headers(self) -> dict[str, str]:
@@ -254,6 +266,7 @@ class DeliveryStats:
     splits: int = 0
     resent: int = 0
     ack_polls: int = 0
+    skipped: int = 0       # records the protocol encoded to no event (documented per sink)
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -367,6 +380,9 @@ class BatchingDelivery(RecordDelivery):
                 return  # the engine aborts at its next check; nothing more goes out
             ordinal = first_ordinal + offset
             encoded = self.protocol.encode(record)
+            if not encoded:
+                self.stats.skipped += 1
+                continue
             seq, part = record.get("seq", ordinal), record.get("part") or 0
             added = sum(len(e) for e in encoded) + sep * len(encoded)
             if self._events and (self._size + added > max_bytes
@@ -564,11 +580,14 @@ class BatchingDelivery(RecordDelivery):
         def classify(response: httpx.Response) -> None:
             if response.status_code == 413:
                 raise SplitBatch()
+            refuse_redirect(response, self.sink.name)
             proto.classify(response, _View(batch, events))
 
+        # Never follow a redirect: httpx would turn the POST into a GET (and carry custom
+        # credential headers to another host); refuse_redirect above makes the 3xx an error.
         response = self.client.request(proto.method, proto.path, content=content,
                                        headers=headers, params=proto.params(),
-                                       classify=classify)
+                                       classify=classify, follow_redirects=False)
         self.stats.events += len(events)
         self.stats.body_bytes += len(body)
         self.stats.sent_bytes += len(content)

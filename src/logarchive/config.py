@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from logarchive.base import PluginConfig
+from logarchive.base import ByteSinkConfig, PluginConfig
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 
@@ -311,3 +311,33 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def overlapping_roots(config: Config) -> list[str]:
+    """Warnings for byte sinks whose archive roots (``url``) are the same or nested. That works (each
+    sink manages only the objects whose manifest names it), but renaming one of them orphans
+    its objects, and a tool other than logarchive sees one mixed archive."""
+    roots = {}
+    for name, sink in sorted(config.sinks.items()):
+        url = getattr(sink.config, "url", None)  # the fs sink's root (record sinks: no archive)
+        if isinstance(sink.config, ByteSinkConfig) and isinstance(url, str):
+            roots[name] = _normalised_root(url, config.base_dir)
+    warnings = []
+    names = list(roots)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = roots[first], roots[second]
+            if a == b or b.startswith(a + "/") or a.startswith(b + "/"):
+                how = "the same root" if a == b else "nested roots"
+                warnings.append(f"sinks {first!r} and {second!r} have {how} ({a}, {b}): each "
+                                "manages only the objects whose manifest names it; see "
+                                "docs/retention.md")
+    return warnings
+
+
+def _normalised_root(url: str, base_dir: Path) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() in ("file", "local"):
+        path = Path(rest if sep else url).expanduser()
+        return "file://" + str((path if path.is_absolute() else base_dir / path).resolve())
+    return f"{scheme.lower()}://{re.sub('/+', '/', rest).strip('/')}"

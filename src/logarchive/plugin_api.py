@@ -107,10 +107,11 @@ __all__ += [
 # Record sinks (batching, retries, acknowledgement, resume bookkeeping): logarchive.batching.
 from logarchive.batching import (  # noqa: E402
     Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, SplitBatch, epoch_seconds,
-    event_id, render_run_template, retriable_error,
+    event_id, refuse_redirect, render_run_template, retriable_error,
 )
 
 __all__ += [
     "Batch", "BatchProtocol", "BatchingSink", "BatchingSinkConfig", "EventIds", "SplitBatch",
-    "epoch_seconds", "event_id", "render_run_template", "retriable_error",
+    "epoch_seconds", "event_id", "refuse_redirect", "render_run_template",
+    "retriable_error",
 ]

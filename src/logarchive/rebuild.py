@@ -3,7 +3,9 @@
 After the state directory is lost, the archive still proves what was delivered: each manifest
 names its run (source and fields, hence the ledger key), the sha256, size and line count. A run
 whose object and manifest are both there is recorded as delivered to that sink, so the next
-export does not deliver it again.
+export does not deliver it again. A sink is credited only with the manifests that name it: sinks
+sharing a root never receive each other's runs; manifests naming a sink the config no longer
+has (renamed or removed) are reported, never credited.
 
 Record sinks (Splunk, Datadog) keep no manifests: their deliveries cannot be restored; the
 report names them.
@@ -16,7 +18,7 @@ from typing import Any
 
 from logarchive.config import Config
 from logarchive.status import RunStatus
-from logarchive.archive import read_archive
+from logarchive.archive import read_archive, unknown_sink_lines
 from logarchive.pipeline import byte_sink_names, open_sink
 from logarchive.runs import RunRef, parse_time
 
@@ -28,11 +30,13 @@ class SinkRebuild:
     restored: int = 0
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    unknown_sinks: dict[str, list[str]] = field(default_factory=dict)  # sink name: manifests
 
     def to_json(self) -> dict[str, Any]:
         return {"sink": self.sink, "where": self.where, "restored": self.restored,
                 "unchanged": self.unchanged,
-                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "unknown_sinks": self.unknown_sinks}
 
 
 @dataclass
@@ -50,6 +54,7 @@ class RebuildReport:
             lines.append(f"sink {s.sink} ({s.where}): restored {s.restored}, already in the "
                          f"ledger {s.unchanged}, skipped {len(s.skipped)}")
             lines += [f"  skipped {p}: {r}" for p, r in s.skipped]
+            lines += unknown_sink_lines(s.unknown_sinks, "not credited")
         for name in self.not_rebuildable:
             lines.append(f"sink {name}: a record sink keeps no manifests; its deliveries cannot "
                          "be rebuilt (runs not in another sink's manifests would be sent again)")
@@ -75,7 +80,8 @@ def rebuild(config: Config, ledger: Any, sinks: list[str] | None = None) -> Rebu
         sink = open_sink(config, name)
         try:
             listing = read_archive(sink)
-            result = SinkRebuild(name, sink.describe("").rstrip("/"))
+            result = SinkRebuild(name, sink.describe("").rstrip("/"),
+                                 unknown_sinks=listing.unknown_sinks(config.sinks))
             for path, why in listing.bad_manifests:
                 result.skipped.append((path, f"unreadable manifest: {why}"))
             for entry in listing.entries:

@@ -1,35 +1,42 @@
 """Retention: which archived objects the rules delete, and what protects the others.
 
 Everything is read from the archive itself (the manifests beside the objects), so retention
-works on archives the ledger never saw. Age is the run's completion time from the manifest
+works on archives the ledger never saw. A sink manages only the objects whose manifest names it
+(see :mod:`logarchive.archive`). Age is the run's completion time from the manifest
 (``run.completed``, else ``exported_at``), never the storage mtime, which a copy or a restore
-would reset.
+would reset; the ``min_age_days`` floor counts from when the object was archived
+(``exported_at``), so a source's odd clock never makes a new object deletable.
 
 Rules (``[sinks.NAME.retention]``, :class:`~logarchive.base.RetentionConfig`):
 
 - ``max_age_days`` selects objects older than that;
 - ``keep_last`` ranks each ``group_by`` group newest first: alone it selects everything after the
   first N; with ``max_age_days`` it protects the newest N of a group from the age rule;
-- protections, strongest first: ``legal_hold`` patterns, the ``min_age_days`` floor, and a live
-  S3 Object Lock retention or legal hold on the object (asked from the server).
+- protections, strongest first: ``legal_hold`` patterns (a run key or path equal to the pattern,
+  or matching it as a glob), the ``min_age_days`` floor, and a live S3 Object Lock retention or
+  legal hold on the object (asked from the server).
 
-:func:`plan` decides; :func:`apply` deletes exactly the plan's ``delete`` set, object then
-manifest, and records each deletion in the ledger (event ``retention_delete``) and as a structlog
-line ``retention_deleted``.
+:func:`plan` decides; :func:`apply` deletes exactly the plan's ``delete`` set. Each deletion is
+recorded before it starts (ledger event ``retention_delete_started``, the write-ahead record),
+then object and manifest are deleted, then it is recorded done (``retention_delete``, structlog
+``retention_deleted``). A stop request is honoured between objects; a deletion whose process died
+is completed by the next ``apply``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import string
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
-from logarchive.archive import Archived, read_archive
+from logarchive.archive import Archived, ArchiveListing, read_archive, unknown_sink_lines
 from logarchive.base import ByteSink, RetentionConfig
 from logarchive.errors import LogarchiveError
 from logarchive.runs import iso
@@ -94,6 +101,13 @@ class SinkPlan:
     decisions: list[Decision] = field(default_factory=list)
     orphan_objects: list[str] = field(default_factory=list)
     bad_manifests: list[tuple[str, str]] = field(default_factory=list)
+    unknown_sinks: dict[str, list[str]] = field(default_factory=dict)  # sink name: manifests
+    unmatched_holds: list[str] = field(default_factory=list)  # legal_hold patterns
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"legal_hold pattern {p!r} matches no archived object of sink {self.sink}"
+                for p in self.unmatched_holds]
 
     @property
     def deletions(self) -> list[Decision]:
@@ -123,6 +137,7 @@ class SinkPlan:
             "keep": [d.to_json() for d in self.decisions if d.action == KEEP],
             "unmanaged_objects": self.orphan_objects,
             "unreadable_manifests": [{"path": p, "error": e} for p, e in self.bad_manifests],
+            "unknown_sinks": self.unknown_sinks, "warnings": self.warnings,
         }
 
     def text(self) -> str:
@@ -144,6 +159,8 @@ class SinkPlan:
                          "managed by retention (see `logarchive verify`)")
         for path, error in self.bad_manifests:
             lines.append(f"  unreadable manifest {path}: {error}")
+        lines += unknown_sink_lines(self.unknown_sinks, "not managed by retention")
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -151,25 +168,35 @@ def _days(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}d"
 
 
+def hold_matches(pattern: str, entry: Archived) -> bool:
+    """A hold protects an object whose run key or path equals the pattern (a key copied from
+    ``ledger show`` may contain ``[``, ``*``, ``?``) or matches it as a glob."""
+    return any(value == pattern or fnmatch.fnmatchcase(value, pattern)
+               for value in (entry.run_key, entry.path) if value)
+
+
 def _held(rules: RetentionConfig, entry: Archived) -> str | None:
-    for pattern in rules.legal_hold:
-        if fnmatch.fnmatchcase(entry.path, pattern) or fnmatch.fnmatchcase(entry.run_key, pattern):
-            return pattern
-    return None
+    return next((p for p in rules.legal_hold if hold_matches(p, entry)), None)
 
 
 def plan(sink: ByteSink, rules: RetentionConfig | None = None, *, now: datetime | None = None,
-         check_locks: bool = True) -> SinkPlan:
+         check_locks: bool = True, known_sinks: Iterable[str] | None = None) -> SinkPlan:
     """Decide, for every archived object of ``sink``, whether ``rules`` delete it.
 
     ``check_locks`` asks the store (S3 ``head_object``) whether an object the rules select is
     still under Object Lock retention or legal hold; such objects are kept with the reason.
+    ``known_sinks`` (the config's sink names) reports manifests naming a sink not among them.
     """
     rules = rules or sink.config.retention or RetentionConfig()
     now = now or datetime.now(timezone.utc)
     listing = read_archive(sink)
     result = SinkPlan(sink.name, sink.describe("").rstrip("/"), rules, now,
-                      orphan_objects=listing.orphan_objects, bad_manifests=listing.bad_manifests)
+                      orphan_objects=listing.orphan_objects, bad_manifests=listing.bad_manifests,
+                      unmatched_holds=_unmatched_holds(rules, listing))
+    if known_sinks is not None:
+        result.unknown_sinks = listing.unknown_sinks(known_sinks)
+    for pattern in result.unmatched_holds:
+        log.warning("legal_hold_matches_nothing", sink=sink.name, pattern=pattern)
     groups: dict[str, list[Archived]] = defaultdict(list)
     for entry in listing.entries:
         groups[render_group(rules.group_by, sink.name, entry)].append(entry)
@@ -184,17 +211,31 @@ def plan(sink: ByteSink, rules: RetentionConfig | None = None, *, now: datetime 
                          object_present=entry.object_present, manifest_path=entry.manifest_path,
                          size=entry.listed_size)
             result.decisions.append(d)
-            _decide(d, rules, entry, lock_status)
+            _decide(d, rules, entry, lock_status, now)
     result.decisions.sort(key=lambda d: d.path)
     return result
 
 
-def _decide(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: Any) -> None:
+def _unmatched_holds(rules: RetentionConfig, listing: ArchiveListing) -> list[str]:
+    return [p for p in rules.legal_hold if not any(hold_matches(p, e) for e in listing.entries)]
+
+
+def _archived_days(entry: Archived, now: datetime, age_days: float) -> float:
+    """Days since the object was archived (``exported_at``): the clock of the ``min_age_days``
+    floor. The younger of that and the run's age, so no source time shortens the floor."""
+    exported = entry.exported
+    if exported is None:
+        return age_days
+    return min(age_days, (now - exported).total_seconds() / 86400)
+
+
+def _decide(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: Any,
+            now: datetime) -> None:
     if d.age_days is None:
         d.reason = "no completion or export time in the manifest: age unknown, never deleted"
         return
     why = _selected(d, rules)
-    if why is None or _protected(d, rules, entry, lock_status, why):
+    if why is None or _protected(d, rules, entry, lock_status, why, now):
         return
     d.action = DELETE
     d.reason = why if entry.object_present else why + "; object already gone, manifest only"
@@ -236,16 +277,18 @@ def _selected(d: Decision, rules: RetentionConfig) -> str | None:
 
 
 def _protected(d: Decision, rules: RetentionConfig, entry: Archived, lock_status: Any,
-               why: str) -> bool:
+               why: str, now: datetime) -> bool:
     """True, with ``d.protected_by`` and ``d.reason``, when a protection keeps a selected
     archive: a legal hold pattern, the min_age_days floor or the object's S3 Object Lock."""
     hold = _held(rules, entry)
     if hold is not None:
         d.protected_by, d.reason = "legal_hold", f"matches legal_hold pattern {hold!r} ({why})"
         return True
-    if d.age_days < rules.min_age_days:
+    archived = _archived_days(entry, now, d.age_days)
+    if archived < rules.min_age_days:
         d.protected_by = "min_age_days"
-        d.reason = f"younger than the floor min_age_days {rules.min_age_days:g} ({why})"
+        d.reason = (f"archived {archived:.1f}d ago, within the floor min_age_days "
+                    f"{rules.min_age_days:g} ({why})")
         return True
     if lock_status is not None and entry.object_present:
         try:
@@ -275,6 +318,8 @@ class ApplyResult:
     plan: SinkPlan
     deleted: list[Decision] = field(default_factory=list)
     failed: list[tuple[Decision, str]] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)  # interrupted deletions finished now
+    stopped: int = 0  # deletions not started because a stop was requested
 
     @property
     def ok(self) -> bool:
@@ -285,7 +330,8 @@ class ApplyResult:
             "sink": self.plan.sink, "where": self.plan.where,
             "deleted": [d.to_json() for d in self.deleted],
             "failed": [{**d.to_json(), "error": e} for d, e in self.failed],
-            "counts": self.plan.counts(),
+            "completed_interrupted": self.completed, "not_started_stop_requested": self.stopped,
+            "counts": self.plan.counts(), "warnings": self.plan.warnings,
         }
 
     def text(self) -> str:
@@ -294,36 +340,88 @@ class ApplyResult:
         lines += [f"  deleted {d.path}  age {_days(d.age_days)}  rule {d.rule}"
                   for d in self.deleted]
         lines += [f"  FAILED  {d.path}: {e}" for d, e in self.failed]
+        lines += [f"  completed the interrupted deletion of {o}" for o in self.completed]
+        if self.stopped:
+            lines.append(f"  stopped: {self.stopped} deletion(s) not started (run apply again)")
+        lines += [f"  warning: {w}" for w in self.plan.warnings]
         return "\n".join(lines)
 
 
-def apply(sink: ByteSink, sink_plan: SinkPlan, *, ledger: Any = None) -> ApplyResult:
+def _audit(sink: ByteSink, d: Decision) -> dict[str, Any]:
+    return {
+        "object": sink.describe(d.path), "manifest": sink.describe(d.manifest_path),
+        "path": d.path, "group": d.group, "rule": d.rule, "reason": d.reason,
+        "completed": iso(d.completed),
+        "age_days": None if d.age_days is None else round(d.age_days, 2),
+    }
+
+
+def apply(sink: ByteSink, sink_plan: SinkPlan, *, ledger: Any = None,
+          stop: threading.Event | None = None) -> ApplyResult:
     """Delete exactly ``sink_plan.deletions``: the object, then its manifest (so a failure
     between the two leaves a manifest that the next plan selects again, never an object that no
-    manifest describes). Each deletion is an audit record: ledger event ``retention_delete`` and
-    structlog event ``retention_deleted``; failures are ``retention_delete_failed``."""
+    manifest describes).
+
+    Write-ahead audit: ledger event ``retention_delete_started`` before anything is deleted, then
+    ``retention_delete`` (and structlog ``retention_deleted``) once both are gone; failures are
+    ``retention_delete_failed``. ``stop`` (SIGTERM/SIGINT) is checked between objects, so the
+    current one is always finished. A started deletion whose process died is completed here:
+    the plan selects its leftover manifest again, or, when nothing is left, its record is
+    completed from the write-ahead record."""
     result = ApplyResult(sink_plan)
-    for d in sink_plan.deletions:
-        audit = {
-            "object": sink.describe(d.path), "path": d.path, "group": d.group,
-            "rule": d.rule, "reason": d.reason, "completed": iso(d.completed),
-            "age_days": None if d.age_days is None else round(d.age_days, 2),
-        }
-        try:
-            if d.object_present:
-                sink.delete(d.path)
-            sink.delete(d.manifest_path)
-        except Exception as exc:  # one failure must not stop the others
-            message = redact(str(exc)) or type(exc).__name__
-            result.failed.append((d, message))
-            log.error("retention_delete_failed", sink=sink.name, run=d.run_key, error=message,
-                      **audit)
-            if ledger is not None:
-                ledger.event("retention_delete_failed", sink=sink.name, run_key=d.run_key,
-                             error=message, **audit)
-            continue
-        result.deleted.append(d)
-        log.info("retention_deleted", sink=sink.name, run=d.run_key, **audit)
-        if ledger is not None:
-            ledger.event("retention_delete", sink=sink.name, run_key=d.run_key, **audit)
+    if ledger is not None:
+        result.completed = _complete_interrupted(sink, sink_plan, ledger)
+    for index, d in enumerate(sink_plan.deletions):
+        if stop is not None and stop.is_set():
+            result.stopped = len(sink_plan.deletions) - index
+            log.warning("retention_stopped", sink=sink.name, not_started=result.stopped)
+            break
+        _delete_one(sink, d, ledger, result)
     return result
+
+
+def _delete_one(sink: ByteSink, d: Decision, ledger: Any, result: ApplyResult) -> None:
+    audit = _audit(sink, d)
+    if ledger is not None:
+        ledger.event("retention_delete_started", sink=sink.name, run_key=d.run_key, **audit)
+    try:
+        if d.object_present:
+            sink.delete(d.path)
+        sink.delete(d.manifest_path)
+    except Exception as exc:  # one failure must not stop the others
+        message = redact(str(exc)) or type(exc).__name__
+        result.failed.append((d, message))
+        log.error("retention_delete_failed", sink=sink.name, run=d.run_key, error=message,
+                  **audit)
+        if ledger is not None:
+            ledger.event("retention_delete_failed", sink=sink.name, run_key=d.run_key,
+                         error=message, **audit)
+        return
+    result.deleted.append(d)
+    if ledger is not None:
+        ledger.event("retention_delete", sink=sink.name, run_key=d.run_key, **audit)
+    log.info("retention_deleted", sink=sink.name, run=d.run_key, **audit)
+
+
+def _complete_interrupted(sink: ByteSink, sink_plan: SinkPlan, ledger: Any) -> list[str]:
+    """Record as done the started deletions of ``sink`` that never ended, whose object and
+    manifest are both gone (a deletion with something left is in the plan again, or kept by a
+    rule now and reported by ``verify``)."""
+    last: dict[str, dict[str, Any]] = {}  # object: its latest retention event
+    for event in ledger.events():
+        if event["sink"] == sink.name and event["kind"] in (
+                "retention_delete_started", "retention_delete", "retention_delete_failed"):
+            last[str(event.get("object"))] = event
+    present = {sink.describe(d.path) for d in sink_plan.decisions}
+    present |= {sink.describe(p) for p in sink_plan.orphan_objects}
+    done = []
+    for obj, event in last.items():
+        if event["kind"] != "retention_delete_started" or obj in present:
+            continue
+        detail = {k: v for k, v in event.items() if k not in ("time", "kind", "sink", "run_key")}
+        ledger.event("retention_delete", sink=sink.name, run_key=event["run_key"],
+                     completed_after_interruption=True, **detail)
+        log.info("retention_deleted", sink=sink.name, run=event["run_key"],
+                 completed_after_interruption=True, **detail)
+        done.append(obj)
+    return done

@@ -1,13 +1,15 @@
 """Verify an archive against its manifests: re-read objects, recompute sha256 and size.
 
-Findings, per sink:
+Only the objects whose manifest names the sink are its archive (sinks may share a root; see
+:mod:`logarchive.archive`). Findings, per sink:
 
 - ``corrupt``: an object whose size or sha256 differs from its manifest, or a manifest that is
   not a readable logarchive manifest;
 - ``orphan_manifest``: a manifest whose object is not there;
 - ``orphan_object``: an object without a manifest (nothing proves what it is);
 - ``missing``: the ledger says the run was delivered here, but neither the object nor its
-  manifest exists (and retention did not delete it).
+  manifest exists (and retention did not delete it, nor start to: a deletion's write-ahead
+  record counts).
 
 ``sample`` re-reads only N objects chosen at random; the listing checks (orphans, missing) are
 always complete because they cost no reads.
@@ -120,7 +122,8 @@ def _missing(sink: ByteSink, ledger: Any, listing: Any) -> list[Finding]:
     known = {sink.describe(e.path) for e in listing.entries}
     known |= {sink.describe(p) for p in listing.orphan_objects}
     known |= {sink.describe(p[: -len(".manifest.json")]) for p, _ in listing.bad_manifests}
-    deleted = {e.get("object") for e in ledger.events("retention_delete") if e["sink"] == sink.name}
+    deleted = {e.get("object") for kind in ("retention_delete", "retention_delete_started")
+               for e in ledger.events(kind) if e["sink"] == sink.name}
     out = []
     for delivery in ledger.deliveries(sink.name):
         if delivery.status != "delivered" or not delivery.object:

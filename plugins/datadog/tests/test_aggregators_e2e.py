@@ -99,7 +99,7 @@ def test_fs_and_both_aggregators_read_the_source_once(tmp_path):
         assert sorted(intake.seqs()) == list(range(1, 401))
 
 
-def _write_config(tmp_path, hec, intake, batch: int = 20) -> Path:
+def _write_config(tmp_path, hec, intake, batch: int = 20, extra=None) -> Path:
     import json
 
     def toml_table(name, table):
@@ -109,7 +109,8 @@ def _write_config(tmp_path, hec, intake, batch: int = 20) -> Path:
     text = (f'[logarchive]\nstate_dir = "{tmp_path / "state"}"\nworkers = 1\nchunk_size = 4096\n'
             f'[sources.logs]\ntype = "files"\nurl = "{tmp_path / "logs"}"\n'
             + "".join(toml_table(n, t) for n, t in
-                      sinks(hec, intake, batch_max_events=batch, compression="gzip").items()))
+                      {**sinks(hec, intake, batch_max_events=batch, compression="gzip"),
+                       **(extra or {})}.items()))
     path = tmp_path / "logarchive.toml"
     path.write_text(text)
     return path
@@ -176,3 +177,94 @@ def test_sigkill_then_rerun_leaves_no_gap_and_duplicates_only_the_batch_in_fligh
             killed = receiver.accepted[:first[name]]
             owners = [r for r in killed if duplicated <= {e.event_id for e in r.events}]
             assert len(owners) == 1, name
+
+
+def _log_entries(output):
+    import json
+
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def _log_with_blank_lines(tmp_path, count):
+    lines = []
+    for i in range(1, count + 1):
+        blank = "" if i % 7 == 0 else "   \t " if i % 11 == 0 else None
+        lines.append(blank if blank is not None else f"2024-05-01T12:00:00Z [INFO] line {i}")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "r1.log").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.mark.scenario(
+    "blank lines to strict Splunk (ack, event and raw) and Datadog",
+    "a log with empty and whitespace-only lines is exported by the CLI to receivers that refuse "
+    "what the real ones refuse: every line arrives once; HEC events carry a blank line as "
+    "{\"message\": ...}, the raw endpoint skips it",
+)
+@pytest.mark.timeout(120)
+def test_blank_lines_reach_every_aggregator_as_documented(tmp_path):
+    lines = _log_with_blank_lines(tmp_path, 300)
+    with receivers() as (hec, intake):
+        raw = HecReceiver().start()
+        try:
+            extra = {"splunk_raw": {"type": "splunk", "url": raw.url, "token": TOKEN,
+                                    "endpoint": "raw", "batch_max_events": 20}}
+            config = _write_config(tmp_path, hec, intake, extra=extra)
+            result = subprocess.run([CLI, "export", "-c", str(config)], capture_output=True,
+                                    timeout=120)
+        finally:
+            raw.stop()
+    output = result.stdout.decode() + result.stderr.decode()
+    assert result.returncode == 0, output
+    assert hec.refused == [] and raw.refused == []
+    blank = sum(1 for line in lines if not line.strip())
+    skipped = {entry["sink"]: entry["skipped"] for entry in _log_entries(output)
+               if entry.get("event") == "records_delivered"}
+    assert skipped == {"splunk": 0, "datadog": 0, "splunk_raw": blank}
+    for receiver in (hec, intake):
+        assert sorted(receiver.seqs()) == list(range(1, 301))  # seq exact, blank lines included
+        by_seq = {e.seq: e.message for e in receiver.events()}
+        assert [by_seq[i] for i in range(1, 301)] == lines
+        ids = [e.event_id for e in receiver.events()]
+        assert len(set(ids)) == 300
+    blank_events = [e.raw["event"] for e in hec.events() if not e.message.strip()]
+    assert len(blank_events) == sum(1 for line in lines if not line.strip())
+    assert all(isinstance(event, dict) for event in blank_events)
+    assert [e.message for e in raw.events()] == [line for line in lines if line.strip()]
+
+
+@pytest.mark.scenario(
+    "blank lines skipped by Splunk's raw endpoint, then a resume",
+    "an export to the raw endpoint of a log with blank lines is stopped after 4 batches and "
+    "run again: every non-blank line arrives once, in order; skipped lines never shift a resume",
+)
+@pytest.mark.timeout(120)
+def test_blank_lines_keep_resume_exact_after_an_interruption(tmp_path):
+    import threading
+
+    _log_with_blank_lines(tmp_path, 400)
+    with receivers() as (hec, intake):
+        raw = HecReceiver().start()
+        try:
+            config = logarchive.parse_config(
+                {"logarchive": {"state_dir": str(tmp_path / "state"), "workers": 1,
+                                "chunk_size": 4096},
+                 "sources": {"logs": {"type": "files", "url": str(tmp_path / "logs")}},
+                 "sinks": {"raw": {"type": "splunk", "url": raw.url, "token": TOKEN,
+                                   "endpoint": "raw", "batch_max_events": 7,
+                                   "backoff_initial": 0.01}}},
+                base_dir=tmp_path,
+            )
+            stop = threading.Event()
+            raw.on_accept = lambda count: stop.set() if count == 4 else None
+            first = logarchive.export(config, stop=stop)
+            assert first.count("interrupted") == 1, first.to_json()
+            assert 0 < len(raw.events()) < 300
+            raw.on_accept = None
+            assert logarchive.export(config).exit_code == 0
+            messages = [e.message for e in raw.events()]
+        finally:
+            raw.stop()
+    expected = [f"2024-05-01T12:00:00Z [INFO] line {i}" for i in range(1, 401)
+                if i % 7 and i % 11]
+    assert messages == expected  # no gap, no duplicate, in order

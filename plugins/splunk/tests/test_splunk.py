@@ -70,7 +70,7 @@ def test_event_shape_time_host_source_fields(tmp_path, hec):
     assert first["sourcetype"] == "training" and first["index"] == "ml"
     assert first["event"] == "2024-05-01T12:00:01.250Z [WARN] hot"
     assert first["fields"]["run_id"] == "run-7" and first["fields"]["source"] == "logs"
-    assert first["fields"]["level"] == "warning" and first["fields"]["seq"] == 1
+    assert first["fields"]["level"] == "warning" and first["fields"]["seq"] == "1"  # HEC indexed fields: strings
     # No timestamp in the line: the run's time (the file's mtime), in epoch seconds.
     run_time = (logs / "run-7.log").stat().st_mtime
     assert abs(second["time"] - run_time) < 0.01

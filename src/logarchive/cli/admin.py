@@ -8,17 +8,21 @@ manifests (``verify``); 2 usage or configuration error (see :class:`~logarchive.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from logarchive.base import ByteSink
-from logarchive.cli.common import Group, State, config_option, dump_json, exit_with, json_option
+from logarchive.base import ByteSink, StopEvent
+from logarchive.cli.common import (
+    Group, State, config_option, dump_json, exit_with, install_signal_handlers, json_option,
+)
 from logarchive.config import Config
 from logarchive.errors import ConfigError
 from logarchive.ledger import SQLiteLedger
 from logarchive.pipeline import byte_sink_names, close_all, open_sink
+from logarchive.status import ExitCode
 
 T = TypeVar("T")
 
@@ -64,6 +68,9 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
 
     config = state.config()
     names = _retention_sinks(config, sink)
+    stop = StopEvent()
+    if delete:
+        install_signal_handlers(stop, "finishing the current deletion, starting no other")
     if not names:
         click.echo("no sink has a [sinks.NAME.retention] table: nothing to do", err=True)
         if as_json:
@@ -72,10 +79,10 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
     ledger = SQLiteLedger(config.state_dir) if delete else None
 
     def one(target: ByteSink) -> tuple[Any, bool]:  # the plan, or what applying it did
-        sink_plan = plan(target)
+        sink_plan = plan(target, known_sinks=config.sinks)
         if not delete:
             return sink_plan, True
-        result = apply(target, sink_plan, ledger=ledger)
+        result = apply(target, sink_plan, ledger=ledger, stop=stop)
         return result, result.ok
 
     with _closing(ledger):
@@ -84,6 +91,8 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
         dump_json({"sinks": [outcome.to_json() for outcome, _ in outcomes]})
     else:
         click.echo("\n".join(outcome.text() for outcome, _ in outcomes))
+    if stop.signal_number:
+        sys.exit(ExitCode.for_signal(stop.signal_number))
     exit_with(all(ok for _, ok in outcomes))
 
 

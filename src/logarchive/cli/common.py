@@ -4,6 +4,8 @@ the error boundary that turns every exception into one line on stderr and an :cl
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -12,6 +14,7 @@ import click
 import orjson
 
 from logarchive import logging as lalog
+from logarchive.base import StopEvent
 from logarchive.config import Config, load_config
 from logarchive.errors import LogarchiveError
 from logarchive.secrets import redact
@@ -64,6 +67,28 @@ def dump_json(doc: Any) -> None:
 
 def exit_with(ok: bool) -> NoReturn:
     sys.exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+def install_signal_handlers(
+    stop: StopEvent, doing: str = "finishing current batches, taking no new runs",
+) -> None:
+    """SIGTERM/SIGINT set ``stop`` (and say ``doing``: what the command does before it stops);
+    a second one stops the process now."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            # Second signal: stop now, even if a run is stuck in a read that never returns (the
+            # worker threads would be joined forever). Like a kill: nothing partial is visible
+            # under a final name, the kernel drops the run claims, the ledger says in_progress.
+            click.echo(f"received {signal.Signals(signum).name} again: stopping now", err=True)
+            sys.stderr.flush()
+            os._exit(ExitCode.for_signal(signum))
+        stop.signal_number = signum
+        stop.set()
+        click.echo(f"received {signal.Signals(signum).name}: {doing}", err=True)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _verbatim(text: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -12,10 +10,10 @@ from typing import Any
 import click
 
 from logarchive.base import StopEvent
-from logarchive.cli.common import State, config_option, dump_json
+from logarchive.cli.common import State, config_option, dump_json, install_signal_handlers
 from logarchive.engine import export
 from logarchive.results import ExportSummary, Progress, RunResult
-from logarchive.status import ExitCode, RunStatus
+from logarchive.status import RunStatus
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -70,26 +68,6 @@ class RichProgress(Progress):
     def stop(self) -> None:
         if self._task is not None:
             self._bar.stop()
-
-
-def install_signal_handlers(stop: StopEvent) -> None:
-    """SIGTERM/SIGINT: finish the current batches, take no new runs; a second one: stop now."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            # Second signal: stop now, even if a run is stuck in a read that never returns (the
-            # worker threads would be joined forever). Like a kill: nothing partial is visible
-            # under a final name, the kernel drops the run claims, the ledger says in_progress.
-            click.echo(f"received {signal.Signals(signum).name} again: stopping now", err=True)
-            sys.stderr.flush()
-            os._exit(ExitCode.for_signal(signum))
-        stop.signal_number = signum
-        stop.set()
-        click.echo(f"received {signal.Signals(signum).name}: finishing current batches, "
-                   "taking no new runs", err=True)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def print_summary(summary: ExportSummary, dry_run: bool) -> None:

@@ -112,7 +112,11 @@ def config_check(state: State) -> None:
     Example:
       logarchive config check -c logarchive.toml
     """
+    from logarchive.config import overlapping_roots
+
     config = state.config()
+    for warning in overlapping_roots(config):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{config.path}: ok ({len(config.sources)} source(s), {len(config.sinks)} sink(s), "
         f"{len(config.pipelines)} pipeline(s))"

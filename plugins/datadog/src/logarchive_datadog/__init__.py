@@ -160,9 +160,8 @@ class IntakeProtocol(BatchProtocol):
                 for i, text in enumerate(texts)]
 
     def classify(self, response: httpx.Response, batch: Batch) -> None:
+        """Accept only the intake's own success: ``202`` with a JSON object body (``{}``)."""
         status = response.status_code
-        if status < 400:
-            return
         if status in (408, 429) or status >= 500:
             raise retriable_error(response)
         if status == 403:
@@ -176,7 +175,17 @@ class IntakeProtocol(BatchProtocol):
         if status == 400:
             raise SinkError(f"Datadog refused {batch.describe()} of {self.run.key} as a bad "
                             f"payload: {describe_response(response)}")
-        raise SinkError(describe_response(response))
+        if status != 202 or not _json_object(response):
+            raise SinkError(f"Datadog answered without its success reply (202 with a JSON "
+                            f"body): {describe_response(response)}; is url the logs intake?",
+                            fatal_for_sink=True)
+
+
+def _json_object(response: httpx.Response) -> bool:
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:
+        return False
 
 
 class DatadogSink(BatchingSink):

@@ -2,13 +2,14 @@
 
 Implements what docs.datadoghq.com documents for ``POST /api/v2/logs``: ``DD-API-KEY`` (401
 missing, 403 invalid), a JSON array of entries (or one object), gzip or deflate bodies, 202
-``{}`` on success, 413 over 5 MB uncompressed, 400 over 1000 entries or for a body that is not
-JSON, and, like Datadog, an entry over 1 MB is accepted but truncated (recorded in
+``{}`` on success, 413 over 5 MB uncompressed, 400 over 1000 entries, for a body that is not
+JSON (or not valid gzip/deflate) and for an entry that is not an object, and, like Datadog, an entry over 1 MB is accepted but truncated (recorded in
 ``truncated`` so tests can prove the sink never relies on it).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import zlib
@@ -56,12 +57,10 @@ class IntakeReceiver(RecordingReceiver):
             return request.send_json(413, _errors(413, "Payload Too Large", "over 5MB"))
         if self.delay:
             time.sleep(self.delay)
-        encoding = (request.headers.get("Content-Encoding") or "").lower()
-        body = request.body
-        if encoding == "gzip":
-            body = self.body(request)
-        elif encoding == "deflate":
-            body = zlib.decompress(body)
+        try:
+            body = self.decompress(request)
+        except (OSError, EOFError, zlib.error):
+            return request.send_json(400, _errors(400, "Bad Request", "invalid compressed body"))
         if len(body) > self.max_body:
             return request.send_json(413, _errors(413, "Payload Too Large", "over 5MB"))
         try:
@@ -71,6 +70,8 @@ class IntakeReceiver(RecordingReceiver):
         entries = doc if isinstance(doc, list) else [doc]
         if len(entries) > MAX_ENTRIES:
             return request.send_json(400, _errors(400, "Bad Request", "too many entries"))
+        if not all(isinstance(entry, dict) for entry in entries):
+            return request.send_json(400, _errors(400, "Bad Request", "an entry is not an object"))
         events = []
         for entry in entries:
             if len(entry.get("message", "")) > 100_000 and len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()) > MAX_ENTRY:
@@ -79,3 +80,12 @@ class IntakeReceiver(RecordingReceiver):
                                    entry.get("message", ""), entry))
         self.record(request, events)
         request.send_json(202, {})
+
+    @staticmethod
+    def decompress(request: Request) -> bytes:
+        encoding = (request.headers.get("Content-Encoding") or "").lower()
+        if encoding == "gzip":
+            return gzip.decompress(request.body)
+        if encoding == "deflate":
+            return zlib.decompress(request.body)
+        return request.body

@@ -33,6 +33,7 @@ from logarchive.plugin_api import (
 TEMP_SUFFIX = ".partial"
 TEMP_DIR = ".logarchive-tmp"  # local writes in progress, one folder per archive root
 DEFERRED_COMMIT = ("s3", "s3a", "gs", "gcs")
+DELETE_BATCH = 1000  # versions per DeleteObjects request (the S3 maximum)
 
 
 def _writer_alive(temp_name: str) -> bool:
@@ -171,32 +172,62 @@ class FsSink(ByteSink):
             yield StoredObject(relative, info.get("size"), mtime if isinstance(mtime, float) else None)
 
     def delete(self, path: str) -> None:
-        """Delete ``path`` for good. In a versioned S3 bucket (Object Lock buckets are), every
-        version is deleted by id, so the server enforces retention (a plain DELETE would only
-        add a delete marker and keep the bytes)."""
+        """Delete ``path`` for good. On S3 every version of the key is deleted by id (all pages
+        of ``list_object_versions``, delete markers and the ``null`` version of objects written
+        before versioning was enabled), so the server enforces Object Lock retention and no bytes
+        stay behind a delete marker; the key is listed again afterwards and any version left is
+        an error, never a silent success."""
         full = self._full(path)
         if self.protocol in ("s3", "s3a"):
-            bucket, key, _ = self.fs.split_path(full)
-            try:
-                listing = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key)
-            except OSError as exc:
-                raise SinkError(f"cannot list versions of {self.describe(path)}: {exc}") from None
-            versions = [v for v in [*listing.get("Versions", []), *listing.get("DeleteMarkers", [])]
-                        if v.get("Key") == key and v.get("VersionId") not in (None, "null")]
-            if versions:
-                for version in versions:
-                    try:
-                        self.fs.call_s3("delete_object", Bucket=bucket, Key=key,
-                                        VersionId=version["VersionId"])
-                    except PermissionError as exc:
-                        raise SinkError(f"{self.describe(path)}: the server refused the delete "
-                                        f"(Object Lock or legal hold): {exc}") from None
-                self.fs.invalidate_cache(full)
-                return
+            self._delete_every_version(path)
+            return
         try:
             self.fs.rm(full)
         except PermissionError as exc:
             raise SinkError(f"{self.describe(path)}: the server refused the delete: {exc}") from None
+
+    def _versions(self, path: str) -> list[str]:
+        """Every version id of ``path``'s key (``"null"`` included), across all pages."""
+        bucket, key, _ = self.fs.split_path(self._full(path))
+        ids: list[str] = []
+        page: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+        while True:
+            try:
+                listing = self.fs.call_s3("list_object_versions", **page)
+            except OSError as exc:
+                raise SinkError(f"cannot list versions of {self.describe(path)}: {exc}") from None
+            ids += [v.get("VersionId") or "null"
+                    for v in (*listing.get("Versions", []), *listing.get("DeleteMarkers", []))
+                    if v.get("Key") == key]
+            if not listing.get("IsTruncated"):
+                return ids
+            page = {"Bucket": bucket, "Prefix": key, "KeyMarker": listing["NextKeyMarker"],
+                    "VersionIdMarker": listing.get("NextVersionIdMarker") or ""}
+
+    def _delete_every_version(self, path: str) -> None:
+        full = self._full(path)
+        bucket, key, _ = self.fs.split_path(full)
+        versions = self._versions(path)
+        for start in range(0, len(versions), DELETE_BATCH):
+            batch = [{"Key": key, "VersionId": v} for v in versions[start:start + DELETE_BATCH]]
+            try:
+                answer = self.fs.call_s3("delete_objects", Bucket=bucket,
+                                         Delete={"Objects": batch, "Quiet": True})
+            except OSError as exc:
+                raise SinkError(f"cannot delete {self.describe(path)}: {exc}") from None
+            errors = answer.get("Errors") or []
+            if any(e.get("Code") == "AccessDenied" for e in errors):
+                raise SinkError(f"{self.describe(path)}: the server refused the delete (Object "
+                                f"Lock or legal hold): {errors[0].get('Message')}")
+            if errors:
+                raise SinkError(f"cannot delete {len(errors)} version(s) of "
+                                f"{self.describe(path)}: {errors[0].get('Code')} "
+                                f"{errors[0].get('Message')}")
+        self.fs.invalidate_cache(full)
+        left = self._versions(path)
+        if left:
+            raise SinkError(f"{self.describe(path)}: {len(left)} version(s) still there after "
+                            f"deleting {len(versions)}: not deleted")
 
     def object_lock_status(self, path: str) -> dict[str, Any] | None:
         """The S3 Object Lock retention or legal hold on ``path`` (``head_object``), or None when

@@ -21,14 +21,28 @@ from pydantic import Field
 
 from logarchive.plugin_api import (
     Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, HttpClient,
-    Secret, SinkError, describe_response, epoch_seconds, hookimpl, render_run_template,
-    retriable_error,
+    Secret, SinkError, describe_response, epoch_seconds, hookimpl, refuse_redirect,
+    render_run_template, retriable_error,
 )
 
 # HEC reply codes (help.splunk.com "Troubleshoot HTTP Event Collector").
 FATAL_CODES = {1: "token disabled", 2: "token required", 3: "invalid authorization",
                4: "invalid token", 7: "incorrect index", 14: "ACK is disabled"}
 RETRY_CODES = {8: "internal server error", 9: "server is busy"}
+
+
+def is_blank(message: str) -> bool:
+    """Empty or whitespace only: HEC refuses such a string event (code 13)."""
+    return not message or message.isspace()
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response body as a JSON object, or ``{}`` (empty, HTML, not an object)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 class SplunkConfig(BatchingSinkConfig):
@@ -103,19 +117,23 @@ class HecProtocol(BatchProtocol):
         return params
 
     def encode(self, record: dict[str, Any]) -> list[bytes]:
+        message = record["message"]
         if self.raw:
-            return [record["message"].replace("\n", " ").encode()]
+            # HEC's raw endpoint has no form for a blank line: skipped (and counted).
+            return [] if is_blank(message) else [message.replace("\n", " ").encode()]
         seq, part = record["seq"], record.get("part")
         ident = self.ids(seq, part)
         epoch = epoch_seconds(record.get("timestamp"))
-        fields = {**self.fields, "seq": seq, "event_id": ident}
+        fields = {**self.fields, "seq": str(seq), "event_id": ident}
         if record.get("level"):
             fields["level"] = record["level"]
         if part:
-            fields["part"] = part
-        event: Any = record["message"]
+            fields["part"] = str(part)
+        event: Any = message
         if self.cfg.event_format == "record":
             event = {**record, "event_id": ident}
+        elif is_blank(message):
+            event = {"message": message}  # HEC refuses a blank string event (code 13)
         doc = {"time": round(epoch, 3) if epoch is not None else self.run_time,
                "host": self.host, "source": self.source, "sourcetype": self.cfg.sourcetype,
                "event": event, "fields": fields}
@@ -124,15 +142,21 @@ class HecProtocol(BatchProtocol):
         return [orjson.dumps(doc)]
 
     def classify(self, response: httpx.Response, batch: Batch) -> None:
+        """Accept only HEC's own success, ``{"text": "Success", "code": 0}``."""
+        body = self._refuse_errors(response, batch)
+        if body.get("code") != 0:
+            raise SinkError(f"Splunk HEC answered without its success reply (code 0): "
+                            f"{describe_response(response)}; is url the HEC endpoint?",
+                            fatal_for_sink=True)
+
+    def _refuse_errors(self, response: httpx.Response, batch: Batch) -> dict[str, Any]:
+        """HEC's JSON reply of a 2xx answer; raise for anything else (redirects included)."""
         status = response.status_code
-        if status < 400:
-            return
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        code = body.get("code") if isinstance(body, dict) else None
-        text = body.get("text", "") if isinstance(body, dict) else ""
+        body = json_object(response)
+        code = body.get("code")
+        if 200 <= status < 300 and body and code not in RETRY_CODES:
+            return body
+        text = str(body.get("text", ""))
         if code in FATAL_CODES or status in (401, 403):
             what = FATAL_CODES.get(code, text or "not authorised")
             raise SinkError(
@@ -147,12 +171,12 @@ class HecProtocol(BatchProtocol):
                                   f"(code {code}, HTTP {status})")
         if status == 400:
             where = batch.describe()
-            position = body.get("invalid-event-number") if isinstance(body, dict) else None
+            position = body.get("invalid-event-number")
             if isinstance(position, int):
                 where = batch.name_event(position)
             raise SinkError(f"Splunk HEC refused {where} of {self.run.key}: {text} "
                             f"(code {code})")
-        raise SinkError(describe_response(response))
+        raise SinkError(describe_response(response), fatal_for_sink=200 <= status < 300)
 
     def ack_token(self, response: httpx.Response) -> Any:
         if not self.cfg.ack:
@@ -168,17 +192,17 @@ class HecProtocol(BatchProtocol):
 
     def poll_acks(self, client: HttpClient, tokens: list[Any]) -> set[Any]:
         def classify(response: httpx.Response) -> None:
-            self.classify(response, Batch(0, []))
+            refuse_redirect(response, "Splunk HEC")
+            if not isinstance(self._refuse_errors(response, Batch(0, [])).get("acks"), dict):
+                raise SinkError("Splunk HEC ack answer has no acks object: "
+                                f"{describe_response(response)}")
 
         response = client.request(
             "POST", "/services/collector/ack", params={"channel": self.channel},
             headers={"X-Splunk-Request-Channel": self.channel, "Content-Type": "application/json"},
-            content=orjson.dumps({"acks": tokens}), classify=classify,
+            content=orjson.dumps({"acks": tokens}), classify=classify, follow_redirects=False,
         )
-        try:
-            acks = response.json().get("acks", {})
-        except (ValueError, AttributeError):
-            raise SinkError(f"Splunk HEC ack answer is not JSON: {describe_response(response)}")
+        acks = response.json()["acks"]
         return {t for t in tokens if acks.get(str(t)) is True}
 
 

@@ -85,3 +85,43 @@ def dump_toml(document: dict[str, Any]) -> str:
 def write_config(path: Path, document: dict[str, Any]) -> Path:
     path.write_text(dump_toml(document))
     return path
+
+
+def archived_at_completion(sink: Any) -> int:
+    """Rewrite every manifest of ``sink`` (a ``ByteSink``) as if its object had been archived
+    when its run completed (``exported_at = run.completed``), so ``min_age_days`` floors count
+    from the generated ages; returns how many manifests were rewritten."""
+    from logarchive.manifest import is_manifest
+
+    count = 0
+    for obj in list(sink.list()):
+        if not is_manifest(obj.path):
+            continue
+        with sink.read(obj.path) as chunks:
+            doc = json.loads(b"".join(chunks))
+        doc["exported_at"] = doc["run"]["completed"]
+        writer = sink.open_object(obj.path)
+        writer.write(json.dumps(doc).encode())
+        writer.commit()
+        count += 1
+    return count
+
+
+def exported_archive(tmp_path: Path, url: str, ages: dict[str, float], *,
+                     storage_options: dict[str, Any] | None = None,
+                     sink: dict[str, Any] | None = None, backdate: bool = True) -> Path:
+    """Runs of ``ages`` exported to the ``archive`` sink at ``url``; with ``backdate`` each as if
+    archived when it completed (:func:`archived_at_completion`). Returns the config file."""
+    import logarchive
+    from logarchive.pipeline import open_sink
+
+    make_runs(tmp_path / "logs", ages)
+    document = archive_config(tmp_path, url, storage_options=storage_options, sink=sink)
+    path = write_config(tmp_path / "logarchive.toml", document)
+    config = logarchive.load_config(path)
+    summary = logarchive.export(config)
+    if summary.exit_code != 0:
+        raise AssertionError(f"export failed: {summary.errors}")
+    if backdate:
+        archived_at_completion(open_sink(config, "archive"))
+    return path
