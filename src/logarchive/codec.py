@@ -539,9 +539,6 @@ class FormatEncoder:
     def header(self) -> bytes:
         return b"[" if self.format == "json" else b""
 
-    def encode_chunk(self, chunk: bytes) -> bytes:
-        return chunk
-
     def encode_batch(self, batch: Batch) -> bytes:
         """Same bytes as ``encode_records(batch.encoded())``, without splitting the batch."""
         if not batch.count:

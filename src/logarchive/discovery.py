@@ -99,10 +99,6 @@ def fill_template(template: str, values: Mapping[str, str], *, quote_values: boo
     return _PLACEHOLDER.sub(sub, template)
 
 
-def template_names(template: str) -> list[str]:
-    return _PLACEHOLDER.findall(template)
-
-
 def normalise_status(value: Any, mapping: Mapping[str, str] | None = None) -> str:
     """A source's status word to one of logarchive's statuses (``unknown`` when not known).
     ``mapping`` (exact value first, then lower-cased) wins over :data:`DEFAULT_STATUS_MAP`."""
@@ -315,5 +311,4 @@ def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] 
 
 
 __all__ = ["DEFAULT_STATUS_MAP", "ListEndpoint", "ListedRun", "fill_template", "json_pointer",
-           "item_problem", "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header",
-           "template_names"]
+           "item_problem", "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header"]
