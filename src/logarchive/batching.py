@@ -46,10 +46,11 @@ from logarchive.errors import Interrupted, LogarchiveError, SinkError
 from logarchive.http import HttpClient, HttpOptions, describe_response, retry_after
 from logarchive.retry import Retryable, call_with_retries, poll_until
 from logarchive.secrets import redact, redact_url
+from logarchive.templates import UnknownFields, render_template
 
 __all__ = [
-    "Batch", "BatchProtocol", "BatchingDelivery", "BatchingSink", "BatchingSinkConfig",
-    "DeliveryStats", "Event", "SplitBatch", "event_id", "refuse_redirect", "render_run_template",
+    "BatchProtocol", "BatchingDelivery", "BatchingSink", "BatchingSinkConfig", "DeliveryStats",
+    "Event", "RequestBatch", "SplitBatch", "event_id", "refuse_redirect", "render_run_template",
     "retriable_error",
 ]
 
@@ -121,10 +122,10 @@ def render_run_template(template: str, run: Any) -> str:
     """Render ``{source}``, ``{run_key}``, ``{run_id}`` and run fields; unknown names raise."""
     values = {"source": run.source, "run_key": run.key, "run_id": run.run_id, **run.fields}
     try:
-        return template.format_map(values)
-    except KeyError as exc:
+        return render_template(template, values)
+    except UnknownFields as exc:
         raise SinkError(
-            f"template {template!r} names {exc.args[0]!r}, but run {run.key} has "
+            f"template {template!r} names {exc.names[0]!r}, but run {run.key} has "
             f"{', '.join(sorted(values))}", fatal_for_sink=False,
         ) from None
     except (ValueError, IndexError) as exc:
@@ -163,7 +164,7 @@ class Event:
 
 
 @dataclass
-class Batch:
+class RequestBatch:
     """Events sent in one request (or split into several after a 413)."""
 
     index: int
@@ -230,7 +231,7 @@ class BatchProtocol:
     def params(self) -> dict[str, str] | None:
         return None
 
-    def classify(self, response: httpx.Response, batch: Batch) -> None:
+    def classify(self, response: httpx.Response, batch: RequestBatch) -> None:
         """Raise :func:`retriable_error` (retry), :class:`SplitBatch` (413) or
         :class:`SinkError` (permanent; ``fatal_for_sink`` when no other run can succeed
         either). Return normally for an accepted response."""
@@ -343,8 +344,8 @@ class BatchingDelivery(RecordDelivery):
         self._size = 0
         self._index = 0
         self._cond = threading.Condition()
-        self._pending: deque[Batch] = deque()      # dispatched, not yet settled, in order
-        self._queue: deque[Batch] = deque()        # dispatched, not yet picked by a worker
+        self._pending: deque[RequestBatch] = deque()      # dispatched, not yet settled, in order
+        self._queue: deque[RequestBatch] = deque()        # dispatched, not yet picked by a worker
         self._in_flight = 0
         self._error: BaseException | None = None
         self._closed = False
@@ -435,7 +436,7 @@ class BatchingDelivery(RecordDelivery):
             if self.abandon.is_set():
                 return
             self._index += 1
-            batch = Batch(self._index, events)
+            batch = RequestBatch(self._index, events)
             self._pending.append(batch)
             self._in_flight += 1
             self.stats.batches += 1
@@ -471,7 +472,7 @@ class BatchingDelivery(RecordDelivery):
                     self._report_locked()
                     self._cond.notify_all()
 
-    def _fail(self, batch: Batch, exc: BaseException) -> None:
+    def _fail(self, batch: RequestBatch, exc: BaseException) -> None:
         if not isinstance(exc, LogarchiveError):
             exc = SinkError(f"{self.sink.name}: {type(exc).__name__}: {redact(str(exc))}")
         self.sink._latch(exc)
@@ -517,10 +518,10 @@ class BatchingDelivery(RecordDelivery):
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _deliver(self, batch: Batch) -> None:
+    def _deliver(self, batch: RequestBatch) -> None:
         self._deliver_events(batch, batch.events)
 
-    def _deliver_events(self, batch: Batch, events: list[Event]) -> None:
+    def _deliver_events(self, batch: RequestBatch, events: list[Event]) -> None:
         try:
             self._send_until_acknowledged(batch, events)
         except SplitBatch:
@@ -540,7 +541,7 @@ class BatchingDelivery(RecordDelivery):
             batch.progress = max(batch.progress, completed_ordinal(events))
             self._report_locked()
 
-    def _send_until_acknowledged(self, batch: Batch, events: list[Event]) -> None:
+    def _send_until_acknowledged(self, batch: RequestBatch, events: list[Event]) -> None:
         """Send ``events``; when the receiver acknowledges later and does not within
         ``ack_timeout``, send them again (at most ``http.retry.max_retries`` times)."""
         sends = 0
@@ -563,7 +564,7 @@ class BatchingDelivery(RecordDelivery):
         call_with_retries(send, options=self.cfg.http.retry, stop=self.client.stop,
                           on_retry=resend)
 
-    def _post(self, batch: Batch, events: list[Event]) -> Any:
+    def _post(self, batch: RequestBatch, events: list[Event]) -> Any:
         proto = self.protocol
         body = proto.body_prefix + proto.separator.join(e.data for e in events) + proto.body_suffix
         headers = dict(proto.headers())
@@ -613,9 +614,9 @@ class BatchingDelivery(RecordDelivery):
                           what="an acknowledgement")
 
 
-class _View(Batch):
+class _View(RequestBatch):
     """The part of a batch one request carries (after a split), for error messages."""
 
-    def __init__(self, batch: Batch, events: list[Event]) -> None:
+    def __init__(self, batch: RequestBatch, events: list[Event]) -> None:
         super().__init__(batch.index, events, batch.progress, batch.done, batch.resent)
 

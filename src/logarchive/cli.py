@@ -18,7 +18,7 @@ import click
 import orjson
 
 from logarchive import __version__
-from logarchive import logging as lalog
+from logarchive import logsetup as lalog
 from logarchive.base import StopEvent
 from logarchive.config import CONFIG_ENV, Config, load_config
 from logarchive.engine import Progress, RunResult, export
