@@ -289,75 +289,87 @@ class _Download:
         headers = dict(self.headers)
         # Range offsets count bytes on the wire: after a content-encoded (gzip...) response the
         # decoded offset means nothing to the server, so re-read and skip instead.
-        ranged = self.resume and self.offset > 0 and not self._encoded
-        if ranged:
+        if self.resume and self.offset > 0 and not self._encoded:
             headers["Range"] = f"bytes={self.offset}-"
         with self.client._client.stream("GET", url, params=self.params, headers=headers) as resp:
-            if resp.status_code in (401, 403) and callable(self.url_source) and self._seen_response:
-                # A presigned link expired mid-export: ask for a fresh one.
-                raise Retryable(describe_response_head(resp), retry_after(resp))
-            if self.classify is not None:
-                self.classify(resp)
-            if resp.status_code in RETRIABLE_STATUS:
-                raise Retryable(describe_response_head(resp), retry_after(resp))
-            if resp.status_code == 416 and self.total is not None and self.offset >= self.total:
-                return
-            if resp.status_code >= 400:
-                raise self.client.error(describe_response_head(resp))
-            if not self._seen_response:
-                self._seen_response = True
-                if self.on_response is not None:
-                    self.on_response(resp)
-            encoded = "content-encoding" in resp.headers
-            self._encoded = self._encoded or encoded
-            length = resp.headers.get("Content-Length")
-            skip = 0
-            if resp.status_code == 206:
-                start = _content_range_start(resp.headers.get("Content-Range"))
-                if start != self.offset:
-                    raise self.client.error(
-                        f"server answered Range bytes={self.offset}- with "
-                        f"{resp.headers.get('Content-Range')!r}"
-                    )
-                expected_end = self.offset + int(length) if length and not encoded else None
-            else:
-                skip = self.offset  # server ignored Range or this is a re-read: skip the prefix
-                expected_end = int(length) if length and not encoded else None
-            if expected_end is not None:
-                if self.total is not None and expected_end != self.total:
-                    raise self.client.error(
-                        f"log size changed while reading ({self.total} then {expected_end} bytes)"
-                    )
-                self.total = expected_end
-            prefix = hashlib.sha256() if skip else None
-            position = 0 if skip else self.offset
-            # Chunks as they arrive (at most one network read each): re-chunking to a fixed size
-            # here would lose up to that many bytes of progress on every drop.
-            for chunk in resp.iter_bytes():
-                if skip:
-                    take = min(skip, len(chunk))
-                    prefix.update(chunk[:take])  # type: ignore[union-attr]
-                    skip -= take
-                    position += take
-                    chunk = chunk[take:]
-                    if skip == 0 and prefix.hexdigest() != self._sha.hexdigest():  # type: ignore[union-attr]
-                        raise self.client.error("log changed at the source while re-reading it")
-                    if not chunk:
-                        continue
-                self._sha.update(chunk)
-                self.offset += len(chunk)
-                position += len(chunk)
-                yield chunk
-            if skip:
-                raise _ShortBody(f"re-read ended after {position} bytes, before {self.offset}")
-            if expected_end is not None and self.offset < expected_end:
-                raise _ShortBody(
-                    f"connection closed after {self.offset} of {expected_end} bytes"
-                )
-            if expected_end is not None and self.offset > expected_end:
+            if not self._accept(resp):
+                return  # asked for a range past the end of a log read whole
+            skip, expected_end = self._extent(resp)
+            yield from self._chunks(resp, skip)
+        if expected_end is not None and self.offset < expected_end:
+            raise _ShortBody(f"connection closed after {self.offset} of {expected_end} bytes")
+        if expected_end is not None and self.offset > expected_end:
+            raise self.client.error(
+                f"received {self.offset} bytes but Content-Length said {expected_end}"
+            )
+
+    def _accept(self, resp: httpx.Response) -> bool:
+        """Raise for an error status (Retryable when it may pass); False for a 416 after the
+        whole log was read."""
+        if resp.status_code in (401, 403) and callable(self.url_source) and self._seen_response:
+            # A presigned link expired mid-export: ask for a fresh one.
+            raise Retryable(describe_response_head(resp), retry_after(resp))
+        if self.classify is not None:
+            self.classify(resp)
+        if resp.status_code in RETRIABLE_STATUS:
+            raise Retryable(describe_response_head(resp), retry_after(resp))
+        if resp.status_code == 416 and self.total is not None and self.offset >= self.total:
+            return False
+        if resp.status_code >= 400:
+            raise self.client.error(describe_response_head(resp))
+        if not self._seen_response:
+            self._seen_response = True
+            if self.on_response is not None:
+                self.on_response(resp)
+        return True
+
+    def _extent(self, resp: httpx.Response) -> tuple[int, int | None]:
+        """(bytes of this body already delivered, the offset the body should end at if known)."""
+        encoded = "content-encoding" in resp.headers
+        self._encoded = self._encoded or encoded
+        length = resp.headers.get("Content-Length")
+        skip = 0
+        if resp.status_code == 206:
+            start = _content_range_start(resp.headers.get("Content-Range"))
+            if start != self.offset:
                 raise self.client.error(
-                    f"received {self.offset} bytes but Content-Length said {expected_end}"
+                    f"server answered Range bytes={self.offset}- with "
+                    f"{resp.headers.get('Content-Range')!r}"
                 )
+            expected_end = self.offset + int(length) if length and not encoded else None
+        else:
+            skip = self.offset  # server ignored Range or this is a re-read: skip the prefix
+            expected_end = int(length) if length and not encoded else None
+        if expected_end is not None:
+            if self.total is not None and expected_end != self.total:
+                raise self.client.error(
+                    f"log size changed while reading ({self.total} then {expected_end} bytes)"
+                )
+            self.total = expected_end
+        return skip, expected_end
+
+    def _chunks(self, resp: httpx.Response, skip: int) -> Iterator[bytes]:
+        """The body's new bytes: its first ``skip`` bytes were delivered before, so they are
+        checked against what was delivered (sha256) and dropped."""
+        prefix = hashlib.sha256()
+        # Chunks as they arrive (at most one network read each): re-chunking to a fixed size
+        # here would lose up to that many bytes of progress on every drop.
+        for chunk in resp.iter_bytes():
+            if skip:
+                take = min(skip, len(chunk))
+                prefix.update(chunk[:take])
+                skip -= take
+                chunk = chunk[take:]
+                if skip == 0 and prefix.hexdigest() != self._sha.hexdigest():
+                    raise self.client.error("log changed at the source while re-reading it")
+                if not chunk:
+                    continue
+            self._sha.update(chunk)
+            self.offset += len(chunk)
+            yield chunk
+        if skip:
+            raise _ShortBody(f"re-read ended after {self.offset - skip} bytes, before "
+                             f"{self.offset}")
 
 
 def describe_response_head(response: httpx.Response) -> str:

@@ -126,3 +126,4 @@ def _register(value: SecretStr) -> SecretStr:
 
 Secret = Annotated[SecretStr, AfterValidator(_register)]
 """A config value that never prints (``**********``) and is redacted from every output."""
+
