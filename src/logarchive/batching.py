@@ -16,7 +16,8 @@ split, permanent). Everything else lives here, once:
 - a 413-style "too large" answer splits the batch and sends the halves; progress is recorded
   after each accepted half, so a split batch is never re-sent whole;
 - receivers that acknowledge later (Splunk indexer acknowledgement): a token from the response
-  is polled until acknowledged, and the batch is re-sent (and counted) after ``ack_timeout``;
+  is polled until acknowledged, and the batch is re-sent (and counted) after ``ack_timeout``,
+  with the same backoff and budget (``http.retry``) as any retry;
 - ``on_accepted(ordinal)`` right after the contiguous prefix of accepted records grows, so the
   ledger always names the last record that is safely delivered;
 - the stop event (SIGTERM/SIGINT): no new batch is sent; requests already on the wire and their
@@ -344,8 +345,8 @@ class BatchingDelivery(RecordDelivery):
         self._size = 0
         self._index = 0
         self._cond = threading.Condition()
-        self._pending: deque[RequestBatch] = deque()      # dispatched, not yet settled, in order
-        self._queue: deque[RequestBatch] = deque()        # dispatched, not yet picked by a worker
+        self._pending: deque[RequestBatch] = deque()  # dispatched, not yet settled, in order
+        self._queue: deque[RequestBatch] = deque()    # dispatched, not yet picked by a worker
         self._in_flight = 0
         self._error: BaseException | None = None
         self._closed = False
