@@ -126,4 +126,3 @@ def _register(value: SecretStr) -> SecretStr:
 
 Secret = Annotated[SecretStr, AfterValidator(_register)]
 """A config value that never prints (``**********``) and is redacted from every output."""
-
