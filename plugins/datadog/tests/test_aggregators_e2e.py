@@ -257,7 +257,7 @@ def test_blank_lines_keep_resume_exact_after_an_interruption(tmp_path):
                  "sources": {"logs": {"type": "files", "url": str(tmp_path / "logs")}},
                  "sinks": {"raw": {"type": "splunk", "url": raw.url, "token": TOKEN,
                                    "endpoint": "raw", "batch_max_events": 7,
-                                   "backoff_initial": 0.01}}},
+                                   "http": {"retry": {"backoff_initial": 0.01}}}}},
                 base_dir=tmp_path,
             )
             stop = threading.Event()
