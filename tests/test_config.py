@@ -187,3 +187,82 @@ def test_config_schema_lists_every_plugin(run_cli) -> None:
     schema = json.loads(result.stdout)
     assert {"files"} <= set(schema["sources"]) and {"fs"} <= set(schema["sinks"])
     assert "compression" in schema["sinks"]["fs"]["properties"]
+
+
+SPLUNK = """
+[sources.training]
+type = "files"
+url = "logs"
+
+[sinks.hec]
+type = "splunk"
+url = "https://splunk.example.com:8088"
+token = "t0ken"
+"""
+FLAT = {"timeout": ("read_timeout", 12.0), "connect_timeout": ("connect_timeout", 3.0),
+        "verify": ("verify", False), "max_retries": ("retry.max_retries", 2),
+        "backoff_initial": ("retry.backoff_initial", 0.25),
+        "backoff_max": ("retry.backoff_max", 4.0), "retry_after_max": ("retry.retry_after_max", 60.0)}
+
+
+def _toml(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _http_value(config: object, nested: str) -> object:
+    value = config.http  # type: ignore[attr-defined]
+    for part in nested.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def test_sink_http_defaults_are_the_documented_ones(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(SPLUNK)
+    config = load_config(tmp_path / "c.toml")
+    http = config.sinks["hec"].config.http
+    # Sinks retry a batch 8 times and wait 30 s for an answer; sources retry 5 times.
+    assert (http.read_timeout, http.retry.max_retries, http.connect_timeout) == (30.0, 8, 10.0)
+    assert config.warnings == []
+
+
+def test_flat_sink_http_keys_load_as_deprecated_aliases(tmp_path: Path, run_cli) -> None:
+    flat = "\n".join(f"{key} = {_toml(value)}" for key, (_, value) in FLAT.items())
+    nested_http = "\n".join(f"{n} = {_toml(v)}" for n, v in FLAT.values() if "." not in n)
+    nested_retry = "\n".join(f"{n[6:]} = {_toml(v)}" for n, v in FLAT.values() if "." in n)
+    (tmp_path / "flat.toml").write_text(SPLUNK + flat + "\n")
+    (tmp_path / "nested.toml").write_text(
+        SPLUNK + f"[sinks.hec.http]\n{nested_http}\n[sinks.hec.http.retry]\n{nested_retry}\n")
+    old, new = load_config(tmp_path / "flat.toml"), load_config(tmp_path / "nested.toml")
+    assert old.sinks["hec"].config == new.sinks["hec"].config
+    for key, (nested, value) in FLAT.items():
+        assert _http_value(old.sinks["hec"].config, nested) == value
+        assert f"sinks.hec.{key} is deprecated: use sinks.hec.http.{nested}" in old.warnings
+    assert new.warnings == []
+    # The warning reaches stderr (structlog) through `config check`, which still succeeds.
+    result = run_cli("config", "check", "-c", "flat.toml")
+    assert result.returncode == 0, result.stderr
+    assert "sinks.hec.timeout is deprecated: use sinks.hec.http.read_timeout" in result.stderr
+    assert "config_key_deprecated" in result.stderr
+    clean = run_cli("config", "check", "-c", "nested.toml")
+    assert clean.returncode == 0 and "deprecated" not in clean.stderr
+
+
+@pytest.mark.parametrize("flat,nested", [
+    ("timeout = 5", "[sinks.hec.http]\nread_timeout = 5"),
+    ("max_retries = 2", "[sinks.hec.http.retry]\nmax_retries = 3"),
+])
+def test_flat_and_nested_sink_key_together_is_an_error(tmp_path: Path, flat: str,
+                                                       nested: str) -> None:
+    error = check(tmp_path, SPLUNK + flat + "\n" + nested + "\n")
+    new = "http.read_timeout" if "timeout" in flat else "http.retry.max_retries"
+    assert error.key == "sinks.hec"
+    assert f"both {flat.split()[0]} (deprecated) and {new} are set" in str(error)
+
+
+def test_flat_sink_key_without_the_loader_warns_in_python() -> None:
+    from logarchive_datadog import DatadogConfig
+
+    with pytest.warns(DeprecationWarning, match="max_retries is deprecated: use "
+                      "http.retry.max_retries"):
+        config = DatadogConfig(api_key="k", max_retries=1)
+    assert config.http.retry.max_retries == 1 and config.http.read_timeout == 30.0

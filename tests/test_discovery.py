@@ -1,4 +1,4 @@
-"""Core list-endpoint helpers (logarchive.discovery) used by the rest source."""
+"""Core list-endpoint helpers (logarchive.listing) used by the rest source."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from logarchive.plugin_api import (
     ListEndpoint, fill_template, json_pointer, normalise_status, parse_link_header,
 )
 from logarchive.plugin_api import ConfigError
-from logarchive.discovery import map_item
+from logarchive.listing import map_item
 
 
 def test_json_pointer() -> None:

@@ -67,7 +67,7 @@ LAUNCHER = """
 import sys
 sys.path.insert(0, sys.argv.pop(1))
 import fifo_source
-from logarchive import logging as lalog
+from logarchive import logsetup as lalog
 lalog.configure(0)  # as the CLI does first: logs to stderr, stdout stays the JSON summary
 from logarchive.plugins import default_registry
 default_registry().register(fifo_source, name="fifo-files")

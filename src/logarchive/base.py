@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from logarchive.codec import DEFAULT_MAX_LINE_BYTES
+from logarchive.http import HttpOptions
 from logarchive.paths import validate_template
+from logarchive.retry import RetryOptions
 
 
 class PluginConfig(BaseModel):
@@ -119,6 +125,77 @@ class ByteSinkConfig(SinkConfig):
         return validate_template(value)
 
 
+class SinkRetryOptions(RetryOptions):
+    """Retries of a record sink's requests: a batch is retried harder than a source's request."""
+
+    max_retries: int = Field(default=8, ge=0, le=100,
+                             description="Retries of one batch before the run fails.",
+                             examples=[8])
+
+
+class SinkHttpOptions(HttpOptions):
+    """``[sinks.NAME.http]``: timeouts, TLS and retries of a record sink's requests."""
+
+    read_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds without an answer before a request is retried.",
+        examples=[30],
+    )
+    retry: SinkRetryOptions = Field(default_factory=lambda: SinkRetryOptions(),
+                                    description="Retries with backoff and jitter.")
+
+
+# The flat keys record sinks had before ``http``: deprecated aliases of the nested keys.
+FLAT_HTTP_KEYS: dict[str, tuple[str, ...]] = {
+    "timeout": ("http", "read_timeout"),
+    "connect_timeout": ("http", "connect_timeout"),
+    "verify": ("http", "verify"),
+    "max_retries": ("http", "retry", "max_retries"),
+    "backoff_initial": ("http", "retry", "backoff_initial"),
+    "backoff_max": ("http", "retry", "backoff_max"),
+    "retry_after_max": ("http", "retry", "retry_after_max"),
+}
+
+
+def move_deprecated_keys(data: Any, moves: dict[str, tuple[str, ...]],
+                         info: ValidationInfo) -> Any:
+    """For a ``mode="before"`` validator: move each deprecated key of ``data`` to its nested
+    place (``timeout`` to ``http.read_timeout``) and note ``(old, new)`` in the validation
+    context's ``deprecated`` list (the config loader turns it into a warning naming the whole
+    key path), or warn with :class:`DeprecationWarning` without that context. Both set is an
+    error naming both."""
+    if not isinstance(data, dict) or not moves.keys() & data.keys():
+        return data
+    data = dict(data)
+    for old, path in moves.items():
+        if old not in data:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part, {})
+            if not isinstance(child, dict):
+                break  # not a table: pydantic reports it
+            node[part] = node = dict(child)
+        else:
+            new = ".".join(path)
+            if path[-1] in node:
+                raise PydanticCustomError(
+                    "deprecated_key_conflict",
+                    "both {old} (deprecated) and {new} are set: keep only {new}",
+                    {"old": old, "new": new},
+                )
+            node[path[-1]] = data.pop(old)
+            _note_deprecated(old, new, info)
+    return data
+
+
+def _note_deprecated(old: str, new: str, info: ValidationInfo) -> None:
+    notes = info.context.get("deprecated") if isinstance(info.context, dict) else None
+    if notes is not None:
+        notes.append((old, new))
+    else:
+        warnings.warn(f"{old} is deprecated: use {new}", DeprecationWarning, stacklevel=4)
+
+
 class RecordSinkConfig(SinkConfig):
     """Common keys of sinks that send records in batches (Splunk, Datadog)."""
 
@@ -133,10 +210,13 @@ class RecordSinkConfig(SinkConfig):
         default=DEFAULT_MAX_LINE_BYTES, ge=64,
         description="Lines longer than this become several records.", examples=[1048576],
     )
-    timeout: float = Field(default=30.0, gt=0, description="Seconds per request.", examples=[30])
-    max_retries: int = Field(
-        default=8, ge=0, description="Retries of one batch before the run fails.", examples=[8]
-    )
+    http: SinkHttpOptions = Field(default_factory=lambda: SinkHttpOptions(),
+                                  description="Timeouts, TLS and retries of every request.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_http_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        return move_deprecated_keys(data, FLAT_HTTP_KEYS, info)
 
 
 @dataclass(frozen=True)

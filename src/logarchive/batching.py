@@ -16,7 +16,8 @@ split, permanent). Everything else lives here, once:
 - a 413-style "too large" answer splits the batch and sends the halves; progress is recorded
   after each accepted half, so a split batch is never re-sent whole;
 - receivers that acknowledge later (Splunk indexer acknowledgement): a token from the response
-  is polled until acknowledged, and the batch is re-sent (and counted) after ``ack_timeout``;
+  is polled until acknowledged, and the batch is re-sent (and counted) after ``ack_timeout``,
+  with the same backoff and budget (``http.retry``) as any retry;
 - ``on_accepted(ordinal)`` right after the contiguous prefix of accepted records grows, so the
   ledger always names the last record that is safely delivered;
 - the stop event (SIGTERM/SIGINT): no new batch is sent; requests already on the wire and their
@@ -32,7 +33,6 @@ import gzip
 import hashlib
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,12 +45,13 @@ from logarchive.base import Context, RecordDelivery, RecordSink, RecordSinkConfi
 from logarchive.codec import timestamp_to_epoch
 from logarchive.errors import Interrupted, LogarchiveError, SinkError
 from logarchive.http import HttpClient, HttpOptions, describe_response, retry_after
-from logarchive.retry import RetryOptions, Retryable
+from logarchive.retry import Retryable, call_with_retries, poll_until
 from logarchive.secrets import redact, redact_url
+from logarchive.templates import UnknownFields, render_template
 
 __all__ = [
-    "Batch", "BatchProtocol", "BatchingDelivery", "BatchingSink", "BatchingSinkConfig",
-    "DeliveryStats", "Event", "SplitBatch", "event_id", "refuse_redirect", "render_run_template",
+    "BatchProtocol", "BatchingDelivery", "BatchingSink", "BatchingSinkConfig", "DeliveryStats",
+    "Event", "RequestBatch", "SplitBatch", "event_id", "refuse_redirect", "render_run_template",
     "retriable_error",
 ]
 
@@ -72,17 +73,6 @@ class BatchingSinkConfig(RecordSinkConfig):
         description="Batches sent but not yet accepted at once. 1 keeps the exactly-once "
         "promise across SIGKILL to one batch; more is faster and may duplicate up to this many.",
         examples=[1],
-    )
-    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to connect.",
-                                   examples=[10])
-    verify: bool | str = Field(default=True, description="Verify TLS (or a CA bundle path).",
-                               examples=[True])
-    backoff_initial: float = Field(default=0.5, ge=0, description="First retry backoff, seconds.",
-                                   examples=[0.5])
-    backoff_max: float = Field(default=30.0, ge=0, description="Longest retry backoff, seconds.",
-                               examples=[30])
-    retry_after_max: float = Field(
-        default=300.0, ge=0, description="Longest Retry-After honoured, seconds.", examples=[300]
     )
     stop_grace: float = Field(
         default=15.0, ge=0,
@@ -133,10 +123,10 @@ def render_run_template(template: str, run: Any) -> str:
     """Render ``{source}``, ``{run_key}``, ``{run_id}`` and run fields; unknown names raise."""
     values = {"source": run.source, "run_key": run.key, "run_id": run.run_id, **run.fields}
     try:
-        return template.format_map(values)
-    except KeyError as exc:
+        return render_template(template, values)
+    except UnknownFields as exc:
         raise SinkError(
-            f"template {template!r} names {exc.args[0]!r}, but run {run.key} has "
+            f"template {template!r} names {exc.names[0]!r}, but run {run.key} has "
             f"{', '.join(sorted(values))}", fatal_for_sink=False,
         ) from None
     except (ValueError, IndexError) as exc:
@@ -175,7 +165,7 @@ class Event:
 
 
 @dataclass
-class Batch:
+class RequestBatch:
     """Events sent in one request (or split into several after a 413)."""
 
     index: int
@@ -242,7 +232,7 @@ class BatchProtocol:
     def params(self) -> dict[str, str] | None:
         return None
 
-    def classify(self, response: httpx.Response, batch: Batch) -> None:
+    def classify(self, response: httpx.Response, batch: RequestBatch) -> None:
         """Raise :func:`retriable_error` (retry), :class:`SplitBatch` (413) or
         :class:`SinkError` (permanent; ``fatal_for_sink`` when no other run can succeed
         either). Return normally for an accepted response."""
@@ -314,12 +304,7 @@ class BatchingSink(RecordSink):
         raise NotImplementedError
 
     def http_options(self) -> HttpOptions:
-        cfg = self.config
-        return HttpOptions(
-            connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout, verify=cfg.verify,
-            retry=RetryOptions(max_retries=cfg.max_retries, backoff_initial=cfg.backoff_initial,
-                               backoff_max=cfg.backoff_max, retry_after_max=cfg.retry_after_max),
-        )
+        return self.config.http
 
     def make_client(self, stop: Any) -> HttpClient:
         return HttpClient(self.base_url(), options=self.http_options(),
@@ -360,8 +345,8 @@ class BatchingDelivery(RecordDelivery):
         self._size = 0
         self._index = 0
         self._cond = threading.Condition()
-        self._pending: deque[Batch] = deque()      # dispatched, not yet settled, in order
-        self._queue: deque[Batch] = deque()        # dispatched, not yet picked by a worker
+        self._pending: deque[RequestBatch] = deque()  # dispatched, not yet settled, in order
+        self._queue: deque[RequestBatch] = deque()    # dispatched, not yet picked by a worker
         self._in_flight = 0
         self._error: BaseException | None = None
         self._closed = False
@@ -433,7 +418,7 @@ class BatchingDelivery(RecordDelivery):
         with self._cond:
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout=self.cfg.timeout + 1)
+            thread.join(timeout=self.cfg.http.read_timeout + 1)
         self.client.close()
         self.ack_client.close()
 
@@ -452,7 +437,7 @@ class BatchingDelivery(RecordDelivery):
             if self.abandon.is_set():
                 return
             self._index += 1
-            batch = Batch(self._index, events)
+            batch = RequestBatch(self._index, events)
             self._pending.append(batch)
             self._in_flight += 1
             self.stats.batches += 1
@@ -488,7 +473,7 @@ class BatchingDelivery(RecordDelivery):
                     self._report_locked()
                     self._cond.notify_all()
 
-    def _fail(self, batch: Batch, exc: BaseException) -> None:
+    def _fail(self, batch: RequestBatch, exc: BaseException) -> None:
         if not isinstance(exc, LogarchiveError):
             exc = SinkError(f"{self.sink.name}: {type(exc).__name__}: {redact(str(exc))}")
         self.sink._latch(exc)
@@ -527,47 +512,60 @@ class BatchingDelivery(RecordDelivery):
                         self.log.warning("stop_grace_expired", in_flight=self._in_flight)
                         self.abandon.set()
                 if self.abandon.is_set():
-                    deadline = deadline or now + self.cfg.timeout + 1
+                    deadline = deadline or now + self.cfg.http.read_timeout + 1
                     if now > deadline:
                         break
                 self._cond.wait(0.05)
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _deliver(self, batch: Batch) -> None:
+    def _deliver(self, batch: RequestBatch) -> None:
         self._deliver_events(batch, batch.events)
 
-    def _deliver_events(self, batch: Batch, events: list[Event]) -> None:
-        while True:
-            try:
-                token = self._post(batch, events)
-            except SplitBatch:
-                if len(events) == 1:
-                    event = events[0]
-                    raise SinkError(
-                        f"line {event.seq} of {self.run.key} is larger than {self.sink.name} "
-                        f"accepts in one request ({len(event.data)} bytes encoded); lower "
-                        "max_line_bytes") from None
-                self.stats.splits += 1
-                half = len(events) // 2
-                self.log.info("batch_split", batch=batch.describe(), events=len(events))
-                self._deliver_events(batch, events[:half])
-                self._deliver_events(batch, events[half:])
-                return
-            if token is None or self._wait_ack(token):
-                break
-            batch.resent += 1
-            self.stats.resent += 1
-            if batch.resent > self.cfg.max_retries:
-                raise SinkError(f"{self.sink.name}: {batch.describe()} of {self.run.key} was "
-                                f"never acknowledged after {batch.resent} sends")
-            self.log.warning("batch_resent", batch=batch.describe(), reason="ack timeout",
-                             resent=batch.resent)
+    def _deliver_events(self, batch: RequestBatch, events: list[Event]) -> None:
+        try:
+            self._send_until_acknowledged(batch, events)
+        except SplitBatch:
+            if len(events) == 1:
+                event = events[0]
+                raise SinkError(
+                    f"line {event.seq} of {self.run.key} is larger than {self.sink.name} "
+                    f"accepts in one request ({len(event.data)} bytes encoded); lower "
+                    "max_line_bytes") from None
+            self.stats.splits += 1
+            half = len(events) // 2
+            self.log.info("batch_split", batch=batch.describe(), events=len(events))
+            self._deliver_events(batch, events[:half])
+            self._deliver_events(batch, events[half:])
+            return
         with self._cond:
             batch.progress = max(batch.progress, completed_ordinal(events))
             self._report_locked()
 
-    def _post(self, batch: Batch, events: list[Event]) -> Any:
+    def _send_until_acknowledged(self, batch: RequestBatch, events: list[Event]) -> None:
+        """Send ``events``; when the receiver acknowledges later and does not within
+        ``ack_timeout``, send them again (at most ``http.retry.max_retries`` times)."""
+        sends = 0
+
+        def send() -> None:
+            nonlocal sends
+            sends += 1
+            token = self._post(batch, events)
+            if token is not None and not self._wait_ack(token):
+                raise Retryable(SinkError(f"{self.sink.name}: {batch.describe()} of "
+                                          f"{self.run.key} was never acknowledged after "
+                                          f"{sends} sends"))
+
+        def resend(_failures: int, _exc: BaseException, _delay: float) -> None:
+            batch.resent += 1
+            self.stats.resent += 1
+            self.log.warning("batch_resent", batch=batch.describe(), reason="ack timeout",
+                             resent=batch.resent)
+
+        call_with_retries(send, options=self.cfg.http.retry, stop=self.client.stop,
+                          on_retry=resend)
+
+    def _post(self, batch: RequestBatch, events: list[Event]) -> Any:
         proto = self.protocol
         body = proto.body_prefix + proto.separator.join(e.data for e in events) + proto.body_suffix
         headers = dict(proto.headers())
@@ -594,33 +592,32 @@ class BatchingDelivery(RecordDelivery):
         return proto.ack_token(response)
 
     def _wait_ack(self, token: Any) -> bool:
-        """Poll until ``token`` is acknowledged (True) or ``ack_timeout`` passes (False)."""
+        """Poll until ``token`` is acknowledged (True) or ``ack_timeout`` passes (False).
+        Stopping, keep polling what is on the wire within the grace, never resend."""
         timeout, interval = self.protocol.ack_timeout, self.protocol.ack_poll_interval
         started = time.monotonic()
-        while True:
+
+        def acknowledged() -> bool:
             self.stats.ack_polls += 1
-            if token in self.protocol.poll_acks(self.ack_client, [token]):
-                return True
+            return token in self.protocol.poll_acks(self.ack_client, [token])
+
+        def give_up() -> bool:
             now = time.monotonic()
-            if self.stop.is_set():
-                # Stopping: keep polling what is on the wire, within the grace, never resend.
-                if self._stop_seen is None:
-                    self._stop_seen = now
-                if now - self._stop_seen > self.cfg.stop_grace:
-                    raise Interrupted("stopped before the receiver acknowledged a batch")
-            elif now - started > timeout:
-                return False
-            if self.abandon.wait(interval):
-                raise Interrupted("delivery abandoned while waiting for an acknowledgement")
+            if not self.stop.is_set():
+                return now - started > timeout
+            if self._stop_seen is None:
+                self._stop_seen = now
+            if now - self._stop_seen > self.cfg.stop_grace:
+                raise Interrupted("stopped before the receiver acknowledged a batch")
+            return False
+
+        return poll_until(acknowledged, interval=interval, give_up=give_up, stop=self.abandon,
+                          what="an acknowledgement")
 
 
-class _View(Batch):
+class _View(RequestBatch):
     """The part of a batch one request carries (after a split), for error messages."""
 
-    def __init__(self, batch: Batch, events: list[Event]) -> None:
+    def __init__(self, batch: RequestBatch, events: list[Event]) -> None:
         super().__init__(batch.index, events, batch.progress, batch.done, batch.resent)
-
-
-def new_channel() -> str:
-    return str(uuid.uuid4())
 

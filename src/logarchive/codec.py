@@ -262,7 +262,7 @@ def _encode_rows(rows: list[Row], tail: bytes) -> bytes:
     return b"\n".join(out)
 
 
-class Batch:
+class LineBatch:
     """The records of one chunk, encoded once as JSON objects separated by ``\\n`` (records never
     hold a raw newline), rendered on demand: ``encoded()`` one JSON object per record (what
     ``orjson.dumps(record)`` writes), ``ndjson()`` / ``json_body()`` the bytes of an archive,
@@ -300,7 +300,7 @@ class RecordBuilder:
     """Turns a byte stream into records (one per line, or per piece of a long line).
 
     ``fields`` (the run's identifying fields) are added to every record. ``feed`` and ``finish``
-    return a :class:`Batch`.
+    return a :class:`LineBatch`.
     """
 
     def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
@@ -314,7 +314,7 @@ class RecordBuilder:
         self.invalid_utf8 = 0
         self.records = 0
 
-    def feed(self, chunk: bytes) -> Batch:
+    def feed(self, chunk: bytes) -> LineBatch:
         splitter = self.splitter
         blobs: list[bytes] = []
         start = count = 0
@@ -331,11 +331,11 @@ class RecordBuilder:
             start = last + 1
         if start < len(chunk):
             count += self._slow(chunk[start:], blobs)
-        return Batch(b"\n".join(blobs), count)
+        return LineBatch(b"\n".join(blobs), count)
 
-    def finish(self) -> Batch:
+    def finish(self) -> LineBatch:
         rows = self._rows(self.splitter.finish())
-        return Batch(_encode_rows(rows, self._tail), len(rows))
+        return LineBatch(_encode_rows(rows, self._tail), len(rows))
 
     def _lines(self, region: bytes, blobs: list[bytes]) -> int:
         """Complete lines (``region`` ends with ``\\n``): runs of fast shapes, else line by line."""
@@ -376,8 +376,8 @@ class RecordBuilder:
         rows = self._rows(self.splitter.feed(data))
         if rows:
             blobs.append(_encode_rows(rows, self._tail))
-        if count is not None:  # called for a whole chunk: return its Batch
-            return Batch(b"\n".join(blobs), len(rows))
+        if count is not None:  # called for a whole chunk: return its LineBatch
+            return LineBatch(b"\n".join(blobs), len(rows))
         return len(rows)
 
     def _rows(self, pieces: Iterable[tuple[int, int, bool, bytes]]) -> list[Row]:
@@ -539,10 +539,7 @@ class FormatEncoder:
     def header(self) -> bytes:
         return b"[" if self.format == "json" else b""
 
-    def encode_chunk(self, chunk: bytes) -> bytes:
-        return chunk
-
-    def encode_batch(self, batch: Batch) -> bytes:
+    def encode_batch(self, batch: LineBatch) -> bytes:
         """Same bytes as ``encode_records(batch.encoded())``, without splitting the batch."""
         if not batch.count:
             return b""
@@ -572,6 +569,6 @@ class FormatEncoder:
 
 
 def encode_records(records: list[dict[str, Any]]) -> list[bytes]:
-    """orjson-encode record dicts (what :meth:`Batch.encoded` produces without the dicts)."""
+    """orjson-encode record dicts (what :meth:`LineBatch.encoded` produces without the dicts)."""
     dumps = orjson.dumps
     return [dumps(r) for r in records]

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from logarchive.base import ByteSinkConfig, PluginConfig
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 
+log = structlog.get_logger("logarchive.config")
 CONFIG_ENV = "LOGARCHIVE_CONFIG"
 _VAR = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -75,6 +77,7 @@ class PluginInstanceConfig:
     name: str
     plugin: PluginType
     config: PluginConfig
+    warnings: tuple[str, ...] = ()  # deprecated keys used, with what replaces them
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,12 @@ class Config:
     sinks: dict[str, PluginInstanceConfig]
     pipelines: list[PipelineConfig]
     registry: Registry = field(repr=False)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Deprecated keys this config uses, each with the key that replaces it (also logged as
+        ``config_key_deprecated`` when the config is loaded)."""
+        return [w for c in (*self.sources.values(), *self.sinks.values()) for w in c.warnings]
 
     @property
     def state_dir(self) -> Path:
@@ -206,11 +215,16 @@ def _plugin_config(types: dict[str, PluginType], section: str, name: str, table:
             file=path, key=f"{section}.{name}.type",
         )
     _refuse_url_credentials(table, path, prefix)
+    deprecated: list[tuple[str, str]] = []
     try:
-        config = plugin.cls.Config.model_validate(table)
+        config = plugin.cls.Config.model_validate(table, context={"deprecated": deprecated})
     except ValidationError as exc:
         raise _config_error(exc, path, prefix, plugin.cls.Config) from None
-    return PluginInstanceConfig(name=name, plugin=plugin, config=config)
+    notes = tuple(f"{section}.{name}.{old} is deprecated: use {section}.{name}.{new}"
+                  for old, new in deprecated)
+    for note in notes:
+        log.warning("config_key_deprecated", file=path, message=note)
+    return PluginInstanceConfig(name=name, plugin=plugin, config=config, warnings=notes)
 
 
 _URL_WITH_CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")

@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from logarchive.errors import Interrupted, SourceError
+from logarchive.errors import SourceError
 from logarchive.retry import (
-    RetryOptions, Retryable, backoff_delay, call_with_retries, parse_retry_after,
+    RetryOptions, Retryable, call_with_retries, parse_retry_after, retrying,
 )
 from logarchive.secrets import RedactFilter, Secret, redact, redact_url, register_secret
 from logarchive.version import __version__
@@ -198,7 +198,6 @@ class HttpClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         classify: Callable[[httpx.Response], None] | None = None,
-        chunk_size: int = 1 << 20,
         on_response: Callable[[httpx.Response], None] | None = None,
         resume: bool = True,
     ) -> Iterator[Iterator[bytes]]:
@@ -210,7 +209,7 @@ class HttpClient:
         read. ``on_response`` sees the first successful response (headers such as
         Content-Disposition).
         """
-        yield _Download(self, url, params, headers, classify, chunk_size, on_response, resume)
+        yield _Download(self, url, params, headers, classify, on_response, resume)
 
 
 class _ShortBody(Exception):
@@ -220,14 +219,13 @@ class _ShortBody(Exception):
 class _Download:
     def __init__(self, client: HttpClient, url: str | Callable[[], str],
                  params: dict[str, Any] | None, headers: dict[str, str] | None,
-                 classify: Callable[[httpx.Response], None] | None, chunk_size: int,
+                 classify: Callable[[httpx.Response], None] | None,
                  on_response: Callable[[httpx.Response], None] | None, resume: bool) -> None:
         self.client = client
         self.url_source = url
         self.params = params
         self.headers = headers or {}
         self.classify = classify
-        self.chunk_size = chunk_size
         self.on_response = on_response
         self.resume = resume
         self.offset = 0
@@ -237,6 +235,9 @@ class _Download:
         self._seen_response = False
         self._encoded = False
         self.resumes = 0
+        self.failures = 0
+        self._progress_mark = 0
+        self._refresh = False
 
     def _current_url(self, refresh: bool = False) -> str:
         if callable(self.url_source):
@@ -247,107 +248,128 @@ class _Download:
 
     def __iter__(self) -> Iterator[bytes]:
         options = self.client.options.retry
-        failures = 0
-        progress_mark = 0
-        refresh = False
-        while True:
-            url = self._current_url(refresh)
-            refresh = False
-            try:
-                yield from self._attempt(url)
-                return
-            except (httpx.TransportError, _ShortBody, Retryable) as exc:
-                if self.offset > progress_mark:
-                    failures = 0  # the stream moved on since the last failure: a fresh budget
-                progress_mark = self.offset
-                failures += 1
-                retry_hint = exc.retry_after if isinstance(exc, Retryable) else None
-                message = str(exc.error) if isinstance(exc, Retryable) else _transport_message(exc)
-                if failures > options.max_retries:
-                    raise self.client.error(
-                        f"GET {redact_url(url)}: {message} (gave up after {failures} tries, "
-                        f"{self.offset} bytes received)", retriable=True,
-                    ) from None
-                refresh = callable(self.url_source) and not isinstance(exc, _ShortBody)
-                self.resumes += 1
-                delay = backoff_delay(options, failures, retry_hint)
-                self.client._on_retry(f"GET {redact_url(url)}")(failures, exc, delay)
-                if self.client.stop.wait(delay):
-                    raise Interrupted("stopped while waiting to resume a download") from None
+        what = f"GET {redact_url(self._current_url())}"
+        attempts = retrying(options, stop=self.client.stop, on_retry=self._on_retry(what),
+                            retry_on=(httpx.TransportError, _ShortBody, Retryable),
+                            failures=lambda: self.failures)
+        try:
+            for attempt in attempts:
+                with attempt:
+                    yield from self._resume()
+        except (httpx.TransportError, _ShortBody, Retryable) as exc:
+            raise self.client.error(
+                f"{what}: {_failure_message(exc)} (gave up after {self.failures} tries, "
+                f"{self.offset} bytes received)", retriable=True,
+            ) from None
+
+    def _resume(self) -> Iterator[bytes]:
+        """One attempt; a failure is counted (afresh when the stream moved on since the last
+        one) and decides whether the next attempt asks for a fresh URL."""
+        url = self._current_url(self._refresh)
+        self._refresh = False
+        try:
+            yield from self._attempt(url)
+        except (httpx.TransportError, _ShortBody, Retryable) as exc:
+            if self.offset > self._progress_mark:
+                self.failures = 0  # the stream moved on since the last failure: a fresh budget
+            self._progress_mark = self.offset
+            self.failures += 1
+            self._refresh = callable(self.url_source) and not isinstance(exc, _ShortBody)
+            raise
+
+    def _on_retry(self, what: str) -> Callable[[int, BaseException, float], None]:
+        report = self.client._on_retry(what)
+
+        def count(failures: int, exc: BaseException, delay: float) -> None:
+            self.resumes += 1
+            report(failures, exc, delay)
+        return count
 
     def _attempt(self, url: str) -> Iterator[bytes]:
         headers = dict(self.headers)
         # Range offsets count bytes on the wire: after a content-encoded (gzip...) response the
         # decoded offset means nothing to the server, so re-read and skip instead.
-        ranged = self.resume and self.offset > 0 and not self._encoded
-        if ranged:
+        if self.resume and self.offset > 0 and not self._encoded:
             headers["Range"] = f"bytes={self.offset}-"
         with self.client._client.stream("GET", url, params=self.params, headers=headers) as resp:
-            if resp.status_code in (401, 403) and callable(self.url_source) and self._seen_response:
-                # A presigned link expired mid-export: ask for a fresh one.
-                raise Retryable(describe_response_head(resp), retry_after(resp))
-            if self.classify is not None:
-                self.classify(resp)
-            if resp.status_code in RETRIABLE_STATUS:
-                raise Retryable(describe_response_head(resp), retry_after(resp))
-            if resp.status_code == 416 and self.total is not None and self.offset >= self.total:
-                return
-            if resp.status_code >= 400:
-                raise self.client.error(describe_response_head(resp))
-            if not self._seen_response:
-                self._seen_response = True
-                if self.on_response is not None:
-                    self.on_response(resp)
-            encoded = "content-encoding" in resp.headers
-            self._encoded = self._encoded or encoded
-            length = resp.headers.get("Content-Length")
-            skip = 0
-            if resp.status_code == 206:
-                start = _content_range_start(resp.headers.get("Content-Range"))
-                if start != self.offset:
-                    raise self.client.error(
-                        f"server answered Range bytes={self.offset}- with "
-                        f"{resp.headers.get('Content-Range')!r}"
-                    )
-                expected_end = self.offset + int(length) if length and not encoded else None
-            else:
-                skip = self.offset  # server ignored Range or this is a re-read: skip the prefix
-                expected_end = int(length) if length and not encoded else None
-            if expected_end is not None:
-                if self.total is not None and expected_end != self.total:
-                    raise self.client.error(
-                        f"log size changed while reading ({self.total} then {expected_end} bytes)"
-                    )
-                self.total = expected_end
-            prefix = hashlib.sha256() if skip else None
-            position = 0 if skip else self.offset
-            # Chunks as they arrive (at most one network read each): re-chunking to chunk_size
-            # here would lose up to chunk_size bytes of progress on every drop.
-            for chunk in resp.iter_bytes():
-                if skip:
-                    take = min(skip, len(chunk))
-                    prefix.update(chunk[:take])  # type: ignore[union-attr]
-                    skip -= take
-                    position += take
-                    chunk = chunk[take:]
-                    if skip == 0 and prefix.hexdigest() != self._sha.hexdigest():  # type: ignore[union-attr]
-                        raise self.client.error("log changed at the source while re-reading it")
-                    if not chunk:
-                        continue
-                self._sha.update(chunk)
-                self.offset += len(chunk)
-                position += len(chunk)
-                yield chunk
-            if skip:
-                raise _ShortBody(f"re-read ended after {position} bytes, before {self.offset}")
-            if expected_end is not None and self.offset < expected_end:
-                raise _ShortBody(
-                    f"connection closed after {self.offset} of {expected_end} bytes"
-                )
-            if expected_end is not None and self.offset > expected_end:
+            if not self._accept(resp):
+                return  # asked for a range past the end of a log read whole
+            skip, expected_end = self._extent(resp)
+            yield from self._chunks(resp, skip)
+        if expected_end is not None and self.offset < expected_end:
+            raise _ShortBody(f"connection closed after {self.offset} of {expected_end} bytes")
+        if expected_end is not None and self.offset > expected_end:
+            raise self.client.error(
+                f"received {self.offset} bytes but Content-Length said {expected_end}"
+            )
+
+    def _accept(self, resp: httpx.Response) -> bool:
+        """Raise for an error status (Retryable when it may pass); False for a 416 after the
+        whole log was read."""
+        if resp.status_code in (401, 403) and callable(self.url_source) and self._seen_response:
+            # A presigned link expired mid-export: ask for a fresh one.
+            raise Retryable(describe_response_head(resp), retry_after(resp))
+        if self.classify is not None:
+            self.classify(resp)
+        if resp.status_code in RETRIABLE_STATUS:
+            raise Retryable(describe_response_head(resp), retry_after(resp))
+        if resp.status_code == 416 and self.total is not None and self.offset >= self.total:
+            return False
+        if resp.status_code >= 400:
+            raise self.client.error(describe_response_head(resp))
+        if not self._seen_response:
+            self._seen_response = True
+            if self.on_response is not None:
+                self.on_response(resp)
+        return True
+
+    def _extent(self, resp: httpx.Response) -> tuple[int, int | None]:
+        """(bytes of this body already delivered, the offset the body should end at if known)."""
+        encoded = "content-encoding" in resp.headers
+        self._encoded = self._encoded or encoded
+        length = resp.headers.get("Content-Length")
+        skip = 0
+        if resp.status_code == 206:
+            start = _content_range_start(resp.headers.get("Content-Range"))
+            if start != self.offset:
                 raise self.client.error(
-                    f"received {self.offset} bytes but Content-Length said {expected_end}"
+                    f"server answered Range bytes={self.offset}- with "
+                    f"{resp.headers.get('Content-Range')!r}"
                 )
+            expected_end = self.offset + int(length) if length and not encoded else None
+        else:
+            skip = self.offset  # server ignored Range or this is a re-read: skip the prefix
+            expected_end = int(length) if length and not encoded else None
+        if expected_end is not None:
+            if self.total is not None and expected_end != self.total:
+                raise self.client.error(
+                    f"log size changed while reading ({self.total} then {expected_end} bytes)"
+                )
+            self.total = expected_end
+        return skip, expected_end
+
+    def _chunks(self, resp: httpx.Response, skip: int) -> Iterator[bytes]:
+        """The body's new bytes: its first ``skip`` bytes were delivered before, so they are
+        checked against what was delivered (sha256) and dropped."""
+        prefix = hashlib.sha256()
+        # Chunks as they arrive (at most one network read each): re-chunking to a fixed size
+        # here would lose up to that many bytes of progress on every drop.
+        for chunk in resp.iter_bytes():
+            if skip:
+                take = min(skip, len(chunk))
+                prefix.update(chunk[:take])
+                skip -= take
+                chunk = chunk[take:]
+                if skip == 0 and prefix.hexdigest() != self._sha.hexdigest():
+                    raise self.client.error("log changed at the source while re-reading it")
+                if not chunk:
+                    continue
+            self._sha.update(chunk)
+            self.offset += len(chunk)
+            yield chunk
+        if skip:
+            raise _ShortBody(f"re-read ended after {self.offset - skip} bytes, before "
+                             f"{self.offset}")
 
 
 def describe_response_head(response: httpx.Response) -> str:
@@ -367,6 +389,10 @@ def _content_range_start(value: str | None) -> int | None:
         return int(value[6:].split("-", 1)[0])
     except ValueError:
         return None
+
+
+def _failure_message(exc: BaseException) -> str:
+    return str(exc.error) if isinstance(exc, Retryable) else _transport_message(exc)
 
 
 def _transport_message(exc: BaseException) -> str:

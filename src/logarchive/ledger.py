@@ -101,7 +101,6 @@ class Ledger:
                   size: int | None, lines: int | None, accepted: int = 0) -> None: ...
     def failed(self, run: Any, sink: str, error: str, *,
                status: RunStatus = RunStatus.FAILED) -> None: ...
-    def forget(self, run_key: str, sink: str) -> None: ...
     def deliveries(self, sink: str | None = None) -> Iterator[Delivery]: ...
     def event(self, kind: str, *, sink: str | None = None, run_key: str | None = None,
               **detail: Any) -> None: ...
@@ -201,9 +200,6 @@ class SQLiteLedger(Ledger):
             (run.key, sink, run.source, json.dumps(run.fields), status, redact(error)[:2000],
              iso(run.completed), _now()),
         )
-
-    def forget(self, run_key: str, sink: str) -> None:
-        self._write("DELETE FROM deliveries WHERE run_key=? AND sink=?", (run_key, sink))
 
     def deliveries(self, sink: str | None = None) -> Iterator[Delivery]:
         with self._lock:

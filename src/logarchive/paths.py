@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from logarchive.errors import SinkError
 from logarchive.runs import RunRef
+from logarchive.templates import UnknownFields, render_template
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+@-]")
 _MAX_SEGMENT = 200
@@ -46,29 +47,22 @@ def sanitize_path(value: str) -> str:
     return "/".join(kept) or "_"
 
 
-class _Formatter(string.Formatter):
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if isinstance(value, datetime):
-            return sanitize_path(value.strftime(format_spec or "%Y-%m-%dT%H-%M-%SZ"))
-        if format_spec == "path":
-            return sanitize_path(value)
-        return sanitize_segment(super().format_field(value, format_spec))
+def path_value(value: Any, spec: str) -> str:
+    """One value of a path template as safe path text: a time by its strftime ``spec``,
+    ``{field:path}`` as sanitised segments joined by ``/``, anything else as one segment."""
+    if isinstance(value, datetime):
+        return sanitize_path(value.strftime(spec or "%Y-%m-%dT%H-%M-%SZ"))
+    if spec == "path":
+        return sanitize_path(value)
+    return sanitize_segment(format(value, spec))
 
 
-_FORMATTER = _Formatter()
-
-
-def template_fields(template: str) -> list[str]:
-    """Names a template refers to; raises ValueError for a malformed template."""
-    try:
-        return [name for _, name, _, _ in _FORMATTER.parse(template) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"invalid template {template!r}: {exc}") from None
+_PARSER = string.Formatter()
 
 
 def validate_template(template: str) -> str:
     try:
-        parsed = [(name, spec) for _, name, spec, _ in _FORMATTER.parse(template)
+        parsed = [(name, spec) for _, name, spec, _ in _PARSER.parse(template)
                   if name is not None]
     except ValueError as exc:
         raise ValueError(f"invalid template {template!r}: {exc}") from None
@@ -98,15 +92,15 @@ def render(template: str, run: RunRef, *, ext: str = "", exported: datetime | No
         "completed": run.completed or run.started or exported,
         **run.fields,
     }
-    names = template_fields(template)
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise SinkError(
-            f"path template {template!r} uses {', '.join('{' + m + '}' for m in missing)} but run "
-            f"{run.key} has only {', '.join(sorted(values))}"
-        )
     # run_path is already sanitised segment by segment; keep its slashes.
-    rendered = _FORMATTER.vformat(template.replace("{run_path}", "{run_path:path}"), (), values)
+    try:
+        rendered = render_template(template.replace("{run_path}", "{run_path:path}"), values,
+                                   convert=path_value)
+    except UnknownFields as exc:
+        raise SinkError(
+            f"path template {template!r} uses {', '.join('{' + m + '}' for m in exc.names)} but "
+            f"run {run.key} has only {', '.join(sorted(values))}"
+        ) from None
     return ensure_relative(rendered)
 
 

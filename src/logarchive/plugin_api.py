@@ -93,8 +93,8 @@ from logarchive.storage import LOCAL_PROTOCOLS, display_url, read_chunks, resolv
 
 __all__ += ["LOCAL_PROTOCOLS", "display_url", "read_chunks", "resolve"]
 
-# HTTP list-endpoint discovery (logarchive.discovery), for HTTP sources.
-from logarchive.discovery import (  # noqa: E402
+# Paginated list endpoints (logarchive.listing), for HTTP sources that find runs by listing.
+from logarchive.listing import (  # noqa: E402
     ListEndpoint, ListedRun, fill_template, json_pointer, list_items, list_runs,
     normalise_status, parse_link_header,
 )
@@ -106,12 +106,12 @@ __all__ += [
 
 # Record sinks (batching, retries, acknowledgement, resume bookkeeping): logarchive.batching.
 from logarchive.batching import (  # noqa: E402
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, SplitBatch, epoch_seconds,
-    event_id, refuse_redirect, render_run_template, retriable_error,
+    BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, RequestBatch, SplitBatch,
+    epoch_seconds, event_id, refuse_redirect, render_run_template, retriable_error,
 )
 
 __all__ += [
-    "Batch", "BatchProtocol", "BatchingSink", "BatchingSinkConfig", "EventIds", "SplitBatch",
-    "epoch_seconds", "event_id", "refuse_redirect", "render_run_template",
+    "BatchProtocol", "BatchingSink", "BatchingSinkConfig", "EventIds", "RequestBatch",
+    "SplitBatch", "epoch_seconds", "event_id", "refuse_redirect", "render_run_template",
     "retriable_error",
 ]

@@ -153,7 +153,3 @@ def default_registry() -> Registry:
         _default = registry
     return _default
 
-
-def reset_default_registry() -> None:
-    global _default
-    _default = None

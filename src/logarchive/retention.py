@@ -26,7 +26,6 @@ is completed by the next ``apply``.
 from __future__ import annotations
 
 import fnmatch
-import string
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from logarchive.base import ByteSink, RetentionConfig
 from logarchive.errors import LogarchiveError
 from logarchive.runs import iso
 from logarchive.secrets import redact
+from logarchive.templates import render_template
 
 log = structlog.get_logger("logarchive")
 
@@ -51,16 +51,12 @@ KEEP = "keep"
 # --- planning -----------------------------------------------------------------------------
 
 
-class _Missing(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: str) -> str:
-        return "-"
-
-
 def render_group(template: str, sink: str, entry: Archived) -> str:
-    values = _Missing({"sink": sink, "source": entry.source, **entry.fields})
+    """The ``keep_last`` group of ``entry``; a field the run lacks renders as ``-``."""
+    values: dict[str, Any] = {"sink": sink, "source": entry.source, **entry.fields}
     if entry.completed is not None:
         values["completed"] = entry.completed
-    return string.Formatter().vformat(template, (), values)
+    return render_template(template, values, default="-")
 
 
 @dataclass

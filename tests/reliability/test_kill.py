@@ -57,7 +57,8 @@ def aggregators() -> tuple[dict, list]:
     except ImportError:
         return {}, []
     hec, intake = HecReceiver(ack=True).start(), IntakeReceiver().start()
-    fast = {"backoff_initial": 0.01, "backoff_max": 0.05, "batch_max_events": 200}
+    fast = {"http": {"retry": {"backoff_initial": 0.01, "backoff_max": 0.05}},
+            "batch_max_events": 200}
     return {
         "splunk": {"type": "splunk", "url": hec.url, "token": TOKEN, "ack": True,
                    "ack_poll_interval": 0.01, **fast},

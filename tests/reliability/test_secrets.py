@@ -67,15 +67,13 @@ type = "splunk"
 url = "{hec}"
 token = "${{SPLUNK_HEC_TOKEN}}"
 ack = true
-max_retries = 1
-backoff_initial = 0.01
+http = {{ retry = {{ max_retries = 1, backoff_initial = 0.01 }} }}
 
 [sinks.datadog]
 type = "datadog"
 url = "{intake}"
 api_key = "${{DD_API_KEY}}"
-max_retries = 1
-backoff_initial = 0.01
+http = {{ retry = {{ max_retries = 1, backoff_initial = 0.01 }} }}
 """
 
 

@@ -198,7 +198,7 @@ def test_aggregators_down_for_the_whole_export(tmp_path: Path) -> None:
     from collections import Counter
 
     make_logs(tmp_path / "logs", runs=2, lines_per_run=300)
-    fast = {"backoff_initial": 0.01, "backoff_max": 0.02, "max_retries": 2}
+    fast = {"http": {"retry": {"backoff_initial": 0.01, "backoff_max": 0.02, "max_retries": 2}}}
 
     def sinks(hec_url: str, intake_url: str) -> dict:
         return {

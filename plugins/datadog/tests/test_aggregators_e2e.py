@@ -63,7 +63,7 @@ def receivers():
 
 
 def sinks(hec, intake, **common):
-    fast = {"backoff_initial": 0.01, "backoff_max": 0.05, **common}
+    fast = {"http": {"retry": {"backoff_initial": 0.01, "backoff_max": 0.05}}, **common}
     return {
         "splunk": {"type": "splunk", "url": hec.url, "token": TOKEN, "ack": True,
                    "ack_poll_interval": 0.01, **fast},
@@ -102,8 +102,13 @@ def test_fs_and_both_aggregators_read_the_source_once(tmp_path):
 def _write_config(tmp_path, hec, intake, batch: int = 20, extra=None) -> Path:
     import json
 
+    def toml_value(value):
+        if isinstance(value, dict):  # an inline table
+            return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+        return json.dumps(value)
+
     def toml_table(name, table):
-        body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+        body = "\n".join(f"{k} = {toml_value(v)}" for k, v in table.items())
         return f"[sinks.{name}]\n{body}\n"
 
     text = (f'[logarchive]\nstate_dir = "{tmp_path / "state"}"\nworkers = 1\nchunk_size = 4096\n'
@@ -252,7 +257,7 @@ def test_blank_lines_keep_resume_exact_after_an_interruption(tmp_path):
                  "sources": {"logs": {"type": "files", "url": str(tmp_path / "logs")}},
                  "sinks": {"raw": {"type": "splunk", "url": raw.url, "token": TOKEN,
                                    "endpoint": "raw", "batch_max_events": 7,
-                                   "backoff_initial": 0.01}}},
+                                   "http": {"retry": {"backoff_initial": 0.01}}}}},
                 base_dir=tmp_path,
             )
             stop = threading.Event()

@@ -37,8 +37,8 @@ def intake():
 
 
 def _config(tmp_path, intake, **sink):
-    table = {"type": "datadog", "url": intake.url, "api_key": API_KEY, "backoff_initial": 0.01,
-             "backoff_max": 0.02, **sink}
+    table = {"type": "datadog", "url": intake.url, "api_key": API_KEY, **sink,
+             "http": {"retry": {"backoff_initial": 0.01, "backoff_max": 0.02}}}
     return logarchive.parse_config(
         {"logarchive": {"state_dir": str(tmp_path / "state"), "workers": 1},
          "sources": {"logs": {"type": "files", "url": str(tmp_path / "logs")}},

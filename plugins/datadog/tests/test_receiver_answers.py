@@ -52,7 +52,7 @@ SCENARIO = pytest.mark.scenario(
 
 
 def _config(tmp_path, sink):
-    table = {"backoff_initial": 0.01, "backoff_max": 0.02, "max_retries": 2,
+    table = {"http": {"retry": {"backoff_initial": 0.01, "backoff_max": 0.02, "max_retries": 2}},
              "compression": "none", **sink}
     return logarchive.parse_config(
         {"logarchive": {"state_dir": str(tmp_path / "state"), "workers": 1},

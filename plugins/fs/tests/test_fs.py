@@ -146,7 +146,7 @@ def test_export_to_backend_with_manifest(storage, tmp_path: Path) -> None:
 
 def test_storage_credentials_never_reach_logs_or_manifests(s3_bucket, tmp_path: Path, capsys
                                                           ) -> None:
-    from logarchive import logging as lalog
+    from logarchive import logsetup as lalog
 
     lalog.configure(1, json=True)
     secret_value = "sekr1t-storage-credential"

@@ -44,8 +44,8 @@ def hec():
 
 
 def _config(tmp_path, hec, **sink):
-    table = {"type": "splunk", "url": hec.url, "token": TOKEN, "backoff_initial": 0.01,
-             "backoff_max": 0.02, **sink}
+    table = {"type": "splunk", "url": hec.url, "token": TOKEN, **sink,
+             "http": {"retry": {"backoff_initial": 0.01, "backoff_max": 0.02}}}
     return logarchive.parse_config(
         {"logarchive": {"state_dir": str(tmp_path / "state"), "workers": 1},
          "sources": {"logs": {"type": "files", "url": str(tmp_path / "logs")}},

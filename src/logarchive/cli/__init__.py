@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from logarchive import logging as lalog
+from logarchive import logsetup
 from logarchive.cli.admin import ledger_group, retention_group, verify_cmd
 from logarchive.cli.common import CONTEXT_SETTINGS, Group, State
 from logarchive.cli.export import export_cmd
@@ -42,7 +42,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: int,
     """
     verbosity = verbose - quiet
     log_json = None if log_format == "auto" else log_format == "json"
-    lalog.configure(verbosity, json=log_json)
+    logsetup.configure(verbosity, json=log_json)
     ctx.obj = State(verbosity, config_path, log_json)
 
 

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 
-from logarchive import logging as lalog
+from logarchive import logsetup
 from logarchive.base import StopEvent
 from logarchive.config import Config, load_config
 from logarchive.errors import LogarchiveError
@@ -48,7 +48,7 @@ def config_option(func: Any) -> Any:
         if value:
             state = ctx.find_object(State)
             state.verbosity += value if param.name == "more" else -value
-            lalog.configure(state.verbosity, json=state.log_json)
+            logsetup.configure(state.verbosity, json=state.log_json)
 
     func = click.option("-q", "--quiet", "less", count=True, expose_value=False,
                         callback=verbosity, help="Less logging.")(func)

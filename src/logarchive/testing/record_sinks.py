@@ -31,7 +31,7 @@ import pytest
 
 from logarchive.testing.servers import LoopbackServer, Request
 
-FAST_RETRY = {"backoff_initial": 0.01, "backoff_max": 0.05, "max_retries": 4}
+FAST_RETRY = {"backoff_initial": 0.01, "backoff_max": 0.05, "max_retries": 4}  # http.retry
 
 
 @dataclass
@@ -188,10 +188,11 @@ class RecordSinkKit:
 
     # -- helpers
     def config(self, tmp_path: Path, receiver: RecordingReceiver, chunk_size: int = 4096,
-               **overrides: Any) -> Any:
+               retry: dict[str, Any] | None = None, **overrides: Any) -> Any:
         import logarchive
 
-        table = {**FAST_RETRY, "compression": "gzip", **self.sink_table(receiver, **overrides)}
+        table = {"compression": "gzip", "http": {"retry": {**FAST_RETRY, **(retry or {})}},
+                 **self.sink_table(receiver, **overrides)}
         return logarchive.parse_config(
             {"logarchive": {"state_dir": str(tmp_path / "state"), "workers": 1,
                             "chunk_size": chunk_size},
@@ -278,7 +279,8 @@ class RecordSinkKit:
         # A backoff of minutes: only honouring Retry-After: 0 lets this finish in time.
         write_logs(tmp_path / "logs", {"r1": 5})
         receiver.fail_next("throttle", "throttle")
-        config = self.config(tmp_path, receiver, backoff_initial=120, backoff_max=120)
+        config = self.config(tmp_path, receiver,
+                             retry={"backoff_initial": 120, "backoff_max": 120})
         assert self.export(config).exit_code == 0
         assert sorted(receiver.seqs()) == [1, 2, 3, 4, 5]
 
@@ -307,7 +309,7 @@ class RecordSinkKit:
         # max_in_flight distinct batches were ever sent (the source is not read ahead).
         write_logs(tmp_path / "logs", {"r1": 2000})
         receiver.always = "busy"
-        config = self.config(tmp_path, receiver, batch_max_events=10, max_retries=2)
+        config = self.config(tmp_path, receiver, batch_max_events=10, retry={"max_retries": 2})
         summary = self.export(config)
         assert summary.failed == 1
         assert receiver.data_requests == 3 * self.max_in_flight

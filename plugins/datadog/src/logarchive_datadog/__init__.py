@@ -17,8 +17,8 @@ import orjson
 from pydantic import Field
 
 from logarchive.plugin_api import (
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, Secret,
-    SinkError, describe_response, epoch_seconds, hookimpl, retriable_error,
+    BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, RequestBatch,
+    Secret, SinkError, describe_response, epoch_seconds, hookimpl, retriable_error,
 )
 
 SITES = {
@@ -159,7 +159,7 @@ class IntakeProtocol(BatchProtocol):
         return [orjson.dumps(self._entry(record, text, part, i + 1, n))
                 for i, text in enumerate(texts)]
 
-    def classify(self, response: httpx.Response, batch: Batch) -> None:
+    def classify(self, response: httpx.Response, batch: RequestBatch) -> None:
         """Accept only the intake's own success: ``202`` with a JSON object body (``{}``)."""
         status = response.status_code
         if status in (408, 429) or status >= 500:

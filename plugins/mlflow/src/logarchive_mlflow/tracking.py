@@ -234,8 +234,7 @@ class Tracking(ApiClient):
                 yield chunks
             return
         what = self.describe(run)
-        with self.client.download(locator.url, classify=_classify(what),
-                                  chunk_size=self.chunk_size) as chunks:
+        with self.client.download(locator.url, classify=_classify(what)) as chunks:
             yield checked_size(iter(chunks), locator.size, what)
 
 

@@ -87,7 +87,6 @@ class ObsSource(Source):
                               log=self.log,
                               headers={"X-Auth-Token": config.token.get_secret_value()})
         self.storage = HttpClient(options=config.http, stop=context.stop, log=self.log)
-        self.chunk_size = context.settings.chunk_size
         self.base = f"/v2/{quote(config.project_id, safe='')}/training-jobs"
 
     def close(self) -> None:
@@ -196,8 +195,7 @@ class ObsSource(Source):
             if response.status_code == 404:
                 raise RunGone(f"{what}: log object not found or purged at source (HTTP 404)")
 
-        with self.storage.download(lambda: self._fresh_link(run), classify=classify,
-                                   chunk_size=self.chunk_size) as chunks:
+        with self.storage.download(lambda: self._fresh_link(run), classify=classify) as chunks:
             yield iter(chunks)
 
     def _classify(self, response: httpx.Response, what: str) -> None:

@@ -61,7 +61,6 @@ class RestSource(Source):
             self.url_template = WORKFLOW_URL
         else:
             self.url_template = config.url or ""
-        self.chunk_size = context.settings.chunk_size
         self.client = HttpClient(config.base_url, options=config.http, auth=config.auth,
                                  headers=dict(config.headers), stop=context.stop, log=self.log)
 
@@ -121,8 +120,7 @@ class RestSource(Source):
 
         try:
             with self.client.download(url, params={"format": self.config.format},
-                                      classify=classify, on_response=stop_at_headers,
-                                      chunk_size=1024) as stream:
+                                      classify=classify, on_response=stop_at_headers) as stream:
                 for _ in stream:
                     break
         except _Headers as found:
@@ -154,7 +152,7 @@ class RestSource(Source):
         with self.client.download(
             url, params=params or None,
             classify=lambda response: self._classify(response, run.fields),
-            chunk_size=self.chunk_size, resume=self.config.range_resume,
+            resume=self.config.range_resume,
         ) as chunks:
             stream: Iterator[bytes] = iter(chunks)
             if self.config.format == "json" or self.config.response == "json-array":

@@ -20,8 +20,8 @@ import orjson
 from pydantic import Field
 
 from logarchive.plugin_api import (
-    Batch, BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, HttpClient,
-    Secret, SinkError, describe_response, epoch_seconds, hookimpl, refuse_redirect,
+    BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, HttpClient,
+    RequestBatch, Secret, SinkError, describe_response, epoch_seconds, hookimpl, refuse_redirect,
     render_run_template, retriable_error,
 )
 
@@ -141,7 +141,7 @@ class HecProtocol(BatchProtocol):
             doc["index"] = self.cfg.index
         return [orjson.dumps(doc)]
 
-    def classify(self, response: httpx.Response, batch: Batch) -> None:
+    def classify(self, response: httpx.Response, batch: RequestBatch) -> None:
         """Accept only HEC's own success, ``{"text": "Success", "code": 0}``."""
         body = self._refuse_errors(response, batch)
         if body.get("code") != 0:
@@ -149,7 +149,7 @@ class HecProtocol(BatchProtocol):
                             f"{describe_response(response)}; is url the HEC endpoint?",
                             fatal_for_sink=True)
 
-    def _refuse_errors(self, response: httpx.Response, batch: Batch) -> dict[str, Any]:
+    def _refuse_errors(self, response: httpx.Response, batch: RequestBatch) -> dict[str, Any]:
         """HEC's JSON reply of a 2xx answer; raise for anything else (redirects included)."""
         status = response.status_code
         body = json_object(response)
@@ -193,7 +193,7 @@ class HecProtocol(BatchProtocol):
     def poll_acks(self, client: HttpClient, tokens: list[Any]) -> set[Any]:
         def classify(response: httpx.Response) -> None:
             refuse_redirect(response, "Splunk HEC")
-            if not isinstance(self._refuse_errors(response, Batch(0, [])).get("acks"), dict):
+            if not isinstance(self._refuse_errors(response, RequestBatch(0, [])).get("acks"), dict):
                 raise SinkError("Splunk HEC ack answer has no acks object: "
                                 f"{describe_response(response)}")
 

@@ -1,4 +1,4 @@
-"""Generic run discovery from a paginated JSON list endpoint (for HTTP sources).
+"""Runs listed by a paginated JSON endpoint (for HTTP sources that find their runs by listing).
 
 A source that can list its runs (``GET /api/v1/runs?status=completed``) describes the endpoint
 with a :class:`ListEndpoint` config block: a URL template, a JSON pointer to the items, a mapping
@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from logarchive.errors import ConfigError, SourceError
 from logarchive.runs import STATUSES, parse_time
+from logarchive.templates import UnknownFields, render_template
 
 _MISSING = object()
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Words APIs use for run states, normalised to logarchive's statuses (lower-cased lookup).
 DEFAULT_STATUS_MAP: dict[str, str] = {
@@ -87,20 +87,17 @@ def fill_template(template: str, values: Mapping[str, str], *, quote_values: boo
     """Replace ``{name}`` with ``values[name]``, URL-quoted (no ``/`` survives, so a value such
     as ``../admin`` cannot change the path). Unknown names raise ConfigError."""
 
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise ConfigError(
-                f"template {template!r} uses {{{name}}}, not one of: {', '.join(values) or '-'}"
-            )
-        value = str(values[name])
-        return quote(value, safe="") if quote_values else value
+    def url_value(value: Any, spec: str) -> str:
+        text = format(value, spec)
+        return quote(text, safe="") if quote_values else text
 
-    return _PLACEHOLDER.sub(sub, template)
-
-
-def template_names(template: str) -> list[str]:
-    return _PLACEHOLDER.findall(template)
+    try:
+        return render_template(template, values, convert=url_value)
+    except UnknownFields as exc:
+        raise ConfigError(f"template {template!r} uses {{{exc.names[0]}}}, not one of: "
+                          f"{', '.join(values) or '-'}") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def normalise_status(value: Any, mapping: Mapping[str, str] | None = None) -> str:
@@ -315,5 +312,4 @@ def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] 
 
 
 __all__ = ["DEFAULT_STATUS_MAP", "ListEndpoint", "ListedRun", "fill_template", "json_pointer",
-           "item_problem", "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header",
-           "template_names"]
+           "item_problem", "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header"]
