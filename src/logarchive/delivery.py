@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from logarchive import __version__
+from logarchive.version import __version__
 from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
 from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
 from logarchive.errors import (
