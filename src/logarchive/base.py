@@ -37,6 +37,22 @@ class SourceConfig(PluginConfig):
         description="Run statuses that are exported; others are skipped and picked up later.",
         examples=[["completed", "failed"]],
     )
+    max_log_bytes: int = Field(
+        default=0, ge=0, description="Fail a run whose log grows past this many bytes (an "
+        "endless body); 0: no limit.", examples=[107374182400],
+    )
+    run_timeout: float = Field(
+        default=0, ge=0, description="Fail a run whose log takes longer than this many seconds "
+        "to read; 0: no limit.", examples=[86400],
+    )
+    min_bytes_per_second: float = Field(
+        default=1024, ge=0, description="Fail a run whose source sends fewer bytes per second "
+        "than this over min_rate_window (a trickle); 0: off.", examples=[1024],
+    )
+    min_rate_window: float = Field(
+        default=300, gt=0, description="Seconds over which min_bytes_per_second is measured "
+        "(time spent waiting for the source only).", examples=[300],
+    )
 
 
 class SinkConfig(PluginConfig):

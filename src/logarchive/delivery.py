@@ -39,6 +39,9 @@ from logarchive.pipeline import Pipeline
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
 from logarchive.secrets import redact
+from logarchive.sourcestream import (
+    Declared, StreamLimits, check_declared, declared_of, limited,
+)
 from logarchive.status import RunStatus
 
 log = structlog.get_logger("logarchive")
@@ -107,6 +110,7 @@ class RunDelivery:
     stats: SourceStats = field(default_factory=SourceStats)
     builder: RecordBuilder | None = None
     targets: list[Target] = field(default_factory=list)
+    declared: Declared = field(default_factory=Declared)
 
     def deliver(self, sinks: list[str], force: bool, progress: Progress) -> None:
         """Start a target per sink, feed them the log, commit each; record every outcome."""
@@ -155,8 +159,9 @@ class RunDelivery:
         """Read the run's log once, feeding every live target; raise when none is left."""
         if not self.targets:
             raise SinkError("no sink could start: " + self._states())
-        with self.pipe.source.open(self.run) as stream:
-            for chunk in stream:
+        source = self.pipe.source
+        with source.open(self.run) as stream:
+            for chunk in limited(stream, StreamLimits.of(source.name, source.config)):
                 if self.stop.is_set():
                     raise Interrupted("export stopped before the run finished")
                 if chunk:
@@ -166,6 +171,8 @@ class RunDelivery:
                     break
         if not self.targets:
             raise SinkError("every sink failed: " + self._states())
+        self.declared = declared_of(stream, self.run.size_hint)
+        check_declared(source.name, self.declared, self.stats.size, self.run.size_hint)
         self.feed(None)
 
     def feed(self, chunk: bytes | None) -> None:
@@ -359,7 +366,7 @@ class ByteTarget(Target):
             invalid_utf8=stats.invalid_utf8,
             records=builder.records if (builder and self.needs_records) else None,
             fmt=cfg.format, compression=cfg.compression, exported=delivery.exported_at,
-            version=__version__,
+            version=__version__, declared=delivery.declared.to_json(),
         )
         writer = self.sink.open_object(manifest_path(self.path))
         try:

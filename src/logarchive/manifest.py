@@ -1,7 +1,10 @@
 """Manifests: ``<object>.manifest.json`` beside every archived object.
 
 An auditor can verify an archive with the manifest alone: sha256 and size of the stored
-object and of the source bytes, line count, format, compression, the run and its metadata.
+object and of the source bytes, line count, format, compression, the run and its metadata, and
+what the source declared about the log before sending it (``source_declared``: its length, ETag
+or checksum), so a log shorter or longer than its source announced is provable from the
+manifest alone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def build_manifest(
     *, run: RunRef, sink: str, object_path: str, object_sha256: str, object_size: int,
     source_sha256: str, source_size: int, lines: int, invalid_utf8: int, records: int | None,
     fmt: str, compression: str, exported: datetime, version: str, extra: dict[str, Any] | None = None,
+    declared: dict[str, Any] | None = None,
 ) -> bytes:
     document = {
         "manifest_version": MANIFEST_VERSION,
@@ -42,6 +46,7 @@ def build_manifest(
             "lines": lines,
             "invalid_utf8": invalid_utf8,
         },
+        "source_declared": declared or {},
         "format": fmt,
         "compression": compression,
         "records": records,

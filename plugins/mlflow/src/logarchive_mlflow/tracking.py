@@ -20,7 +20,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from logarchive.plugin_api import RunGone, RunRef, SourceError, json_object, parse_time
+from logarchive.plugin_api import (
+    RunGone, RunRef, SourceError, SourceStream, json_object, parse_time,
+)
 
 from logarchive_mlflow.artifacts import (
     FileLocator, check_artifact_path, checked_size, join_location,
@@ -234,8 +236,9 @@ class Tracking(ApiClient):
                 yield chunks
             return
         what = self.describe(run)
-        with self.client.download(locator.url, classify=_classify(what)) as chunks:
-            yield checked_size(iter(chunks), locator.size, what)
+        with self.client.download(locator.url, classify=_classify(what),
+                                  size=locator.size) as chunks:
+            yield SourceStream(checked_size(chunks, locator.size, what), chunks.declared)
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
