@@ -58,7 +58,8 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]*(?::
 _QUERY = re.compile(r"(?P<sep>[?&;])(?P<key>[A-Za-z0-9_.-]+)=(?P<value>[^&\s\"'<>#]*)")
 _AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic|splunk)\s+[A-Za-z0-9._~+/=-]{4,}")
 # A whole value: after ``=`` (query, cookie) or ``: `` (header), up to a separator.
-_WHOLE_VALUE = re.compile(r"(?P<pre>(?:[=]|:[ \t]*))(?P<value>[^\s&;,\"'<>]+)(?=$|[\s&;,\"'<>])")
+_WHOLE_VALUE = re.compile(
+    r"(?P<pre>(?:[=]|:[ \t]*))(?P<value>[^\s&;,\"'<>=]+={0,2})(?=$|[\s&;,\"'<>])")
 # Credential elements of S3/OBS/GCS XML error bodies, which echo the presigned request.
 _XML_CREDENTIALS = re.compile(
     r"<(?P<tag>AWSAccessKeyId|SignatureProvided|StringToSign(?:Bytes)?|CanonicalRequest(?:Bytes)?"

@@ -63,10 +63,10 @@ def declared_of(stream: Iterable[bytes], size_hint: int | None) -> Declared:
 def check_declared(source: str, declared: Declared, received: int, size_hint: int | None) -> None:
     """Raise when the log's length differs from what the source declared (its stream's
     declaration or the run's ``size_hint``): a truncated or padded log is never committed."""
-    for what, size in (("declared", declared.size), ("listed (size_hint)", size_hint)):
+    for size in (declared.size, size_hint):
         if size is not None and size != received:
             raise SourceError(
-                f"received {received} bytes but the source {what} {size}; nothing was "
+                f"received {received} bytes but the source declared {size}; nothing was "
                 f"committed (sources.{source}: the log is cut short or changed at the source)",
                 retriable=True,
             )
