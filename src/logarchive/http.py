@@ -136,7 +136,13 @@ def describe_response(response: httpx.Response, limit: int = 300) -> str:
         body = ""
     request = response.request
     text = f"HTTP {response.status_code} from {request.method} {redact_url(str(request.url))}"
-    return redact_with(f"{text}: {body}" if body else text, link_values(response))
+    return mask_quoted(response, f"{text}: {body}" if body else text)
+
+
+def mask_quoted(response: httpx.Response, text: str) -> str:
+    """``text`` (which quotes ``response``, its body say) redacted, with the presigned values
+    of the links that led to the response masked too."""
+    return redact_with(text, link_values(response))
 
 
 def link_values(response: httpx.Response) -> list[str]:
@@ -547,4 +553,4 @@ def _transport_message(exc: BaseException) -> str:
 
 
 __all__ = ["AuthConfig", "BasicAuth", "HttpClient", "HttpOptions", "RETRIABLE_STATUS",
-           "describe_response", "json_object", "register_secret", "retry_after"]
+           "describe_response", "json_object", "mask_quoted", "register_secret", "retry_after"]

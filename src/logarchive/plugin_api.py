@@ -55,14 +55,14 @@ __all__ = [
 # blocks, and what a ``classify`` callback needs to sort responses.
 from logarchive.http import (  # noqa: E402
     RETRIABLE_STATUS, AuthConfig, BasicAuth, HttpClient, HttpOptions, describe_response,
-    describe_response_head, json_object, retry_after,
+    describe_response_head, json_object, mask_quoted, retry_after,
 )
 from logarchive.retry import RetryOptions, Retryable, call_with_retries  # noqa: E402
 
 __all__ += [
     "RETRIABLE_STATUS", "AuthConfig", "BasicAuth", "HttpBaseUrl", "HttpClient", "HttpOptions",
     "RetryOptions", "Retryable", "call_with_retries", "describe_response",
-    "describe_response_head", "json_object", "retry_after",
+    "describe_response_head", "json_object", "mask_quoted", "retry_after",
 ]
 
 

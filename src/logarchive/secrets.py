@@ -35,7 +35,8 @@ MIN_SUBSTRING = 6
 SENSITIVE_QUERY_KEYS = frozenset(
     k.lower()
     for k in (
-        "AWSAccessKeyId", "Signature", "Expires", "X-Amz-Signature", "X-Amz-Credential",
+        "AWSAccessKeyId", "AccessKeyId", "GoogleAccessId", "Signature", "Expires",
+        "X-Obs-Credential", "X-Obs-Signature", "SecurityToken", "X-Amz-Signature", "X-Amz-Credential",
         "X-Amz-Security-Token", "X-Amz-Date", "X-Goog-Signature", "X-Goog-Credential",
         "x-obs-security-token", "sig", "se", "sv", "token", "access_token", "api_key",
         "apikey", "key", "password", "secret", "client_secret", "code",

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from logarchive.plugin_api import (
-    RETRIABLE_STATUS, AuthConfig, HttpClient, Retryable, RunGone, SourceError, retry_after,
+    RETRIABLE_STATUS, AuthConfig, HttpClient, Retryable, RunGone, SourceError, mask_quoted,
+    retry_after,
 )
 from logarchive_mlflow.artifacts import ArtifactPatterns, read_location
 
@@ -31,7 +32,7 @@ def status_classifier(what: str, error_text: Callable[[httpx.Response], str], au
                 response.read()
             except httpx.HTTPError:
                 pass
-        message = f"{what}: HTTP {code}: {error_text(response)}"
+        message = mask_quoted(response, f"{what}: HTTP {code}: {error_text(response)}")
         if code in RETRIABLE_STATUS:
             raise Retryable(SourceError(message, retriable=True), retry_after(response))
         if code in (401, 403):
