@@ -430,15 +430,15 @@ class _Download:
                                     "cannot be checked against the log's length")
         start, end, total = _content_range(resp.headers.get("Content-Range"))
         expected_start = self.offset if ranged else 0
-        if start != expected_start or end < start or (total is not None and end >= total):
+        # A total of "*" could never prove the log complete: refused like a wrong range.
+        if start != expected_start or end < start or total is None or end >= total:
             asked = f"Range bytes={self.offset}-" if ranged else "a request without Range"
             raise self.client.error(f"the server answered {asked} with Content-Range "
                                     f"{resp.headers.get('Content-Range')!r}")
         if length is not None and length != end - start + 1:
             raise self.client.error(f"Content-Length {length} disagrees with Content-Range "
                                     f"{resp.headers.get('Content-Range')!r}")
-        if total is not None:
-            self._declare_total(total, "Content-Range")
+        self._declare_total(total, "Content-Range")
         return self.offset - start, end + 1
 
     def _check_etag(self, resp: httpx.Response) -> None:

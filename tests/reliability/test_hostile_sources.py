@@ -106,14 +106,14 @@ def response(status: str, body: bytes, headers: dict[str, str], *, cut: int | No
 @pytest.mark.scenario(
     "a source that lies about lengths and ranges",
     "raw-socket log servers: a Content-Length larger than the body, a 206 to a request "
-    "without Range (bytes 0-999 of 10800, with and without an ETag to resume), a resume "
-    "answered with the wrong Content-Range start, end or total or a Content-Length that "
+    "without Range (bytes 0-999 of the log), a resume answered with the wrong Content-Range "
+    "start, end or total, an unknown total (*), or a Content-Length that "
     "disagrees with it: never archived as complete (exit 1, nothing archived, the run failed in "
     "the ledger, no traceback), or resumed to the whole log (sha256 equal)",
 )
 @pytest.mark.parametrize("case", [
     "content-length-lies", "206-without-range", "wrong-start", "wrong-end", "wrong-total",
-    "length-disagrees",
+    "unknown-total", "length-disagrees",
 ])
 def test_lying_lengths_are_never_archived(tmp_path: Path, case: str) -> None:
     first_cut = 1000
@@ -130,6 +130,8 @@ def test_lying_lengths_are_never_archived(tmp_path: Path, case: str) -> None:
             "ETag": ETAG, "Content-Range": f"bytes {first_cut}-{total + 99}/{total + 100}"})],
         "wrong-total": [first, response("206 Partial Content", rest, {
             "ETag": ETAG, "Content-Range": f"bytes {first_cut}-{total - 1}/{total * 2}"})],
+        "unknown-total": [first, response("206 Partial Content", rest, {
+            "ETag": ETAG, "Content-Range": f"bytes {first_cut}-{total - 1}/*"})],
         "length-disagrees": [first, response("206 Partial Content", rest[:500], {
             "ETag": ETAG, "Content-Range": f"bytes {first_cut}-{total - 1}/{total}"})],
     }[case]
