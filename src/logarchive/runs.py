@@ -52,8 +52,13 @@ class RunRef:
 
     @cached_property
     def key(self) -> str:
-        """Stable identity across exports: ``source/field=value/...``. The ledger key."""
-        return self.source + "/" + "/".join(f"{k}={v}" for k, v in self.fields.items())
+        """Stable identity across exports: ``source/field=value/...``. The ledger key.
+
+        Injective: a value holding ``/`` or ``=`` (which would let two runs share a key) is
+        written ``field==`` + the value with ``%``, ``/`` and ``=`` percent-encoded; every other
+        value is written as is, so keys of such runs are what they always were.
+        """
+        return self.source + "/" + "/".join(f"{k}={key_value(v)}" for k, v in self.fields.items())
 
     @property
     def key_hash(self) -> str:
@@ -92,6 +97,16 @@ class RunRef:
             "completed": iso(self.completed),
             "metadata": self.metadata,
         }
+
+
+_KEY_ESCAPES = {"%": "%25", "/": "%2F", "=": "%3D"}
+
+
+def key_value(value: str) -> str:
+    """A field value as it appears in a run key (see :attr:`RunRef.key`)."""
+    if "/" not in value and "=" not in value:
+        return value
+    return "=" + "".join(_KEY_ESCAPES.get(c, c) for c in value)
 
 
 def iso(value: datetime | None) -> str | None:
