@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+import structlog
+
 from logarchive.codec import RECORD_KEYS
+
+log = structlog.get_logger("logarchive")
+_LEAP_SECOND = re.compile(r"\d{4}-\d\d-\d\d[T ]23:59:60")
 
 Status = Literal["pending", "running", "completed", "failed", "killed", "unknown"]
 STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "killed", "unknown")
@@ -133,6 +139,10 @@ def parse_time(value: Any) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError:
+            if _LEAP_SECOND.match(text):
+                log.warning("leap_second_dropped", time=text,
+                            reason="a leap second is not a time Python can hold: the time is "
+                                   "dropped (paths use the start or the export date)")
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     return None
