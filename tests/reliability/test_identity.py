@@ -247,8 +247,8 @@ def test_path_times_are_utc(tmp_path: Path, loopback: LoopbackServer) -> None:
 @pytest.mark.scenario(
     "re-export of an object the template no longer renders",
     "a run archived where an older release or an edited template put it: `export --force` "
-    "replaces it where the ledger records it (new bytes there), never a second copy; `verify` "
-    "passes",
+    "replaces it where the ledger records it (new bytes there), never a second copy, while a "
+    "new run lands where the template says; `verify` passes",
 )
 def test_force_replaces_where_the_ledger_says(tmp_path: Path, loopback: LoopbackServer) -> None:
     api = RunsAPI([run("p", "r1", completed="2026-03-01T00:30:00+02:00")])
@@ -257,9 +257,11 @@ def test_force_replaces_where_the_ledger_says(tmp_path: Path, loopback: Loopback
     assert cli(config, "export").returncode == 0
     config = write_config(tmp_path, loopback.url, "{completed:%Y/%m/%d}/{id}.{ext}")
     api.version = 2
+    api.runs.append(run("p", "r2", completed="2026-03-01T00:30:00+02:00"))
     forced = cli(config, "export", "--force")
     assert forced.returncode == 0, forced.stdout + forced.stderr
-    assert objects(tmp_path / "archive") == {"2026/03/01/r1.txt": api.body(api.runs[0])}
+    assert objects(tmp_path / "archive") == {"2026/03/01/r1.txt": api.body(api.runs[0]),
+                                             "2026/02/28/r2.txt": api.body(api.runs[1])}
     verify = cli(config, "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
