@@ -293,3 +293,17 @@ def test_upgrade_from_0_1_0(tmp_path: Path, loopback: LoopbackServer) -> None:
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert objects(archive)["p/basic_training.txt"] == api.body(api.runs[0])
     assert json.loads(masked.read_bytes())["run"]["fields"]["id"] == "basic training"
+
+
+@pytest.mark.scenario(
+    "unusable --since values",
+    "`export --since` with 99999999999d (before year 1), ²d (a digit Python's int() takes but "
+    "no one types), 7x, an invalid date: exit 2 naming --since and the value, no traceback",
+)
+@pytest.mark.parametrize("value", ["99999999999d", "²d", "7x", "2026-13-45", "d", "-5d"])
+def test_unusable_since_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", "{id}.{ext}")
+    result = cli(config, "export", "--since", value)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--since" in result.stderr and value in result.stderr
+    assert not (tmp_path / "archive").exists()
