@@ -81,6 +81,13 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def ok(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a command that must succeed (exit 0)."""
+    result = cli(config, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def ledger_rows(config: Path) -> list[dict[str, Any]]:
     result = cli(config, "ledger", "show", "--json")
     assert result.returncode == 0, result.stderr
@@ -102,6 +109,13 @@ def objects(root: Path) -> dict[str, bytes]:
             and ".logarchive-tmp" not in p.parts}
 
 
+def assert_next_export_downloads_nothing(config: Path, api: RunsAPI) -> None:
+    downloads = len(api.downloads)
+    result = cli(config, "export")
+    assert result.returncode == 0 and len(api.downloads) == downloads, result.stdout
+    assert "exported 0 run(s)" in result.stdout, result.stdout
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -120,8 +134,7 @@ def test_ambiguous_runs_get_two_keys(tmp_path: Path, loopback: LoopbackServer) -
     api = RunsAPI([run("p/run_id=x", "y"), run("p", "x/run_id=y")])
     loopback.handler = api
     config = write_config(tmp_path, loopback.url, "{project}/{id}.{ext}")
-    result = cli(config, "export")
-    assert result.returncode == 0, result.stdout + result.stderr
+    ok(config, "export")
     archive = tmp_path / "archive"
     stored = objects(archive)
     assert sorted(stored) == ["p/x_run_id=y.txt", "p_run_id=x/y.txt"]
@@ -136,9 +149,7 @@ def test_ambiguous_runs_get_two_keys(tmp_path: Path, loopback: LoopbackServer) -
     assert sorted(d["run"]["key"] for d in found.values()) == keys
     assert sorted(json.dumps(d["run"]["fields"]) for d in found.values()) == sorted(
         json.dumps({"project": r["project"], "id": r["id"]}) for r in api.runs)
-    downloads = len(api.downloads)
-    again = cli(config, "export")
-    assert again.returncode == 0 and len(api.downloads) == downloads, again.stdout
+    assert_next_export_downloads_nothing(config, api)
 
 
 @pytest.mark.scenario(
@@ -160,17 +171,14 @@ def test_credential_looking_ids_stay_verbatim(tmp_path: Path, loopback: Loopback
     assert keys == sorted(d["run"]["key"] for d in found.values())
     assert "api/project=p/id=basic training" in keys and "***" not in "".join(keys)
     api.version = 2
-    forced = cli(config, "export", "--force")
-    assert forced.returncode == 0, forced.stdout + forced.stderr
+    ok(config, "export", "--force")
     stored = objects(archive)
     assert len(stored) == 3 and sorted(stored.values()) == sorted(api.body(r) for r in api.runs)
     # A lost state directory: the archive's manifests give the ledger back, nothing is resent.
     rebuilt = write_config(tmp_path, loopback.url, "{project}/{id}.{ext}", state="state2")
     assert cli(rebuilt, "ledger", "rebuild").returncode == 0
     assert sorted(r["run_key"] for r in ledger_rows(rebuilt)) == keys
-    downloads = len(api.downloads)
-    after = cli(rebuilt, "export")
-    assert after.returncode == 0 and len(api.downloads) == downloads, after.stdout
+    assert_next_export_downloads_nothing(rebuilt, api)
 
 
 @pytest.mark.scenario(
@@ -182,15 +190,13 @@ def test_object_never_overwrites_a_manifest(tmp_path: Path, loopback: LoopbackSe
     api = RunsAPI([run("p", "x"), run("p", "x.json.manifest")])
     loopback.handler = api
     config = write_config(tmp_path, loopback.url, "{id}.{ext}", fmt="json")
-    result = cli(config, "export")
-    assert result.returncode == 0, result.stdout + result.stderr
+    ok(config, "export")
     archive = tmp_path / "archive"
     assert sorted(objects(archive)) == ["x.json", "x.json_manifest.json"]
     found = manifests(archive)
     assert {p: d["run"]["fields"]["id"] for p, d in found.items()} == {
         "x.json": "x", "x.json_manifest.json": "x.json.manifest"}
-    verify = cli(config, "verify")
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    ok(config, "verify")
 
 
 @pytest.mark.scenario(
@@ -258,12 +264,10 @@ def test_force_replaces_where_the_ledger_says(tmp_path: Path, loopback: Loopback
     config = write_config(tmp_path, loopback.url, "{completed:%Y/%m/%d}/{id}.{ext}")
     api.version = 2
     api.runs.append(run("p", "r2", completed="2026-03-01T00:30:00+02:00"))
-    forced = cli(config, "export", "--force")
-    assert forced.returncode == 0, forced.stdout + forced.stderr
+    ok(config, "export", "--force")
     assert objects(tmp_path / "archive") == {"2026/03/01/r1.txt": api.body(api.runs[0]),
                                              "2026/02/28/r2.txt": api.body(api.runs[1])}
-    verify = cli(config, "verify")
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    ok(config, "verify")
 
 
 @pytest.mark.scenario(
@@ -285,12 +289,9 @@ def test_upgrade_from_0_1_0(tmp_path: Path, loopback: LoopbackServer) -> None:
     archive = tmp_path / "archive"
     masked = archive / "p" / "basic_training.txt.manifest.json"
     masked.write_text(masked.read_text().replace("basic training", "basic ***"))
-    downloads = len(api.downloads)
-    again = cli(config, "export")
-    assert again.returncode == 0 and len(api.downloads) == downloads, again.stdout
+    assert_next_export_downloads_nothing(config, api)
     api.version = 2
-    forced = cli(config, "export", "--force", "--run", "basic training")
-    assert forced.returncode == 0, forced.stdout + forced.stderr
+    ok(config, "export", "--force", "--run", "basic training")
     assert objects(archive)["p/basic_training.txt"] == api.body(api.runs[0])
     assert json.loads(masked.read_bytes())["run"]["fields"]["id"] == "basic training"
 
