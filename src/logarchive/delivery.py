@@ -34,7 +34,7 @@ from logarchive.errors import (
 )
 from logarchive.ledger import Delivery, Ledger, RunLock, object_lock
 from logarchive.manifest import build_manifest, manifest_path, parse_manifest
-from logarchive.paths import check_name_lengths, render
+from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
@@ -425,12 +425,14 @@ class RecordTarget(Target):
 
 def archived_path(sink: ByteSink, previous: Delivery | None) -> str | None:
     """The path (relative to the sink's root) of the object the ledger records for this run,
-    if that object's manifest is still there."""
+    if that object's manifest is still there (and the path is not one 0.1.0 let collide with
+    a manifest)."""
     if previous is None or not previous.object:
         return None
     prefix = sink.describe("")
     path = previous.object[len(prefix):] if previous.object.startswith(prefix) else ""
-    if not path or sink.describe(path) != previous.object or not sink.exists(manifest_path(path)):
+    if (not path or not_a_manifest_name(path) != path or sink.describe(path) != previous.object
+            or not sink.exists(manifest_path(path))):
         return None
     return path
 

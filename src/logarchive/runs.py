@@ -60,10 +60,11 @@ class RunRef:
     def key(self) -> str:
         """Stable identity across exports: ``source/field=value/...``. The ledger key.
 
-        Injective: a value holding ``/`` (which would let two runs share a key) or starting with
-        ``=`` is written ``field==`` + the value with ``%``, ``/`` and ``=`` percent-encoded;
-        every other value is written as is (``exp;code=7``, ``50%``), so the keys of such runs
-        are what they always were.
+        Injective: a value with an ``=`` after a ``/`` (``p/run_id=x``: it would read as two
+        fields, and two runs could share a key) or starting with ``=`` is written ``field==`` +
+        the value with ``%``, ``/`` and ``=`` percent-encoded. Every other value is written as
+        is (``exp;code=7``, ``50%``, ``logs/train.log``: a ``/``-piece without ``=`` can only
+        continue the value before it), so the keys of such runs are what they always were.
         """
         return self.source + "/" + "/".join(f"{k}={key_value(v)}" for k, v in self.fields.items())
 
@@ -111,7 +112,7 @@ _KEY_ESCAPES = {"%": "%25", "/": "%2F", "=": "%3D"}
 
 def key_value(value: str) -> str:
     """A field value as it appears in a run key (see :attr:`RunRef.key`)."""
-    if "/" not in value and not value.startswith("="):
+    if "=" not in value.partition("/")[2] and not value.startswith("="):
         return value
     return "=" + "".join(_KEY_ESCAPES.get(c, c) for c in value)
 

@@ -278,7 +278,7 @@ def test_force_replaces_where_the_ledger_says(tmp_path: Path, loopback: Loopback
 )
 def test_upgrade_from_0_1_0(tmp_path: Path, loopback: LoopbackServer) -> None:
     api = RunsAPI([run("p", "basic training"), run("m", "50%"), run("m", "exp;code=7"),
-                   run("m=1", "run 7")])
+                   run("m=1", "run 7"), run("m", "logs/train.log"), run("m/a", "b/")])
     loopback.handler = api
     config = write_config(tmp_path, loopback.url, "{project}/{id}.{ext}")
     assert cli(config, "export").returncode == 0
