@@ -363,6 +363,13 @@ class ByteSink(_Plugin):
         """Where ``path`` is, for humans (a URL without credentials)."""
         return path
 
+    def name_limits(self) -> tuple[int | None, int | None]:
+        """The longest names the store takes, in bytes: (one path segment, the whole path
+        relative to the root; None: no limit). Every object name and its manifest's name are
+        checked against them before the object is written. The default: 255 per segment (local
+        filesystems) and 1024 per path (S3 and GCS keys)."""
+        return (255, 1024)
+
     def object_lock_status(self, path: str) -> dict[str, Any] | None:
         """What protects ``path`` from deletion in the store itself (an S3 Object Lock retention
         or legal hold), asked by ``logarchive retention`` before it deletes: a dict describing

@@ -32,9 +32,9 @@ from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceSta
 from logarchive.errors import (
     Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
 )
-from logarchive.ledger import Ledger, RunLock, object_lock
+from logarchive.ledger import Delivery, Ledger, RunLock, object_lock
 from logarchive.manifest import build_manifest, manifest_path, parse_manifest
-from logarchive.paths import render
+from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
@@ -148,7 +148,7 @@ class RunDelivery:
         self.ledger.start(self.run, name)
         try:
             if isinstance(sink, ByteSink):
-                return ByteTarget.open(name, sink, self)
+                return ByteTarget.open(name, sink, self, previous)
             resume_after = 0 if (force or previous is None) else previous.accepted
             return RecordTarget.open(name, sink, self, resume_after)
         except Exception as exc:  # one sink that cannot start must not stop the others
@@ -297,10 +297,16 @@ class ByteTarget(Target):
     size: int = 0
 
     @classmethod
-    def open(cls, name: str, sink: ByteSink, delivery: RunDelivery) -> ByteTarget:
+    def open(cls, name: str, sink: ByteSink, delivery: RunDelivery,
+             previous: Delivery | None = None) -> ByteTarget:
+        """Start the object: where the ledger says the run is archived (a re-export replaces it
+        there, even if the template now renders elsewhere), else where the template says. Both
+        names are checked against the store's limits before anything is written."""
         cfg = sink.config
-        path = render(cfg.path, delivery.run, ext=extension(cfg.format, cfg.compression),
-                      exported=delivery.exported_at)
+        path = archived_path(sink, previous) or render(
+            cfg.path, delivery.run, ext=extension(cfg.format, cfg.compression),
+            exported=delivery.exported_at)
+        check_name_lengths(path, cfg.path, sink.name_limits(), f"sink {name!r}")
         target = cls(name, sink, path, sink.open_object(path), FormatEncoder(cfg.format),
                      Compressor(cfg.compression, cfg.compression_level))
         target.put(target.encoder.header())
@@ -424,6 +430,20 @@ class RecordTarget(Target):
         self.delivery.abort()
 
 
+def archived_path(sink: ByteSink, previous: Delivery | None) -> str | None:
+    """The path (relative to the sink's root) of the object the ledger records for this run,
+    if that object's manifest is still there (and the path is not one 0.1.0 let collide with
+    a manifest)."""
+    if previous is None or not previous.object:
+        return None
+    prefix = sink.describe("")
+    path = previous.object[len(prefix):] if previous.object.startswith(prefix) else ""
+    if (not path or not_a_manifest_name(path) != path or sink.describe(path) != previous.object
+            or not sink.exists(manifest_path(path))):
+        return None
+    return path
+
+
 def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool:
     """Check what is already stored under ``path`` before replacing it.
 
@@ -435,7 +455,9 @@ def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool
     if sink.exists(manifest_path(path)):
         existing = _read_manifest(sink, path)
         owner = existing.get("run", {}).get("key")
-        if owner != run.key:
+        # Release 0.1.0 masked credential-looking run ids in manifests (``basic ***``):
+        # such a manifest is still this run's.
+        if owner not in (run.key, redact(run.key)):
             raise SinkError(
                 f"{where} already holds run {owner}; the path template {sink.config.path!r} maps "
                 f"two runs to one object: add a field that tells them apart"

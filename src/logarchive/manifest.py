@@ -54,7 +54,18 @@ def build_manifest(
         "run": run.to_json(),
         **(extra or {}),
     }
-    return orjson.dumps(redact_value(document), option=orjson.OPT_INDENT_2) + b"\n"
+    return orjson.dumps(_redact_all_but_identity(document, run), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _redact_all_but_identity(document: dict[str, Any], run: RunRef) -> dict[str, Any]:
+    """Mask secret-looking values (metadata, extras), but never the run's identity or the object
+    path: a run id like ``basic training`` or ``exp;code=7`` is stored verbatim, or ``--force``,
+    ``ledger rebuild`` and legal holds could never match the run again."""
+    redacted = redact_value(document)
+    redacted["sink"] = document["sink"]
+    redacted["object"]["path"] = document["object"]["path"]
+    redacted["run"].update(source=run.source, key=run.key, fields=dict(run.fields))
+    return redacted
 
 
 def parse_manifest(data: bytes) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -16,18 +17,27 @@ from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import RunStatus
 
 
-def parse_since(value: str | None) -> datetime | None:
-    """``--since``: a duration back from now (``7d``, ``12h``) or an ISO date (UTC if naive)."""
+_SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"([0-9]+)([smhdw])")
+
+
+def parse_since(ctx: click.Context, param: click.Parameter, value: str | None
+                ) -> datetime | None:
+    """``--since``: a duration back from now (``7d``, ``12h``) or an ISO date (UTC if naive).
+    Anything else is a usage error naming the option (exit 2), never a traceback."""
     if value is None:
         return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if value[-1:] in units and value[:-1].isdigit():
-        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    match = _DURATION.fullmatch(value)
     try:
+        if match:
+            seconds = int(match[1]) * _SINCE_UNITS[match[2]]
+            return datetime.now(timezone.utc) - timedelta(seconds=seconds)
         parsed = datetime.fromisoformat(value)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} reaches back before the year 1") from None
     except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a duration (7d, 12h) nor an ISO date") from None
+        raise click.BadParameter(f"{value!r} is neither a duration (digits 0-9 and one of "
+                                 "s, m, h, d, w: 7d, 12h) nor an ISO date") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -92,14 +102,15 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
 @click.option("--pipeline", "-p", help="Only this pipeline.")
 @click.option("--run", "runs", multiple=True, metavar="ID",
               help="Only runs with this field value, key or field=value (repeatable).")
-@click.option("--since", metavar="WHEN", help="Only runs completed since (7d, 12h, or ISO date).")
+@click.option("--since", metavar="WHEN", callback=parse_since,
+              help="Only runs completed since (7d, 12h, or ISO date).")
 @click.option("--dry-run", is_flag=True, help="Show what would be exported; write nothing.")
 @click.option("--force", is_flag=True, help="Re-deliver runs the ledger says are delivered.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), help="Runs in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @config_option
 @click.pass_obj
-def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since: str | None,
+def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since: datetime | None,
                dry_run: bool, force: bool, workers: int | None, as_json: bool) -> None:
     """Export every finished run that is not delivered yet (the main job).
 
@@ -111,7 +122,7 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
     stop = StopEvent()
     install_signal_handlers(stop)
     on_terminal = sys.stderr.isatty() and not as_json and state.verbosity >= 0
-    summary = export(config, pipeline, runs=runs, since=parse_since(since), dry_run=dry_run,
+    summary = export(config, pipeline, runs=runs, since=since, dry_run=dry_run,
                      force=force, workers=workers, stop=stop,
                      progress=RichProgress() if on_terminal else None)
     if as_json:

@@ -139,6 +139,16 @@ class FsSink(ByteSink):
     def describe(self, path: str) -> str:
         return display_url(self.protocol, self._full(path))
 
+    def name_limits(self) -> tuple[int | None, int | None]:
+        """Local: 255 bytes per name, 4095 per full path (Linux NAME_MAX, PATH_MAX); S3/GCS:
+        1024 bytes per key, the root's prefix included; memory: none."""
+        if self.protocol in LOCAL_PROTOCOLS:
+            return (255, 4095 - len(self.root.encode()) - 1)
+        if self.protocol == "memory":
+            return (None, None)
+        prefix = self.root.partition("/")[2]  # the key prefix after the bucket
+        return (None, 1024 - len(prefix.encode()) - (1 if prefix else 0))
+
     def open_object(self, path: str) -> ObjectWriter:
         full = self._full(path)
         try:
