@@ -192,7 +192,9 @@ class RunDelivery:
         """Commit one target; a failure is recorded for that target alone."""
         try:
             target.commit(self)
-        except LedgerError:
+        except LedgerError:  # the state is unusable (full state_dir...): stop, nothing partial
+            for each in self.targets:  # aborting a committed target changes nothing
+                each.abort()
             raise
         except Interrupted as exc:
             target.abort()

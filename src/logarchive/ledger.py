@@ -266,7 +266,8 @@ def state_dir_full(state_dir: str | os.PathLike[str], error: BaseException) -> S
     no_space = stats is not None and stats.f_bavail == 0
     if cause is None and not (no_inodes or no_space):
         return None
-    what = "no inodes left" if no_inodes else "no space left"
+    what = ("no inodes left" if no_inodes else "no space left" if no_space
+            else "no space or inodes left")  # ENOSPC is both; some may be free again by now
     return StateDirFull(
         f"state_dir {state_dir} is full ({what}): the ledger and the run locks cannot be "
         "written, so the export stopped. What the ledger records as delivered is archived; "
