@@ -28,8 +28,16 @@ def local_sink(out: Path, **extra: object) -> dict[str, dict[str, object]]:
 
 
 def statuses(state: Path) -> list[str]:
-    with sqlite3.connect(state / "ledger.sqlite3") as db:
+    """The status of every (run, sink) in the ledger; none before the ledger exists."""
+    if not (state / "ledger.sqlite3").exists():
+        return []
+    db = sqlite3.connect(f"file:{state / 'ledger.sqlite3'}?mode=ro", uri=True, timeout=30)
+    try:
         return sorted(row[0] for row in db.execute("SELECT status FROM deliveries"))
+    except sqlite3.OperationalError:  # created but no table yet
+        return []
+    finally:
+        db.close()
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -150,8 +158,9 @@ def test_sighup_stops_like_sigterm(tmp_path: Path, record) -> None:
     config = write_config(tmp_path / "c.toml", state, tmp_path / "logs",
                           local_sink(out, format="ndjson"), workers=1, chunk_size=4096)
     process = start_export(config)
+    # Signal mid-run: a run archived, and the next one under way (in_progress in the ledger).
     deadline = time.monotonic() + 60
-    while not list(out.rglob("*.manifest.json")):
+    while not {"delivered", "in_progress"} <= set(statuses(state)):
         assert process.poll() is None and time.monotonic() < deadline, "export never started"
         time.sleep(0.01)
     if process.poll() is not None:
