@@ -1,23 +1,20 @@
 """The state directory, signals and stdout of a real `logarchive export` process: lock files do
-not pile up, a full state filesystem is one clear error, SIGHUP stops cleanly like SIGTERM, a
-reader that closes stdout early changes nothing, and a sink that forgets its objects is refused
-unless the config says so and is then never recorded as delivered."""
+not pile up, a full state filesystem is one clear error, a reader that closes stdout early
+changes nothing, and a sink that forgets its objects is refused unless the config says so and is
+then never recorded as delivered. (SIGHUP is tested with SIGTERM in test_kill.py.)"""
 
 from __future__ import annotations
 
 import fcntl
 import os
-import signal
-import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import fsspec
 import pytest
 
 from logarchive_testsupport.processes import (
-    EXE, check_archive, make_logs, run_export, start_export, write_config,
+    EXE, check_archive, ledger_statuses, make_logs, run_export, start_export, write_config,
 )
 
 ARCHIVE = {"path": "{model_id}/{run_id}.{ext}"}
@@ -25,19 +22,6 @@ ARCHIVE = {"path": "{model_id}/{run_id}.{ext}"}
 
 def local_sink(out: Path, **extra: object) -> dict[str, dict[str, object]]:
     return {"local": {"type": "fs", "url": str(out), **ARCHIVE, **extra}}
-
-
-def statuses(state: Path) -> list[str]:
-    """The status of every (run, sink) in the ledger; none before the ledger exists."""
-    if not (state / "ledger.sqlite3").exists():
-        return []
-    db = sqlite3.connect(f"file:{state / 'ledger.sqlite3'}?mode=ro", uri=True, timeout=30)
-    try:
-        return sorted(row[0] for row in db.execute("SELECT status FROM deliveries"))
-    except sqlite3.OperationalError:  # created but no table yet
-        return []
-    finally:
-        db.close()
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -148,39 +132,6 @@ def test_state_dir_out_of_inodes_is_one_clear_error(tmp_path: Path, small_tmpfs:
 
 
 @pytest.mark.scenario(
-    "SIGHUP mid-export",
-    "handled like SIGTERM: exit 129, no partial object, interrupted runs recorded, next export "
-    "delivers the rest exactly once",
-)
-def test_sighup_stops_like_sigterm(tmp_path: Path, record) -> None:
-    logs = make_logs(tmp_path / "logs", runs=8, lines_per_run=30000)
-    state, out = tmp_path / "state", tmp_path / "out"
-    config = write_config(tmp_path / "c.toml", state, tmp_path / "logs",
-                          local_sink(out, format="ndjson"), workers=1, chunk_size=4096)
-    process = start_export(config)
-    # Signal mid-run: a run archived, and the next one under way (in_progress in the ledger).
-    deadline = time.monotonic() + 60
-    while not {"delivered", "in_progress"} <= set(statuses(state)):
-        assert process.poll() is None and time.monotonic() < deadline, "export never started"
-        time.sleep(0.01)
-    if process.poll() is not None:
-        pytest.fail("export finished before it could be signalled; make the logs bigger")
-    process.send_signal(signal.SIGHUP)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 129, err
-    assert "received SIGHUP" in err and "Traceback" not in err
-    fs = fsspec.filesystem("file")
-    assert [p for p in fs.find(str(out)) if p.rsplit("/", 1)[-1].startswith(".")] == []
-    assert "interrupted" in statuses(state)
-    done = len(list(out.rglob("*.manifest.json")))
-    record(f"{done} of 8 runs complete at SIGHUP")
-    again = run_export(config)
-    assert again.returncode == 0, again.stderr
-    assert check_archive(fs, str(out), logs, "ndjson") == []
-    assert "exported 0 run(s), skipped 8" in run_export(config).stdout
-
-
-@pytest.mark.scenario(
     "stdout closed early (`logarchive export | head -1`)",
     "120 runs, the reader takes one line and closes the pipe: the export still exits 0 (the "
     "delivery's status), every run archived, no traceback",
@@ -233,4 +184,4 @@ def test_non_durable_sink_needs_the_key_and_is_never_recorded_delivered(tmp_path
         result = run_export(config)
         assert result.returncode == 0, result.stderr
         assert "exported 3 run(s), skipped 0" in result.stdout
-        assert statuses(state) == ["volatile"] * 3
+        assert ledger_statuses(state) == ["volatile"] * 3
