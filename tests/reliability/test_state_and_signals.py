@@ -132,7 +132,7 @@ def test_state_dir_out_of_inodes_is_one_clear_error(tmp_path: Path, small_tmpfs:
 
 
 @pytest.mark.scenario(
-    "stdout closed early (`logarchive export | head -1`)",
+    "stdout closed early (export piped into `head -1`)",
     "120 runs, the reader takes one line and closes the pipe: the export still exits 0 (the "
     "delivery's status), every run archived, no traceback",
 )
