@@ -134,6 +134,13 @@ class ByteSinkConfig(SinkConfig):
         default=None, description="Retention rules applied by `logarchive retention plan|apply` "
         "(see docs/retention.md).", examples=[{"max_age_days": 400, "keep_last": 50}],
     )
+    allow_non_durable: bool = Field(
+        default=False,
+        description="Accept a root whose objects vanish with the process (memory://): for tests "
+        "and trials only. Without it such a sink is refused; with it, its deliveries are "
+        "recorded as `volatile`, never `delivered`, so every export delivers them again.",
+        examples=[True],
+    )
 
     @field_validator("path")
     @classmethod
@@ -340,6 +347,15 @@ class ByteSink(_Plugin):
 
     kind: ClassVar[str] = "bytes"
     Config: ClassVar[type[ByteSinkConfig]] = ByteSinkConfig
+
+    @classmethod
+    def durable(cls, config: ByteSinkConfig) -> bool:
+        """Whether an object committed with ``config`` outlives the process that wrote it (an
+        in-memory root does not). Asked when the config is loaded, without touching the network:
+        a sink that is not durable is refused unless its config sets ``allow_non_durable``, and
+        its deliveries are then recorded as ``volatile``, never ``delivered``. The default:
+        durable."""
+        return True
 
     def open_object(self, path: str) -> ObjectWriter:
         """Start writing ``path`` (relative to the sink's root, already sanitised)."""

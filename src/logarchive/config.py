@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from logarchive.base import ByteSinkConfig, PluginConfig
+from logarchive.base import ByteSink, ByteSinkConfig, PluginConfig
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 
@@ -220,11 +220,28 @@ def _plugin_config(types: dict[str, PluginType], section: str, name: str, table:
         config = plugin.cls.Config.model_validate(table, context={"deprecated": deprecated})
     except ValidationError as exc:
         raise _config_error(exc, path, prefix, plugin.cls.Config) from None
+    _refuse_non_durable(plugin, config, path, prefix)
     notes = tuple(f"{section}.{name}.{old} is deprecated: use {section}.{name}.{new}"
                   for old, new in deprecated)
     for note in notes:
         log.warning("config_key_deprecated", file=path, message=note)
     return PluginInstanceConfig(name=name, plugin=plugin, config=config, warnings=notes)
+
+
+def _refuse_non_durable(plugin: PluginType, config: Any, path: str,
+                        prefix: tuple[str, str]) -> None:
+    """A byte sink whose objects vanish with the process would have the ledger call runs
+    archived that are not: refused unless the config says it is meant."""
+    if not issubclass(plugin.cls, ByteSink) or not isinstance(config, ByteSinkConfig):
+        return
+    if not config.allow_non_durable and not plugin.cls.durable(config):
+        raise ConfigError(
+            "this sink keeps its objects in the memory of the process: they vanish when it "
+            "exits, so nothing delivered to it is archived. Use a durable root, or set "
+            "allow_non_durable = true (tests, trials): its deliveries are then recorded as "
+            "volatile and delivered again by every export",
+            file=path, key=".".join(prefix) + ".allow_non_durable",
+        )
 
 
 _URL_WITH_CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")

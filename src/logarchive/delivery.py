@@ -199,7 +199,9 @@ class RunDelivery:
         """Commit one target; a failure is recorded for that target alone."""
         try:
             target.commit(self)
-        except LedgerError:
+        except LedgerError:  # the state is unusable (full state_dir...): stop, nothing partial
+            for each in self.targets:  # aborting a committed target changes nothing
+                each.abort()
             raise
         except Interrupted as exc:
             target.abort()
@@ -211,13 +213,15 @@ class RunDelivery:
             self.fail(target.name, exc)
 
     def delivered(self, name: str, *, object: str | None, sha256: str | None = None,
-                  size: int | None = None, accepted: int = 0) -> None:
+                  size: int | None = None, accepted: int = 0, durable: bool = True) -> None:
         """Record that ``name`` has the run (called by a target's commit); ``sha256`` and
-        ``size`` default to the source's."""
+        ``size`` default to the source's. A sink that forgets what it holds (not ``durable``)
+        is recorded ``volatile``: the next export delivers the run again."""
         self.ledger.delivered(self.run, name, object=object,
                               sha256=self.stats.sha256 if sha256 is None else sha256,
                               size=self.stats.size if size is None else size,
-                              lines=self.stats.lines, accepted=accepted)
+                              lines=self.stats.lines, accepted=accepted,
+                              status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE)
         self.result.sinks[name] = RunStatus.DELIVERED.value
 
     def fail(self, name: str, error: BaseException) -> None:
@@ -359,7 +363,8 @@ class ByteTarget(Target):
             if not (keep and self.sink.exists(manifest_path(self.path))):
                 self._write_manifest(delivery, digest)
         where = self.sink.describe(self.path)
-        delivery.delivered(self.name, object=where, sha256=digest, size=self.size)
+        delivery.delivered(self.name, object=where, sha256=digest, size=self.size,
+                           durable=self.sink.durable(self.sink.config))
         log.info("run_exported", run=delivery.run.key, sink=self.name, object=where,
                  bytes=stats.size, stored_bytes=self.size, lines=stats.lines)
 

@@ -80,5 +80,12 @@ class LedgerError(LogarchiveError):
     """The ledger cannot be read or written."""
 
 
+class StateDirFull(LedgerError):
+    """The filesystem of ``state_dir`` has no space or no inodes left: the export stops at once,
+    exit status 3 (:attr:`ExitCode.STATE_FULL`)."""
+
+    exit_code: int = ExitCode.STATE_FULL
+
+
 class Interrupted(LogarchiveError):
     """The export was asked to stop (SIGTERM/SIGINT) before this run finished."""

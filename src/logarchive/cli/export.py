@@ -11,8 +11,12 @@ from typing import Any
 import click
 
 from logarchive.base import StopEvent
-from logarchive.cli.common import State, config_option, dump_json, install_signal_handlers
+from logarchive.cli.common import (
+    State, config_option, dump_json, install_signal_handlers, printing_may_stop,
+)
 from logarchive.engine import export
+from logarchive.errors import LedgerError
+from logarchive.ledger import state_dir_full
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import RunStatus
 
@@ -122,11 +126,15 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
     stop = StopEvent()
     install_signal_handlers(stop)
     on_terminal = sys.stderr.isatty() and not as_json and state.verbosity >= 0
-    summary = export(config, pipeline, runs=runs, since=since, dry_run=dry_run,
-                     force=force, workers=workers, stop=stop,
-                     progress=RichProgress() if on_terminal else None)
-    if as_json:
-        dump_json(summary.to_json())
-    else:
-        print_summary(summary, dry_run)
+    try:
+        summary = export(config, pipeline, runs=runs, since=since, dry_run=dry_run,
+                         force=force, workers=workers, stop=stop,
+                         progress=RichProgress() if on_terminal else None)
+    except (LedgerError, OSError) as exc:  # out of space or inodes: one error, its exit code
+        raise state_dir_full(config.state_dir, exc) or exc
+    with printing_may_stop():  # `logarchive export | head -1`: the delivery's status all the same
+        if as_json:
+            dump_json(summary.to_json())
+        else:
+            print_summary(summary, dry_run)
     sys.exit(summary.exit_code)

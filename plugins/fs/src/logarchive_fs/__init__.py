@@ -133,6 +133,11 @@ class FsSink(ByteSink):
                 self.log.info("temp_files_removed", count=removed, folder=str(self.temp_dir),
                               reason="left by writers that died")
 
+    @classmethod
+    def durable(cls, config: FsConfig) -> bool:  # type: ignore[override]
+        """``memory://`` keeps objects in this process only: they vanish when it exits."""
+        return config.url.partition("://")[0].lower() != "memory"
+
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}"
 

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -79,6 +80,20 @@ def kill_after(process: subprocess.Popen[str], seconds: float, sig: int = signal
     process.send_signal(sig)
     process.wait(timeout=60)
     return True
+
+
+def ledger_statuses(state: Path) -> list[str]:
+    """The status of every (run, sink) in the ledger under ``state``, read while an export may
+    be writing it; none before the ledger exists."""
+    if not (state / "ledger.sqlite3").exists():
+        return []
+    db = sqlite3.connect(f"file:{state / 'ledger.sqlite3'}?mode=ro", uri=True, timeout=30)
+    try:
+        return sorted(row[0] for row in db.execute("SELECT status FROM deliveries"))
+    except sqlite3.OperationalError:  # created, no table yet
+        return []
+    finally:
+        db.close()
 
 
 def decode_object(path: str, data: bytes) -> bytes:
