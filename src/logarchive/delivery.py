@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -32,7 +33,7 @@ from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceSta
 from logarchive.errors import (
     Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
 )
-from logarchive.ledger import Delivery, Ledger, RunLock, object_lock
+from logarchive.ledger import Delivery, Ledger, RunLock, object_lock, state_error
 from logarchive.manifest import build_manifest, manifest_path, parse_manifest
 from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
@@ -67,7 +68,11 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
     started = time.monotonic()
     result = RunResult(pipe.config.name, run, RunStatus.EXPORTED)
     lock = RunLock(state_dir, run.key_hash)
-    if not lock.acquire():
+    try:
+        claimed = lock.acquire()
+    except OSError as exc:  # e.g. a file named `locks` in state_dir
+        raise LedgerError(state_error(Path(state_dir), exc)) from None
+    if not claimed:
         result.status = RunStatus.LOCKED
         log.info("run_locked", run=run.key, reason="another export is delivering it")
         return result
