@@ -24,7 +24,9 @@ split, permanent). Everything else lives here, once:
   acknowledgements get ``stop_grace`` seconds to settle, so that a stopped export resumes
   exactly after what the receiver holds;
 - deterministic event ids (:func:`event_id`) from (source, run key, seq, part) for downstream
-  deduplication of the one batch that may be in flight at a SIGKILL.
+  deduplication of the batches (at most ``max_in_flight`` per run) in flight at a SIGKILL;
+- a batch that used up its retries on network errors (no answer at all) gives the sink up for
+  the rest of the export (:meth:`BatchingSink.give_up_error`): the other runs' retries stop.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ class BatchingSinkConfig(RecordSinkConfig):
     )
     max_in_flight: int = Field(
         default=1, ge=1, le=16,
-        description="Batches sent but not yet accepted at once. 1 keeps the exactly-once "
-        "promise across SIGKILL to one batch; more is faster and may duplicate up to this many.",
+        description="Batches sent but not yet accepted at once, per run. 1 keeps the "
+        "exactly-once promise across SIGKILL to one batch per run being delivered; more is "
+        "faster and may duplicate up to this many per run.",
         examples=[1],
     )
     stop_grace: float = Field(
