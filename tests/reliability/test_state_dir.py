@@ -63,24 +63,3 @@ def test_a_file_named_locks_in_state_dir(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert f"{state / 'locks'}: exists and is not a directory" in lines[0]
     assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.scenario(
-    "a corrupt ledger",
-    "a ledger file that is not SQLite: one line saying the integrity check found it corrupt, "
-    "advising to move it away and `logarchive ledger rebuild`, exit 1, no traceback",
-)
-def test_a_corrupt_ledger_is_named_corrupt(tmp_path: Path) -> None:
-    make_logs(tmp_path / "logs", runs=1, lines_per_run=10)
-    state = tmp_path / "state"
-    config = write_config(tmp_path / "c.toml", state, tmp_path / "logs",
-                          local_sink(tmp_path / "out"))
-    assert run_export(config).returncode == 0
-    for leftover in ("ledger.sqlite3-wal", "ledger.sqlite3-shm"):
-        (state / leftover).unlink(missing_ok=True)
-    (state / "ledger.sqlite3").write_bytes(b"this is not a ledger" * 300)
-    corrupt = run_export(config)
-    assert corrupt.returncode == 1
-    assert "Traceback" not in corrupt.stdout + corrupt.stderr
-    assert "integrity check says it is corrupt" in corrupt.stderr
-    assert "move it away and run `logarchive ledger rebuild`" in corrupt.stderr

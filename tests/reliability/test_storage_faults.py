@@ -155,6 +155,7 @@ def test_corrupt_ledger_is_a_clear_error_then_rebuild(tmp_path: Path) -> None:
     broken = run_export(config)
     assert broken.returncode == 1
     assert "ledger" in broken.stderr and "ledger rebuild" in broken.stderr
+    assert "integrity check says it is corrupt" in broken.stderr  # only then: move it away
     assert "Traceback" not in broken.stderr
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "archive").rglob("*")} == before
     ledger.rename(tmp_path / "ledger.corrupt")
