@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from logarchive.testing.rawsocket import RawResponder
 from logarchive_testsupport.processes import run_export, write_config
 
 pytest.importorskip("logarchive_splunk")
@@ -18,35 +18,18 @@ from logarchive_splunk.testing import TOKEN, HecReceiver  # noqa: E402
 RETRIES = 2
 
 
-class AcceptAndClose:
-    """A loopback port that accepts every connection and closes it at once (a receiver that
-    is down behind a proxy, or a port in TIME_WAIT): counts the connections attempted."""
+class AcceptAndClose(RawResponder):
+    """A loopback port that accepts every connection and closes it at once, before reading a
+    byte (a receiver down behind a proxy): counts the connections attempted."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self._sock.settimeout(0.1)
-        self.port = int(self._sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__([b""])
         self.accepted = 0
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
 
-    def _serve(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except (TimeoutError, socket.timeout):
-                continue
+    def _answer(self, conn: socket.socket) -> None:
+        with self._lock:
             self.accepted += 1
-            conn.close()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
+        conn.close()
 
 
 def logs_with_blank_lines(root: Path, runs: int, lines: int) -> dict[str, bytes]:
@@ -83,7 +66,7 @@ def test_unreachable_sink_is_given_up_once(tmp_path: Path, record) -> None:
     from logarchive.batching import event_id
 
     logs = logs_with_blank_lines(tmp_path / "logs", runs=3, lines=40)
-    dead = AcceptAndClose()
+    dead = AcceptAndClose().start()
     try:
         config = write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs",
                               {"splunk": splunk_table(dead.url)}, workers=1)
