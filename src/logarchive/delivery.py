@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -32,7 +33,7 @@ from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceSta
 from logarchive.errors import (
     Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
 )
-from logarchive.ledger import Delivery, Ledger, RunLock, object_lock
+from logarchive.ledger import Delivery, Ledger, RunLock, object_lock, state_error
 from logarchive.manifest import build_manifest, manifest_path, parse_manifest
 from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
@@ -45,6 +46,8 @@ from logarchive.sourcestream import (
 from logarchive.status import RunStatus
 
 log = structlog.get_logger("logarchive")
+DEFERRED = RunStatus.DEFERRED.value
+_GIVE_UP = threading.Lock()
 
 
 def pending_sinks(ledger: Ledger, run: RunRef, sinks: list[str], force: bool) -> list[str] | None:
@@ -67,7 +70,11 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
     started = time.monotonic()
     result = RunResult(pipe.config.name, run, RunStatus.EXPORTED)
     lock = RunLock(state_dir, run.key_hash)
-    if not lock.acquire():
+    try:
+        claimed = lock.acquire()
+    except OSError as exc:  # e.g. a file named `locks` in state_dir
+        raise LedgerError(state_error(Path(state_dir), exc)) from None
+    if not claimed:
         result.status = RunStatus.LOCKED
         log.info("run_locked", run=run.key, reason="another export is delivering it")
         return result
@@ -115,6 +122,11 @@ class RunDelivery:
     def deliver(self, sinks: list[str], force: bool, progress: Progress) -> None:
         """Start a target per sink, feed them the log, commit each; record every outcome."""
         self.targets = [t for t in (self.start(name, force) for name in sinks) if t]
+        if not self.targets and self.result.sinks and all(
+                state.startswith(DEFERRED) for state in self.result.sinks.values()):
+            self.result.status = RunStatus.DEFERRED  # nothing to feed: the source is not read
+            self.result.error = "; ".join(f"{k}: {v}" for k, v in self.result.sinks.items())
+            return
         # Archives commit before aggregators, whose commit waits for acknowledgements.
         self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
         if any(t.needs_records for t in self.targets):
@@ -131,17 +143,16 @@ class RunDelivery:
             self.commit(target)
         self.result.bytes = self.stats.size
         self.result.lines = self.stats.lines
-        failed = {k: v for k, v in self.result.sinks.items() if v != "delivered"}
-        if self.result.status == RunStatus.EXPORTED and failed:
-            self.result.status = RunStatus.FAILED
-            self.result.error = "; ".join(f"{k}: {v}" for k, v in failed.items())
+        undelivered = {k: v for k, v in self.result.sinks.items() if v != "delivered"}
+        if self.result.status == RunStatus.EXPORTED and undelivered:
+            deferred = all(v.startswith(DEFERRED) for v in undelivered.values())
+            self.result.status = RunStatus.DEFERRED if deferred else RunStatus.FAILED
+            self.result.error = "; ".join(f"{k}: {v}" for k, v in undelivered.items())
 
     def start(self, name: str, force: bool) -> Target | None:
         """The target of sink ``name``, or None (recorded as failed) when it cannot start."""
-        if name in self.pipe.dead_sinks:  # e.g. an invalid token: no request is worth making
-            message = f"not attempted: {self.pipe.dead_sinks[name]}"
-            self.result.sinks[name] = f"failed: {message}"
-            self.ledger.failed(self.run, name, message)
+        if name in self.pipe.dead_sinks:  # an invalid token, unreachable: no request is worth it
+            self.defer(name)
             return None
         sink = self.pipe.sinks[name]
         previous = self.ledger.get(self.run.key, name)
@@ -225,13 +236,29 @@ class RunDelivery:
         self.result.sinks[name] = RunStatus.DELIVERED.value
 
     def fail(self, name: str, error: BaseException) -> None:
-        """Record that sink ``name`` failed this run (and, if the error says so, every run)."""
+        """Record that sink ``name`` failed this run; an error fatal for the sink gives it up
+        for the rest of the export (said once; its other runs are deferred)."""
         message = redact(str(error)) or type(error).__name__
-        if isinstance(error, SinkError) and error.fatal_for_sink:
-            self.pipe.dead_sinks.setdefault(name, message)
         self.result.sinks[name] = f"failed: {message}"
+        if isinstance(error, SinkError) and error.fatal_for_sink:
+            with _GIVE_UP:  # runs of one pipeline fail in parallel: one gives the sink up
+                first = name not in self.pipe.dead_sinks
+                self.pipe.dead_sinks.setdefault(name, message)
+            if not first:
+                self.defer(name)  # another run gave it up meanwhile: this one stays pending
+                return
+            self.ledger.failed(self.run, name, message)
+            log.error("sink_given_up", run=self.run.key, sink=name, endpoint=error.endpoint,
+                      error=message, detail=f"sink {name!r} is given up for the rest of this "
+                      "export; its other runs stay pending for the next export")
+            return
         self.ledger.failed(self.run, name, message)
         log.error("sink_failed", run=self.run.key, sink=name, error=message)
+
+    def defer(self, name: str) -> None:
+        """Leave the run pending at sink ``name``, given up in this export: the ledger keeps
+        what it had, the next export delivers it."""
+        self.result.sinks[name] = f"{DEFERRED} (sink given up in this export)"
 
     def end_all(self, exc: BaseException) -> None:
         """The run itself failed (source error, signal, nothing left to feed): abort every

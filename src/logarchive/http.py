@@ -239,8 +239,10 @@ class HttpClient:
             except httpx.TooManyRedirects:
                 raise self.error(f"{what}: {REDIRECT_LOOP}") from None
             except (httpx.TransportError, httpx.DecodingError) as exc:
-                raise Retryable(self.error(f"{what}: {_transport_message(exc)}",
-                                           retriable=True)) from None
+                error = self.error(f"{what}: {_transport_message(exc)}", retriable=True)
+                if isinstance(exc, httpx.TransportError):  # no answer at all: unreachable
+                    error.endpoint = endpoint(exc)
+                raise Retryable(error) from None
             if classify is not None:
                 classify(response)
             if response.status_code in retry_status:
@@ -537,7 +539,18 @@ def _failure_message(exc: BaseException) -> str:
     return str(exc.error) if isinstance(exc, Retryable) else _transport_message(exc)
 
 
+def endpoint(exc: BaseException) -> str | None:
+    """``host:port`` of the request a transport error happened on (None when unknown)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return None
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return f"{url.host}:{port}" if port else url.host
+
+
 def _transport_message(exc: BaseException) -> str:
+    """What went wrong on the wire, naming the peer's ``host:port``."""
     kind = {
         httpx.ConnectError: "connection refused or unreachable",
         httpx.ConnectTimeout: "connect timed out",
@@ -546,10 +559,14 @@ def _transport_message(exc: BaseException) -> str:
         httpx.ReadError: "connection reset",
         httpx.DecodingError: "the response body could not be decoded (invalid Content-Encoding)",
     }
-    for cls, text in kind.items():
-        if isinstance(exc, cls):
-            return redact(f"{text}: {exc}") if str(exc) else text
-    return redact(str(exc)) or type(exc).__name__
+    text = next((t for cls, t in kind.items() if isinstance(exc, cls)), "")
+    where = endpoint(exc)
+    if where:
+        text = f"{text} at {where}" if text else f"network error at {where}"
+    detail = str(exc)
+    if not text:
+        return redact(detail) or type(exc).__name__
+    return redact(f"{text}: {detail}") if detail else redact(text)
 
 
 __all__ = ["AuthConfig", "BasicAuth", "HttpClient", "HttpOptions", "RETRIABLE_STATUS",

@@ -115,29 +115,41 @@ class SQLiteLedger(Ledger):
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / "ledger.sqlite3"
-        self.created = not self.path.exists()  # a new (or lost) ledger: nothing is known delivered
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            (self.state_dir / "locks").mkdir(exist_ok=True)
+            # Overlapping exports (cron) on a fresh state_dir: one creates and migrates the
+            # ledger, the others wait their turn instead of failing with "database is locked".
+            with _file_lock(self.state_dir / "locks" / "ledger-open.lock"):
+                self.created = not self.path.exists()  # new (or lost): nothing known delivered
+                self._db = self._open()
+        except OSError as exc:
+            raise LedgerError(state_error(self.state_dir, exc)) from None
+        self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, then create or migrate the schema (the caller holds the open lock)."""
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
+                             isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                                 (str(SCHEMA_VERSION),))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                           (str(SCHEMA_VERSION),))
             elif int(row[0]) > SCHEMA_VERSION:
                 raise LedgerError(f"{self.path}: written by a newer logarchive (schema {row[0]})")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"ledger {self.path} cannot be opened: {exc}. If it is corrupt, move it away and "
-                "run `logarchive ledger rebuild` to restore it from the archive manifests."
-            ) from None
-        except OSError as exc:
-            raise LedgerError(f"state_dir {self.state_dir} is not usable: {exc.strerror}") from None
-        self._lock = threading.Lock()
+            advice = _corruption_advice(db)
+            db.close()
+            raise LedgerError(f"ledger {self.path} cannot be opened: {exc}. {advice}") from None
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         try:
@@ -236,6 +248,42 @@ class SQLiteLedger(Ledger):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def state_error(state_dir: Path, exc: OSError) -> str:
+    """One line for an OSError on the state directory, naming the path that failed."""
+    where = exc.filename if exc.filename is not None else state_dir
+    reason = "exists and is not a directory" if isinstance(exc, FileExistsError) else (
+        exc.strerror or str(exc))
+    return f"state_dir {state_dir} is not usable: {where}: {reason}"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive, blocking ``flock`` on ``path`` (released by the kernel if we die)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _corruption_advice(db: sqlite3.Connection) -> str:
+    """Advise moving the ledger away only when SQLite itself says it is corrupt: a lost ledger
+    re-delivers every run to aggregators, so a busy or unreadable ledger is never moved."""
+    try:
+        verdict = db.execute("PRAGMA integrity_check").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if "malformed" not in str(exc) and "not a database" not in str(exc):
+            return (f"Its integrity could not be checked ({exc}): do not move it away unless "
+                    "`PRAGMA integrity_check` reports corruption; retry when it is free.")
+        verdict = (str(exc),)
+    if verdict and verdict[0] == "ok":
+        return "The integrity check passed: do not move it away; retry when it is free."
+    return ("The integrity check says it is corrupt: move it away and run `logarchive ledger "
+            "rebuild` to restore it from the archive manifests (aggregators cannot be rebuilt: "
+            "runs delivered to them are sent again).")
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:

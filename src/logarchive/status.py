@@ -20,6 +20,7 @@ class RunStatus(enum.StrEnum):
     EXPORTED = "exported"          # delivered to every sink it was pending at
     SKIPPED = "skipped"            # every sink had it already
     LOCKED = "locked"              # another export is delivering it right now
+    DEFERRED = "deferred"          # a sink it is pending at was given up in this export
     # Both an outcome and a ledger state.
     FAILED = "failed"              # retried by the next export
     NOT_READY = "not_ready"        # the source says it is not finished: picked up later

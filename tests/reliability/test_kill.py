@@ -189,3 +189,83 @@ def test_sigterm_stops_cleanly(tmp_path: Path, record, sig: signal.Signals) -> N
     assert again.returncode == 0
     assert check_archive(fs, str(tmp_path / "out"), logs, "ndjson") == []
     assert "exported 0 run(s), skipped 8" in run_export(config).stdout
+
+
+KILLS = 5
+MAX_IN_FLIGHT = 2
+
+
+def resent_per_kill(receiver, marks: list[int]) -> list[int]:
+    """Per kill, the requests the receiver accepted before it (since the previous one) whose
+    events arrived again later: what that kill made the next export resend."""
+    first_request: dict[str, int] = {}
+    again: set[str] = set()
+    for n, request in enumerate(receiver.accepted):
+        for event in request.events:
+            if event.event_id in first_request:
+                again.add(event.event_id)
+            else:
+                first_request[event.event_id] = n
+    resent = {first_request[i] for i in again}
+    return [len([n for n in resent if start <= n < end])
+            for start, end in zip([0, *marks], marks)]
+
+
+@pytest.mark.scenario(
+    f"{KILLS} SIGKILLs in one export of logs with blank lines, then a clean export",
+    f"local archive, Splunk (ack) and Datadog, max_in_flight = {MAX_IN_FLIGHT}, 2 workers: "
+    "every line (blank and whitespace-only ones as the sinks' READMEs say) reaches each "
+    "receiver, none missing; per kill, at most max_in_flight batches per run being delivered "
+    "are resent, per sink; the archive holds every run once, byte for byte",
+)
+def test_five_sigkills_then_clean_export(tmp_path: Path, record) -> None:
+    extra, receivers = aggregators()
+    if not receivers:
+        pytest.skip("the splunk and datadog plugins are not installed")
+    workers = 2
+    logs = make_logs(tmp_path / "logs", runs=4, lines_per_run=12000, blank_every=9)
+    for table in extra.values():
+        table["max_in_flight"] = MAX_IN_FLIGHT
+    sinks = {"local": {"type": "fs", "url": str(tmp_path / "out"),
+                       "path": "{model_id}/{run_id}.{ext}"}, **extra}
+    config = write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs", sinks,
+                          workers=workers)
+    total = sum(data.count(b"\n") for data in logs.values()) // 200  # batches per sink
+    rng = random.Random(int(os.environ.get("LOGARCHIVE_KILL_SEED", "20261201")))
+    marks: dict[str, list[int]] = {name: [] for name, _ in receivers}
+    kills = 0
+    try:
+        for _ in range(3 * KILLS):
+            if kills == KILLS:
+                break
+            start = {name: len(r.accepted) for name, r in receivers}
+            step = max(1, int(total * rng.uniform(0.04, 0.12)))
+            process = start_export(config)
+            while process.poll() is None and all(
+                    len(r.accepted) - start[name] < step for name, r in receivers):
+                time.sleep(0.005)
+            if process.poll() is not None:
+                continue  # finished before the kill point: nothing in flight to count
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+            kills += 1
+            time.sleep(0.3)  # a request the killed process had on the wire is still answered
+            for name, receiver in receivers:
+                marks[name].append(len(receiver.accepted))
+        clean = run_export(config)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert "Traceback" not in clean.stderr
+        assert check_archive(fsspec.filesystem("file"), str(tmp_path / "out"), logs, "txt") == []
+        resent = {}
+        for name, receiver in receivers:
+            resent[name] = resent_per_kill(receiver, marks[name])
+            # No line missing, ids as expected; the bound on duplicates is per kill, below.
+            problems, _ = check_receiver(name, receiver, logs, 0, MAX_IN_FLIGHT * workers)
+            assert problems == [], (problems, resent)
+            assert all(n <= MAX_IN_FLIGHT * workers for n in resent[name]), resent
+    finally:
+        for _, receiver in receivers:
+            receiver.stop()
+    assert kills == KILLS
+    record(f"{kills} kills; batches resent per kill: "
+           + "; ".join(f"{k} {v}" for k, v in sorted(resent.items())))

@@ -19,12 +19,15 @@ import zstandard
 EXE = str(Path(sys.executable).parent / "logarchive")
 
 
-def make_logs(root: Path, runs: int, lines_per_run: int) -> dict[str, bytes]:
-    """Runs named m/run-N.log with realistic lines; returns {run_id: bytes}."""
+def make_logs(root: Path, runs: int, lines_per_run: int, blank_every: int = 0
+              ) -> dict[str, bytes]:
+    """Runs named m/run-N.log with realistic lines (every ``blank_every``-th one blank or
+    whitespace only, alternately); returns {run_id: bytes}."""
     logs = {}
     for n in range(runs):
         body = b"".join(
-            f"2026-03-13T10:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z [INFO] run {n} "
+            (b"\n" if i % (2 * blank_every) else b" \t \n") if blank_every and i % blank_every == 0
+            else f"2026-03-13T10:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z [INFO] run {n} "
             f"step {i} loss={1 / (i + 1):.6f}\n".encode()
             for i in range(lines_per_run)
         )
