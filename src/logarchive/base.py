@@ -295,6 +295,14 @@ class _Plugin:
     def close(self) -> None:
         """Release connections. Called once after the export, even after errors."""
 
+    def check(self) -> str:
+        """``logarchive check``: prove the service answers and takes the credentials (sources)
+        or that the destination exists and accepts writes (sinks), without exporting anything,
+        writing a log line to an aggregator or leaving anything behind. Return one short line
+        saying what was checked; raise SourceError / SinkError / ConfigError saying what failed.
+        The default raises NotImplementedError: the check reports the plugin as not checked."""
+        raise NotImplementedError
+
 
 class Source(_Plugin):
     """A source discovers runs and opens their logs as streams of bytes.

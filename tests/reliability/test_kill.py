@@ -13,6 +13,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from logarchive.storage import filesystem
 from logarchive.testing.fixtures import gcs_storage_options, s3_storage_options
 from logarchive_testsupport.processes import (
     check_archive, kill_after, ledger_statuses, make_logs, run_export, start_export,
@@ -25,12 +26,11 @@ SWEEPS = int(os.environ.get("LOGARCHIVE_KILL_SWEEPS", "4"))
 def sinks_for(tmp: Path, s3: str, gcs: str, tag: str) -> tuple[dict, list]:
     """An fs sink on local, S3 and GCS; returns the config tables and (fs, root, format)."""
     import boto3
-    import gcsfs
 
     bucket = f"kill-{tag}"
     boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket=bucket)
-    gcs_fs = gcsfs.GCSFileSystem(skip_instance_cache=True, **gcs_storage_options(gcs))
+    gcs_fs = filesystem("gs", skip_instance_cache=True, **gcs_storage_options(gcs))
     gcs_fs.mkdir(bucket)
     sinks = {
         "local": {"type": "fs", "url": str(tmp / "local"), "path": "{model_id}/{run_id}.{ext}"},

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
+from logarchive.storage import filesystem
 from logarchive.testing.servers import LoopbackServer, free_port, wait_for_port
-
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
 @dataclass
@@ -33,10 +32,8 @@ class Bucket:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fs(self) -> Any:
-        import fsspec
-
         protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
-        return fsspec.filesystem(protocol, skip_instance_cache=True, **self.storage_options)
+        return filesystem(protocol, skip_instance_cache=True, **self.storage_options)
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +109,8 @@ def gcs_storage_options(endpoint: str) -> dict[str, Any]:
 @pytest.fixture
 def gcs_bucket(gcs: str) -> Bucket:
     """A new empty GCS bucket on the emulator."""
-    import gcsfs
-
     name = f"test-{uuid.uuid4().hex[:12]}"
-    fs = gcsfs.GCSFileSystem(skip_instance_cache=True, **gcs_storage_options(gcs))
+    fs = filesystem("gs", skip_instance_cache=True, **gcs_storage_options(gcs))
     fs.mkdir(name)
     return Bucket(f"gs://{name}", name, gcs_storage_options(gcs), gcs)
 

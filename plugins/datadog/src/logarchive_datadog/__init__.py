@@ -17,7 +17,8 @@ import orjson
 from pydantic import Field
 
 from logarchive.plugin_api import (
-    BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, RequestBatch,
+    BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, HttpClient,
+    RequestBatch,
     Secret, SinkError, describe_response, epoch_seconds, hookimpl, retriable_error,
 )
 
@@ -202,6 +203,30 @@ class DatadogSink(BatchingSink):
 
     def protocol(self, run: Any) -> IntakeProtocol:
         return IntakeProtocol(self, run)
+
+    def check(self) -> str:
+        """The API key is valid: ``GET /api/v1/validate`` (docs.datadoghq.com "Validate API
+        key") on the site's API host ``https://api.<site>``, or on ``url`` when it is set (a
+        proxy or a test intake); 200 ``{"valid": true}`` means valid, 403 invalid. Nothing is
+        sent to the logs intake."""
+        base = self.config.url or f"https://api.{self.config.site}"
+        client = HttpClient(base, options=self.http_options(), headers=self.client_headers(),
+                            stop=self.context.stop, log=self.log, error=SinkError)
+
+        def classify(response: httpx.Response) -> None:
+            if response.status_code in (401, 403):
+                raise SinkError(f"Datadog refused the API key (HTTP {response.status_code}) at "
+                                f"{base}/api/v1/validate: check the sink's api_key and site")
+
+        try:
+            response = client.request("GET", "/api/v1/validate", classify=classify,
+                                      follow_redirects=False)
+        finally:
+            client.close()
+        if not _json_object(response) or response.json().get("valid") is not True:
+            raise SinkError("Datadog's key validation answered without valid = true: "
+                            f"{describe_response(response)}")
+        return f"API key valid ({base}/api/v1/validate)"
 
 
 @hookimpl

@@ -34,8 +34,19 @@ class IntakeReceiver(RecordingReceiver):
         self.api_key = api_key
         self.max_body = MAX_BODY
         self.truncated = 0
+        self.validations = 0
+
+    def validate(self, request: Request) -> None:
+        """``GET /api/v1/validate`` (docs.datadoghq.com "Validate API key"): 200
+        ``{"valid": true}``, 403 ``{"errors": ["Forbidden"]}`` for a missing or invalid key."""
+        self.validations += 1
+        if request.headers.get("DD-API-KEY") != self.api_key:
+            return request.send_json(403, {"errors": ["Forbidden"]})
+        return request.send_json(200, {"valid": True})
 
     def handle(self, request: Request) -> None:
+        if request.path == "/api/v1/validate" and request.method == "GET":
+            return self.validate(request)
         if request.path != "/api/v2/logs" or request.method != "POST":
             return request.send_json(404, _errors(404, "Not Found", "unknown path"))
         key = request.headers.get("DD-API-KEY")

@@ -63,10 +63,21 @@ class FilesSource(Source):
     def __init__(self, name: str, config: FilesConfig, context: Any) -> None:
         super().__init__(name, config, context)
         self.fs, self.root, self.protocol = resolve(
-            config.url, context.settings.base_dir, config.storage_options
+            config.url, context.settings.base_dir, config.storage_options,
+            distribution="logarchive-files",
         )
         self.regex = re.compile(config.fields)
         self.chunk_size = context.settings.chunk_size
+
+    def check(self) -> str:
+        """The folder exists and can be listed (with the credentials in storage_options)."""
+        try:
+            if not self.fs.isdir(self.root):
+                raise SourceError(f"folder {self.config.url} does not exist")
+            self.fs.ls(self.root, detail=False)
+        except OSError as exc:
+            raise SourceError(f"cannot list {self.config.url}: {exc}") from None
+        return f"folder {self.config.url} exists and can be listed"
 
     def discover(self) -> Iterator[RunRef]:
         pattern = f"{self.root}/{self.config.pattern}"

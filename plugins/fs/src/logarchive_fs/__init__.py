@@ -30,6 +30,8 @@ from logarchive.plugin_api import (
     display_url, hookimpl, read_chunks, resolve,
 )
 
+from logarchive_fs import check
+
 TEMP_SUFFIX = ".partial"
 TEMP_DIR = ".logarchive-tmp"  # local writes in progress, one folder per archive root
 DEFERRED_COMMIT = ("s3", "s3a", "gs", "gcs")
@@ -123,7 +125,8 @@ class FsSink(ByteSink):
     def __init__(self, name: str, config: FsConfig, context: Any) -> None:
         super().__init__(name, config, context)
         self.fs, self.root, self.protocol = resolve(
-            config.url, context.settings.base_dir, config.storage_options
+            config.url, context.settings.base_dir, config.storage_options,
+            distribution="logarchive-fs",
         )
         self.chunk_size = context.settings.chunk_size
         if self.protocol in LOCAL_PROTOCOLS:
@@ -140,6 +143,15 @@ class FsSink(ByteSink):
 
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}"
+
+    def check(self) -> str:
+        """The folder or bucket exists and takes writes; nothing is left behind (check.py)."""
+        if self.protocol in LOCAL_PROTOCOLS:
+            return check.check_local(Path(self.root), TEMP_DIR)
+        if self.protocol in ("s3", "s3a"):
+            return check.check_s3(self.fs, self.root, self._lock_kwargs(),
+                                  self.config.object_lock is not None)
+        return check.check_other(self.fs, self.root, display_url(self.protocol, self.root))
 
     def describe(self, path: str) -> str:
         return display_url(self.protocol, self._full(path))

@@ -42,6 +42,9 @@ class MlflowSource(Source):
     def open(self, run: RunRef) -> AbstractContextManager[Iterator[bytes]]:
         return self.api.open(run)
 
+    def check(self) -> str:
+        return self.api.check()
+
     def close(self) -> None:
         self.api.close()
 

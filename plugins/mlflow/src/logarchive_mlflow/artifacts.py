@@ -123,7 +123,8 @@ def read_location(url: str, *, storage_options: dict[str, Any], base_dir: Path |
                   chunk_size: int, what: str) -> Iterator[Iterator[bytes]]:
     """Stream one artifact file through fsspec."""
     try:
-        fs, path, _protocol = resolve(url, base_dir, storage_options)
+        fs, path, _protocol = resolve(url, base_dir, storage_options,
+                                      distribution="logarchive-mlflow")
     except SourceError:
         raise
     except Exception as exc:  # ConfigError for an unknown protocol, backend import errors

@@ -144,6 +144,22 @@ class ModelLab(ApiClient):
 
     # --- Source ---
 
+    def check(self) -> str:
+        """The API answers and accepts the keys: the first configured run (a 404 still proves
+        both), else the first page of the first project's runs. No artifact is read."""
+        if self.config.runs:
+            run_id = self.config.runs[0]
+            try:
+                self.get_run(run_id)
+            except RunGone:
+                return f"run {run_id}: not found, but the keys were accepted"
+            return f"run {run_id}: answered"
+        for project_id in self.config.projects[:1]:
+            for _ in self.list_project_runs(project_id):
+                break
+            return f"project {project_id}: run list answered"
+        raise NotImplementedError
+
     def discover(self) -> Iterator[RunRef]:
         runs: dict[str, dict[str, Any]] = {}
         for run_id in self.config.runs:

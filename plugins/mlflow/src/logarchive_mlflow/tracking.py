@@ -77,6 +77,12 @@ class Tracking(ApiClient):
                                        headers={"Content-Type": "application/json"})
         return _json(response, what)
 
+    def check(self) -> str:
+        """The server answers and accepts the credentials: the first experiment, nothing read."""
+        for experiment in self.experiments():
+            return f"tracking server answered (experiment {experiment.get('name')!r})"
+        return "tracking server answered (no experiment found)"
+
     def experiments(self) -> Iterator[dict[str, Any]]:
         """The configured experiments (or every active one), each once."""
         seen: set[str] = set()

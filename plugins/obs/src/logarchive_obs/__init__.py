@@ -119,6 +119,20 @@ class ObsSource(Source):
                     continue
             yield from self._runs(item, job_id)
 
+    def check(self) -> str:
+        """The API answers and accepts the token: the first configured training job's details
+        (a 404 still proves both), else the first page of the job list. No log link is asked."""
+        if self.config.training_jobs:
+            job_id = self.config.training_jobs[0]
+            try:
+                self._job(job_id)
+            except RunGone:
+                return f"training job {job_id}: not found, but the token was accepted"
+            return f"training job {job_id}: details answered"
+        for _ in self._list_jobs():
+            break
+        return f"project {self.config.project_id}: training job list answered"
+
     def _job(self, job_id: str) -> dict[str, Any]:
         response = self.api.request("GET", f"{self.base}/{quote(job_id, safe='')}",
                                     classify=lambda r: self._classify(r, f"training job {job_id}"))

@@ -134,6 +134,40 @@ class RestSource(Source):
         return RunRef(self.name, {"model_id": model_id, "run_id": run_id}, status="completed",
                       metadata={"listed": "latest completed run"})
 
+    # -- check -------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """The API answers and accepts the credentials, nothing downloaded: the first page of
+        the list endpoint, else the headers of the first model's latest run or of the first
+        configured run (a "not found" or "not finished" answer still proves both)."""
+        cfg = self.config
+        if cfg.discover is not None:
+            for _ in list_runs(self.client, cfg.discover, classify=self._classify_list,
+                               log=self.log):
+                break
+            return "list endpoint answered (first page)"
+        if cfg.models:
+            self._latest_run(cfg.models[0])
+            return f"model {cfg.models[0]}: latest-run request answered"
+        configured = [*cfg.runs, *cfg.jobs]
+        if not configured:
+            raise NotImplementedError  # nothing to ask: reported as not checked
+        run = RunRef(self.name, dict(configured[0]), status="unknown")
+        url, params = self._request_for(run)
+
+        def stop_at_headers(response: httpx.Response) -> None:
+            raise _Headers(response.headers)
+
+        try:
+            with self.client.download(url, params=params or None, on_response=stop_at_headers,
+                                      classify=lambda r: self._classify(r, run.fields)):
+                pass
+        except _Headers:
+            pass
+        except (RunGone, RunNotReady) as exc:
+            return f"{self._what(run.fields)}: answered ({exc})"
+        return f"{self._what(run.fields)}: log request answered"
+
     # -- streaming ---------------------------------------------------------------------------
 
     def _request_for(self, run: RunRef) -> tuple[str, dict[str, str]]:

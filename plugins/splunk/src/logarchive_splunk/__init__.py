@@ -225,6 +225,58 @@ class SplunkSink(BatchingSink):
     def protocol(self, run: Any) -> HecProtocol:
         return HecProtocol(self, run)
 
+    def check(self) -> str:
+        """The token is valid: an empty event request is answered code 5 "No data" (HEC
+        authenticates before it reads the body), so no event is ever sent. With ``ack = true``,
+        an ack poll on a fresh channel is answered with an ``acks`` object (code 14 when
+        acknowledgement is disabled on the token)."""
+        client = self.make_client(self.context.stop)
+        try:
+            status, body = hec_answer(client, "/services/collector/event", content=b"",
+                                      headers={"X-Splunk-Request-Channel": str(uuid.uuid4())})
+            code = body.get("code")
+            if code != 5:
+                raise SinkError(f"Splunk HEC did not accept the token: {hec_words(status, body)}"
+                                "; check the sink's url and token")
+            if not self.config.ack:
+                return "token accepted (empty request answered code 5, no data)"
+            channel = str(uuid.uuid4())
+            status, body = hec_answer(
+                client, "/services/collector/ack", params={"channel": channel},
+                headers={"X-Splunk-Request-Channel": channel}, content=b'{"acks":[]}')
+            if not isinstance(body.get("acks"), dict):
+                raise SinkError("ack = true but Splunk HEC acknowledgement is not enabled on "
+                                f"the token: {hec_words(status, body)}")
+            return "token accepted; indexer acknowledgement enabled"
+        finally:
+            client.close()
+
+
+class _Answered(Exception):
+    """A 4xx answer a check reads rather than an error."""
+
+
+def hec_answer(client: HttpClient, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """POST to ``path``: the HTTP status and HEC's JSON reply (4xx included)."""
+    seen: dict[str, Any] = {}
+
+    def classify(response: httpx.Response) -> None:
+        refuse_redirect(response, "Splunk HEC")
+        seen.update(status=response.status_code, body=json_object(response))
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise _Answered
+
+    try:
+        client.request("POST", path, classify=classify, follow_redirects=False, **kwargs)
+    except _Answered:
+        pass
+    return seen["status"], seen["body"]
+
+
+def hec_words(status: int, body: dict[str, Any]) -> str:
+    code = body.get("code")
+    return f"{FATAL_CODES.get(code, body.get('text') or 'no HEC answer')} (code {code}, HTTP {status})"
+
 
 @hookimpl
 def logarchive_register_sinks(register: Any) -> None:
