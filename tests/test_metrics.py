@@ -53,7 +53,8 @@ def test_metrics_file_counts_runs_bytes_lines_and_keeps_last_success(tmp_path, r
 
     # a failing export keeps the last success of the runs before it
     write_logs(tmp_path / "logs", {"m/r3.log": b"new\n"})
-    (tmp_path / "archive" / "logs" / "m" / "r3.txt").mkdir(parents=True)  # the object path is a folder
+    # the object's path is taken by a folder: the fs sink cannot rename onto it
+    (tmp_path / "archive" / "logs" / "m" / "r3.txt").mkdir(parents=True)
     third = run_cli("export", "-c", str(config), "--metrics-file", str(metrics))
     assert third.returncode == 1
     parsed = samples(metrics.read_text())

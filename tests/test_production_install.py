@@ -93,7 +93,8 @@ def test_importing_and_opening_gs_urls_changes_no_environment_variable(gcs_bucke
         "from logarchive.storage import resolve\n"
         "fs, root, protocol = resolve(sys.argv[1], storage_options=json.loads(sys.argv[2]))\n"
         "fs.ls(root)\n"
-        "changed = {k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)}\n"
+        "keys = set(before) | set(os.environ)\n"
+        "changed = {k for k in keys if before.get(k) != os.environ.get(k)}\n"
         "print(json.dumps(sorted(changed)))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GCSFS_", "STORAGE_EMUL"))}

@@ -22,8 +22,10 @@ from typing import Any
 
 import orjson
 
+from logarchive.config import Config
 from logarchive.errors import ConfigError
 from logarchive.results import ExportSummary, RunResult
+from logarchive.secrets import redact_url
 from logarchive.status import RunStatus
 
 JOB = "logarchive"
@@ -101,16 +103,27 @@ def registry(summary: ExportSummary, pipelines: dict[str, list[str]],
     return reg
 
 
-def publish(summary: ExportSummary, pipelines: dict[str, list[str]], state_dir: Path, *,
-            metrics_file: str | None, pushgateway: str | None) -> None:
-    """Write ``metrics_file`` and/or push to ``pushgateway``."""
+def publish_for(summary: ExportSummary, config: Config, pipeline: str | None, *,
+                metrics_file: str | None, pushgateway: str | None) -> str | None:
+    """Write ``metrics_file`` and/or push to ``pushgateway`` the metrics of the pipelines the
+    export ran; the error message when that failed (the export itself is done)."""
     from prometheus_client import generate_latest, push_to_gateway
 
-    reg = registry(summary, pipelines, last_success(summary, pipelines, state_dir, time.time()))
-    if metrics_file:
-        atomic_write(Path(metrics_file), generate_latest(reg))
+    chosen = [config.pipeline(pipeline)] if pipeline else config.pipelines
+    pipelines = {p.name: list(p.sinks) for p in chosen}
+    try:
+        when = last_success(summary, pipelines, config.state_dir, time.time())
+        reg = registry(summary, pipelines, when)
+        if metrics_file:
+            atomic_write(Path(metrics_file), generate_latest(reg))
+    except OSError as exc:
+        return f"cannot write metrics file {metrics_file}: {exc}"
     if pushgateway:
-        push_to_gateway(pushgateway, job=JOB, registry=reg)
+        try:
+            push_to_gateway(pushgateway, job=JOB, registry=reg)
+        except OSError as exc:
+            return f"cannot push metrics to pushgateway {redact_url(pushgateway)}: {exc}"
+    return None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -3,8 +3,9 @@
 One module per command group, each registered here with ``add_command`` (no module of this package
 imports this one back): :mod:`~logarchive.cli.common` (state, shared options, the error boundary),
 :mod:`~logarchive.cli.export`, :mod:`~logarchive.cli.inspect` (runs, plugins, config),
-:mod:`~logarchive.cli.admin` (retention, verify, ledger). Data goes to stdout, logs to stderr; every
-exit status is an :class:`~logarchive.status.ExitCode`.
+:mod:`~logarchive.cli.admin` (retention, verify, ledger), :mod:`~logarchive.cli.check`
+(health checks). Data goes to stdout, logs to stderr; every exit status is an
+:class:`~logarchive.status.ExitCode`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 
 from logarchive import logsetup
 from logarchive.cli.admin import ledger_group, retention_group, verify_cmd
+from logarchive.cli.check import check_cmd
 from logarchive.cli.common import CONTEXT_SETTINGS, Group, State
 from logarchive.cli.export import export_cmd
 from logarchive.cli.inspect import config_group, plugins_cmd, runs_cmd
@@ -46,6 +48,6 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, quiet: int,
     ctx.obj = State(verbosity, config_path, log_json)
 
 
-for _command in (export_cmd, runs_cmd, plugins_cmd, config_group, retention_group, verify_cmd,
-                 ledger_group):
+for _command in (export_cmd, runs_cmd, plugins_cmd, check_cmd, config_group, retention_group,
+                 verify_cmd, ledger_group):
     main.add_command(_command)

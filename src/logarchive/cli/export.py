@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from logarchive import metrics
 from logarchive.base import StopEvent
 from logarchive.cli.common import (
     State, config_option, dump_json, install_signal_handlers, printing_may_stop,
@@ -18,7 +19,7 @@ from logarchive.engine import export
 from logarchive.errors import LedgerError
 from logarchive.ledger import state_dir_full
 from logarchive.results import ExportSummary, Progress, RunResult
-from logarchive.status import RunStatus
+from logarchive.status import ExitCode, RunStatus
 
 
 _SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -112,10 +113,14 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
 @click.option("--force", is_flag=True, help="Re-deliver runs the ledger says are delivered.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), help="Runs in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--metrics-file", metavar="PATH",
+              help="Write Prometheus metrics here (node_exporter textfile collector).")
+@click.option("--pushgateway", metavar="URL", help="Push the same metrics to a Pushgateway.")
 @config_option
 @click.pass_obj
 def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since: datetime | None,
-               dry_run: bool, force: bool, workers: int | None, as_json: bool) -> None:
+               dry_run: bool, force: bool, workers: int | None, as_json: bool,
+               metrics_file: str | None, pushgateway: str | None) -> None:
     """Export every finished run that is not delivered yet (the main job).
 
     \b
@@ -123,6 +128,8 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
       logarchive export -c config.example.toml --workers 8
     """
     config = state.config()
+    if metrics_file or pushgateway:
+        metrics.require_client()
     stop = StopEvent()
     install_signal_handlers(stop)
     on_terminal = sys.stderr.isatty() and not as_json and state.verbosity >= 0
@@ -137,4 +144,10 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
             dump_json(summary.to_json())
         else:
             print_summary(summary, dry_run)
+    if metrics_file or pushgateway:
+        error = metrics.publish_for(summary, config, pipeline, metrics_file=metrics_file,
+                                    pushgateway=pushgateway)
+        if error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(max(summary.exit_code, ExitCode.FAILED))
     sys.exit(summary.exit_code)

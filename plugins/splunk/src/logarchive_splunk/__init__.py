@@ -275,7 +275,8 @@ def hec_answer(client: HttpClient, path: str, **kwargs: Any) -> tuple[int, dict[
 
 def hec_words(status: int, body: dict[str, Any]) -> str:
     code = body.get("code")
-    return f"{FATAL_CODES.get(code, body.get('text') or 'no HEC answer')} (code {code}, HTTP {status})"
+    words = FATAL_CODES.get(code, body.get("text") or "no HEC answer")
+    return f"{words} (code {code}, HTTP {status})"
 
 
 @hookimpl
