@@ -304,6 +304,19 @@ class _Plugin:
         raise NotImplementedError
 
 
+def probe(request: Callable[[], Any], what: str) -> str:
+    """For a source's ``check()``: make one request that needs the credentials and say it was
+    answered; "not found" or "not finished" answers prove the service and the credentials too
+    (authentication errors, raised as SourceError, fail the check)."""
+    from logarchive.errors import RunGone, RunNotReady
+
+    try:
+        request()
+    except (RunGone, RunNotReady) as exc:
+        return f"{what}: answered, credentials accepted ({exc})"
+    return f"{what}: answered"
+
+
 class Source(_Plugin):
     """A source discovers runs and opens their logs as streams of bytes.
 

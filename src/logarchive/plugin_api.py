@@ -30,7 +30,7 @@ from pydantic import AfterValidator
 
 from logarchive.base import (
     ByteSink, ByteSinkConfig, Context, ObjectWriter, PluginConfig, RecordDelivery, RecordSink,
-    RecordSinkConfig, SinkConfig, Source, SourceConfig, StoredObject,
+    RecordSinkConfig, SinkConfig, Source, SourceConfig, StoredObject, probe,
 )
 from logarchive.codec import parse_level, parse_timestamp, timestamp_to_epoch
 from logarchive.errors import (
@@ -46,8 +46,9 @@ __all__ = [
     "STATUSES", "TERMINAL", "ByteSink", "ByteSinkConfig", "ConfigError", "Context", "Declared",
     "LogarchiveError", "ObjectWriter", "PluginConfig", "RecordDelivery", "RecordSink",
     "RecordSinkConfig", "RunGone", "RunNotReady", "RunRef", "Secret", "SinkConfig", "SinkError",
-    "Source", "SourceConfig", "SourceError", "SourceStream", "StoredObject", "hookimpl", "iso", "parse_level",
-    "parse_time", "parse_timestamp", "redact", "redact_url", "register_secret", "sanitize_path",
+    "Source", "SourceConfig", "SourceError", "SourceStream", "StoredObject", "hookimpl", "iso",
+    "parse_level", "parse_time", "parse_timestamp", "probe", "redact", "redact_url",
+    "register_secret", "sanitize_path",
     "sanitize_segment", "timestamp_to_epoch",
 ]
 

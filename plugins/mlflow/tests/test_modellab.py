@@ -236,3 +236,20 @@ def test_missing_or_changed_artifact_fails_the_run_only(tmp_path: Path, lab: Mod
     assert outcome["gone.txt"][0] == "failed" and "not found" in outcome["gone.txt"][1]
     assert outcome["short.txt"][0] == "failed" and "declared 10" in outcome["short.txt"][1]
     assert not (tmp_path / "archive" / "lab" / "42" / "short.txt").exists()
+
+
+def test_check_asks_a_run_or_a_project_page_and_reads_no_artifact(tmp_path: Path,
+                                                                  lab: ModelLabFake) -> None:
+    from logarchive.check import run_checks
+
+    location = (tmp_path / "artifacts" / "42").as_uri()
+    write_artifacts(location, LOGS)
+    lab.add_run(42, "completed", location)
+    for source, words in (({"runs": [42]}, "run 42: answered"),
+                          ({"runs": [999]}, "credentials accepted"),
+                          ({"projects": [101]}, "project 101: run list")):
+        result = run_checks(make_config(tmp_path, lab, **source))[0]
+        assert result.status == "ok" and words in result.detail, result.detail
+    assert not any("artifacts" in path for path in lab.requests)
+    result = run_checks(make_config(tmp_path, lab, runs=[42], _key="dd-wrong-key-000"))[0]
+    assert result.status == "failed" and "dd-wrong-key-000" not in result.detail

@@ -193,3 +193,16 @@ def test_s3_artifact_uri_is_read_straight_from_s3(mlflow_s3: MlflowServer,
     good = logarchive.export(config(tmp_path, mlflow_s3, experiments=[int(experiment_id)]))
     assert good.exported == 1
     assert archived(tmp_path, run_id, "logs/s3.log")[0] == b"from s3\n"
+
+
+def test_check_asks_the_tracking_server_for_an_experiment(mlflow_proxy: MlflowServer,
+                                                          tmp_path: Path) -> None:
+    from logarchive.check import run_checks
+
+    name = f"check-{uuid.uuid4().hex[:8]}"
+    mlflow_proxy.client().create_experiment(name)
+    result = run_checks(config(tmp_path, mlflow_proxy, experiments=[name]))[0]
+    assert result.status == "ok" and name in result.detail, result.detail
+    down = run_checks(config(tmp_path, mlflow_proxy, tracking_uri="http://127.0.0.1:9",
+                             http={"retry": {"max_retries": 0}}))[0]
+    assert down.status == "failed"

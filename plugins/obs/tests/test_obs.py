@@ -337,3 +337,22 @@ def test_tasks_as_objects_and_task_override(modelarts: ModelArtsAPI) -> None:
     only = list(make_source(obs_source(modelarts, training_jobs=[JOB],
                                        tasks=["worker-1"])).discover())
     assert [r.fields["task_id"] for r in only] == ["worker-1"]
+
+
+def test_check_asks_the_job_or_the_list_and_no_log_link(modelarts: ModelArtsAPI,
+                                                       storage: OBSStorage,
+                                                       loopback: LoopbackServer,
+                                                       tmp_path: Path) -> None:
+    from logarchive.check import run_checks
+
+    modelarts.add(JOB, {"worker-0": task_log("worker-0", 10)})
+    for source, words in ((obs_source(modelarts, training_jobs=[JOB]), f"training job {JOB}"),
+                          (obs_source(modelarts, training_jobs=["gone-job"]), "credentials"),
+                          (obs_source(modelarts), "training job list")):
+        result = run_checks(config_for(tmp_path, source))[0]
+        assert result.status == "ok" and words in result.detail, result.detail
+    assert modelarts.link_requests == [] and len(modelarts.requests) == 3
+    bad = obs_source(modelarts, training_jobs=[JOB], token="expired-obs-token-value")
+    result = run_checks(config_for(tmp_path, bad))[0]
+    assert result.status == "failed" and "token invalid or expired" in result.detail
+    assert "expired-obs-token-value" not in result.detail

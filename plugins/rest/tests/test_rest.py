@@ -701,3 +701,38 @@ def test_token_never_appears_in_outputs(training: TrainingAPI, loopback: Loopbac
     for text in (captured.out, captured.err, logs, ledger, manifests,
                  json.dumps(summary.to_json())):
         assert TOKEN not in text
+
+
+# --- logarchive check ---------------------------------------------------------------------------
+
+def checked(tmp_path: Path, source: dict[str, Any]) -> dict[str, Any]:
+    from logarchive.check import run_checks
+
+    (tmp_path / "archive").mkdir(exist_ok=True)
+    return {r.name: r for r in run_checks(config_for(tmp_path, source))}
+
+
+def test_check_asks_headers_only_and_accepts_not_found(training: TrainingAPI,
+                                                       loopback: LoopbackServer,
+                                                       tmp_path: Path) -> None:
+    training.add("mdl-7f3a", "run-1", big_log())
+    result = checked(tmp_path, training_source(loopback, models=["mdl-7f3a"]))["src"]
+    assert result.status == "ok", result.detail
+    gone = checked(tmp_path, training_source(
+        loopback, runs=[{"model_id": "mdl-none", "run_id": "run-9"}]))["src"]
+    assert gone.status == "ok" and "credentials accepted" in gone.detail
+    listed = checked(tmp_path, training_source(loopback, discover={
+        "url": "/api/v1/models", "items": "/data", "fields": {"model_id": "/id"}}))
+    assert listed["src"].status == "ok", listed["src"].detail
+    assert [r.path for r in loopback.requests] == [
+        "/api/v1/models/mdl-7f3a/training-metrics/logs/download",
+        "/api/v1/models/mdl-none/training-metrics/logs/download", "/api/v1/models"]
+
+
+def test_check_fails_on_an_expired_token(training: TrainingAPI, loopback: LoopbackServer,
+                                         tmp_path: Path) -> None:
+    source = training_source(loopback, models=["mdl-7f3a"])
+    source["auth"] = {"bearer": "expired-token-value-123"}
+    result = checked(tmp_path, source)["src"]
+    assert result.status == "failed" and "token invalid or expired" in result.detail
+    assert "expired-token-value-123" not in result.detail

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from logarchive.plugin_api import (
-    TERMINAL, AuthConfig, RunGone, RunRef, SourceError, json_object, parse_time,
+    TERMINAL, AuthConfig, RunGone, RunRef, SourceError, json_object, parse_time, probe,
 )
 
 from logarchive_mlflow.artifacts import (
@@ -149,16 +149,12 @@ class ModelLab(ApiClient):
         both), else the first page of the first project's runs. No artifact is read."""
         if self.config.runs:
             run_id = self.config.runs[0]
-            try:
-                self.get_run(run_id)
-            except RunGone:
-                return f"run {run_id}: not found, but the keys were accepted"
-            return f"run {run_id}: answered"
-        for project_id in self.config.projects[:1]:
-            for _ in self.list_project_runs(project_id):
-                break
-            return f"project {project_id}: run list answered"
-        raise NotImplementedError
+            return probe(lambda: self.get_run(run_id), f"run {run_id}")
+        if not self.config.projects:
+            raise NotImplementedError  # nothing to ask: reported as not checked
+        project_id = self.config.projects[0]
+        return probe(lambda: next(self.list_project_runs(project_id), None),
+                     f"project {project_id}: run list")
 
     def discover(self) -> Iterator[RunRef]:
         runs: dict[str, dict[str, Any]] = {}

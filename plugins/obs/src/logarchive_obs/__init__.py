@@ -31,6 +31,7 @@ from pydantic import Field
 from logarchive.plugin_api import (
     TERMINAL, HttpBaseUrl, HttpClient, HttpOptions, Retryable, RunGone, RunRef, Secret, Source,
     SourceConfig, SourceError, describe_response_head, hookimpl, json_object, parse_time,
+    probe,
 )
 
 PHASES = {
@@ -124,14 +125,9 @@ class ObsSource(Source):
         (a 404 still proves both), else the first page of the job list. No log link is asked."""
         if self.config.training_jobs:
             job_id = self.config.training_jobs[0]
-            try:
-                self._job(job_id)
-            except RunGone:
-                return f"training job {job_id}: not found, but the token was accepted"
-            return f"training job {job_id}: details answered"
-        for _ in self._list_jobs():
-            break
-        return f"project {self.config.project_id}: training job list answered"
+            return probe(lambda: self._job(job_id), f"training job {job_id}")
+        return probe(lambda: next(self._list_jobs(), None),
+                     f"project {self.config.project_id}: training job list")
 
     def _job(self, job_id: str) -> dict[str, Any]:
         response = self.api.request("GET", f"{self.base}/{quote(job_id, safe='')}",

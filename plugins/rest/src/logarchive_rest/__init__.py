@@ -26,7 +26,7 @@ import httpx
 
 from logarchive.plugin_api import (
     Declared, HttpClient, RunGone, RunNotReady, RunRef, Source, SourceError, SourceStream,
-    describe_response_head, fill_template, hookimpl, list_runs,
+    describe_response_head, fill_template, hookimpl, list_runs, probe,
 )
 from logarchive_rest.config import (
     TRAINING, TRAINING_LEGACY_URL, TRAINING_URL, WORKFLOW, WORKFLOW_URL, RestConfig,
@@ -142,31 +142,33 @@ class RestSource(Source):
         configured run (a "not found" or "not finished" answer still proves both)."""
         cfg = self.config
         if cfg.discover is not None:
-            for _ in list_runs(self.client, cfg.discover, classify=self._classify_list,
-                               log=self.log):
-                break
-            return "list endpoint answered (first page)"
+            return probe(lambda: next(iter(list_runs(self.client, cfg.discover, log=self.log,
+                                                     classify=self._classify_list)), None),
+                         "list endpoint (first page)")
         if cfg.models:
-            self._latest_run(cfg.models[0])
-            return f"model {cfg.models[0]}: latest-run request answered"
+            return probe(lambda: self._latest_run(cfg.models[0]),
+                         f"model {cfg.models[0]}: latest-run request")
         configured = [*cfg.runs, *cfg.jobs]
         if not configured:
             raise NotImplementedError  # nothing to ask: reported as not checked
         run = RunRef(self.name, dict(configured[0]), status="unknown")
         url, params = self._request_for(run)
+        return probe(lambda: self._headers_only(url, params, run.fields),
+                     f"{self._what(run.fields)}: log request")
+
+    def _headers_only(self, url: str, params: dict[str, str], fields: dict[str, str]) -> None:
+        """Send a log request and stop at its headers (classified like a download)."""
 
         def stop_at_headers(response: httpx.Response) -> None:
             raise _Headers(response.headers)
 
         try:
             with self.client.download(url, params=params or None, on_response=stop_at_headers,
-                                      classify=lambda r: self._classify(r, run.fields)):
-                pass
+                                      classify=lambda r: self._classify(r, fields)) as stream:
+                for _ in stream:  # the request is sent when the stream is first read
+                    break
         except _Headers:
             pass
-        except (RunGone, RunNotReady) as exc:
-            return f"{self._what(run.fields)}: answered ({exc})"
-        return f"{self._what(run.fields)}: log request answered"
 
     # -- streaming ---------------------------------------------------------------------------
 
