@@ -14,7 +14,7 @@ import pytest
 from logarchive.status import ExitCode
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-COMMANDS = ("export", "runs", "plugins", "config", "retention", "verify", "ledger")
+COMMANDS = ("export", "runs", "plugins", "check", "config", "retention", "verify", "ledger")
 
 
 def test_python_m_logarchive_lists_every_command_and_the_exit_status_table(tmp_path: Path) -> None:
