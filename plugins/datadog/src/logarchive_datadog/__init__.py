@@ -223,7 +223,11 @@ class DatadogSink(BatchingSink):
                                       follow_redirects=False)
         finally:
             client.close()
-        if not _json_object(response) or response.json().get("valid") is not True:
+        try:
+            valid = response.json().get("valid") is True
+        except (ValueError, AttributeError):  # not JSON, or not an object
+            valid = False
+        if not valid:
             raise SinkError("Datadog's key validation answered without valid = true: "
                             f"{describe_response(response)}")
         return f"API key valid ({base}/api/v1/validate)"
