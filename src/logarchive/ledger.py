@@ -120,7 +120,7 @@ class SQLiteLedger(Ledger):
             (self.state_dir / "locks").mkdir(exist_ok=True)
             # Overlapping exports (cron) on a fresh state_dir: one creates and migrates the
             # ledger, the others wait their turn instead of failing with "database is locked".
-            with _file_lock(self.state_dir / "locks" / "ledger-open.lock"):
+            with _directory_lock(self.state_dir):
                 self.created = not self.path.exists()  # new (or lost): nothing known delivered
                 self._db = self._open()
         except OSError as exc:
@@ -259,9 +259,11 @@ def state_error(state_dir: Path, exc: OSError) -> str:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive, blocking ``flock`` on ``path`` (released by the kernel if we die)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive, blocking ``flock`` on ``directory`` itself (released by the kernel if we
+    die). Locking the folder needs no file, so it leaves nothing behind and works on a state
+    filesystem that has no inode left."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
