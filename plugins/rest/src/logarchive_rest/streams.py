@@ -27,8 +27,17 @@ def _line_of(obj: Any, key: str) -> tuple[str, bool]:
             value = obj.get(name)
             if isinstance(value, str):
                 return value, ends
-        return orjson.dumps(obj, default=str).decode(), True
-    return orjson.dumps(obj, default=str).decode(), True
+        return _dumps(obj), True
+    return _dumps(obj), True
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return orjson.dumps(obj, default=str).decode()
+    except (orjson.JSONEncodeError, RecursionError):
+        raise SourceError("format=json: an element of the log array nests deeper than can be "
+                          "written as a line (255 levels); this run fails, the others go on"
+                          ) from None
 
 
 def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[bytes]:
@@ -64,6 +73,8 @@ def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[
     except ijson.JSONError as exc:
         detail = " ".join(str(exc).split())[:160]
         raise SourceError(f"format=json: invalid JSON in the response ({detail})") from None
+    except RecursionError:
+        raise SourceError("format=json: the log array nests deeper than can be read") from None
     for obj in found:
         text, ends = _line_of(obj, key)
         out += text.encode("utf-8", "replace") + (b"\n" if ends else b"")
@@ -76,54 +87,68 @@ WORKFLOW_TRAILER = b"--- ERROR: failed to fetch logs ---"
 
 class TrailerFilter:
     """Holds back an error trailer (seed 002: ``--- ERROR: failed to fetch logs ---`` and the
-    reason, appended inside a 200 stream) so it never reaches a sink as log lines.
+    reason, *appended* inside a 200 stream) so it never reaches a sink as log lines.
 
-    The last incomplete line is held until its newline arrives (bounded by ``max_hold``); a line
-    holding the marker (at its start, or at its end when the log's last line had no newline)
-    starts the trailer: it and everything after are held. At the end of the stream a held
-    trailer raises :class:`SourceError` with the reason. A "trailer" followed by more than
-    ``max_hold`` bytes is log content after all and is released.
+    The trailer counts only at the end of the stream. A line whose text ends with the marker
+    (the marker alone on its line, or after the log's last line when that had no newline)
+    starts a candidate: it and what follows are held. If the stream ends with at most
+    ``max_reason_lines`` lines (and ``max_hold`` bytes) after the marker, that is the trailer:
+    :meth:`finish` raises :class:`SourceError` with the reason and nothing is committed. Any
+    more after the marker means it was log text: the candidate is released byte for byte and
+    the search goes on, so a marker followed by ordinary log lines never fails a job.
     """
 
-    def __init__(self, marker: bytes = WORKFLOW_TRAILER, max_hold: int = 64 * 1024) -> None:
+    def __init__(self, marker: bytes = WORKFLOW_TRAILER, max_hold: int = 4096,
+                 max_reason_lines: int = 3) -> None:
         self.marker = marker
         self.max_hold = max(max_hold, len(marker) * 2)
+        self.max_reason_lines = max_reason_lines
         self.held = bytearray()
         self.in_trailer = False
 
     def feed(self, chunk: bytes) -> bytes:
         self.held += chunk
         out = bytearray()
-        start = 0
-        held = self.held
+        if self.in_trailer:
+            if self._too_long():
+                self._release(out)
+            return bytes(out)
+        start = self._scan(out)
         if not self.in_trailer:
-            while True:
-                newline = held.find(b"\n", start)
-                if newline < 0:
-                    break
-                line = held[start:newline]
-                at = line.find(self.marker)
-                if at >= 0 and line[at + len(self.marker):].strip() == b"":
-                    out += held[start:start + at]
-                    start += at
-                    self.in_trailer = True
-                    break
-                out += held[start:newline + 1]
-                start = newline + 1
-            if not self.in_trailer:
-                tail = len(held) - start
-                if tail > self.max_hold:  # a very long line: keep only what could be a marker
-                    keep = len(self.marker)
-                    out += held[start:len(held) - keep]
-                    start = len(held) - keep
-            del held[:start]
-        elif len(held) > self.max_hold:
+            tail = len(self.held) - start
+            if tail > self.max_hold:  # a very long line: keep only what could be a marker
+                keep = len(self.marker)
+                out += self.held[start:len(self.held) - keep]
+                start = len(self.held) - keep
+        del self.held[:start]
+        if self.in_trailer and self._too_long():
             self._release(out)
         return bytes(out)
 
+    def _scan(self, out: bytearray) -> int:
+        """Emit complete lines up to the first that ends with the marker; the offset reached."""
+        held, start = self.held, 0
+        while True:
+            newline = held.find(b"\n", start)
+            if newline < 0:
+                return start
+            line = held[start:newline]
+            at = line.find(self.marker)
+            if at >= 0 and line[at + len(self.marker):].strip() == b"":
+                out += held[start:start + at]
+                self.in_trailer = True
+                return start + at
+            out += held[start:newline + 1]
+            start = newline + 1
+
+    def _too_long(self) -> bool:
+        """More after the marker line than a trailer's reason: it is log text."""
+        first = self.held.find(b"\n")
+        return len(self.held) > self.max_hold or (
+            first >= 0 and self.held.count(b"\n", first + 1) > self.max_reason_lines)
+
     def _release(self, out: bytearray) -> None:
-        # Too much after the marker for a trailer: it was log text. Emit up to after the marker
-        # line and look for another trailer in the rest.
+        # Emit the marker line as log text and look for another trailer in the rest.
         rest = bytes(self.held)
         self.held.clear()
         self.in_trailer = False
@@ -133,6 +158,10 @@ class TrailerFilter:
 
     def finish(self) -> bytes:
         """The held tail of a clean stream; raises SourceError when it ends with a trailer."""
+        at = self.held.find(self.marker)
+        if not self.in_trailer and at >= 0 and self.held[at + len(self.marker):].strip() == b"":
+            del self.held[:at]  # the marker on the last line, without a newline
+            self.in_trailer = True
         if self.in_trailer:
             text = bytes(self.held[len(self.marker):]).decode("utf-8", "replace").strip()
             reason = " ".join(text.split())[:500] or "no reason given"
