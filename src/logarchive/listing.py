@@ -387,7 +387,15 @@ def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] 
     items = list_items(client, endpoint, variables, classify=classify, log=log, key=key)
     for index, item in enumerate(items):
         yield from item_runs(lambda i: [mapped_item(endpoint, i)], item,
-                             what=f"{endpoint.url} item {index}", log=log)
+                             what=describe_item(endpoint, item, index), log=log)
+
+
+def describe_item(endpoint: ListEndpoint, item: Any, index: int) -> str:
+    """``/runs item 3 {'run_id': 'r3'}``: the item's place and run fields (``repr``-quoted, so
+    control characters and lone surrogates stay escaped), for warnings."""
+    fields = {name: json_pointer(item, pointer, None) if isinstance(item, (dict, list)) else None
+              for name, pointer in endpoint.fields.items()}
+    return f"{endpoint.url} item {index} {repr(fields)[:200]}"
 
 
 __all__ = ["DEFAULT_STATUS_MAP", "ITEM_ERRORS", "ListEndpoint", "ListedRun", "Pages",

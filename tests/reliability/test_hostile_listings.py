@@ -134,7 +134,8 @@ def test_rest_hostile_items_are_skipped(tmp_path: Path, loopback: LoopbackServer
     assert {k: sha(v) for k, v in archived(tmp_path).items()} == {"api/good.txt": sha(GOOD_LOG)}
     warnings = [line for line in result.stderr.splitlines() if "item_skipped" in line]
     assert len(warnings) == 4, result.stderr
-    for needle in ("\\\\ud800", "1e+20", "nan", "-1e+15"):
+    for needle in ("bad\\\\ud800id", "'huge'", "'nan'", "'negative'", "1e+20", "nan",
+                   "-1000000000000000"):
         assert any(needle in line for line in warnings), (needle, warnings)
     no_traceback(result)
 
@@ -283,7 +284,7 @@ def test_mlflow_endless_artifact_tree(tmp_path: Path, loopback: LoopbackServer) 
     result = run_cli(tmp_path, mlflow_source(loopback, max_depth=8))
     assert result.returncode == 0, result.stdout + result.stderr
     assert {k: sha(v) for k, v in archived(tmp_path).items()} == {
-        "api/good.log": sha(GOOD_LOG)}
+        "api/good.txt": sha(GOOD_LOG)}
     warning = [line for line in result.stderr.splitlines() if "item_skipped" in line]
     assert len(warning) == 1 and "'endless'" in warning[0], result.stderr
     assert "sources.api.max_depth" in warning[0]
@@ -291,3 +292,40 @@ def test_mlflow_endless_artifact_tree(tmp_path: Path, loopback: LoopbackServer) 
                 and r.query["run_id"] == "endless"]
     assert len(listings) <= 9
     no_traceback(result)
+
+
+# --- control characters in run ids --------------------------------------------------------
+
+FORGED = "r1\nexported    api/run_id=forged  (1 bytes, 1 lines)\r\x1b[31mred\x1b[0m"
+
+
+@pytest.mark.scenario(
+    "control characters in run ids",
+    "a list endpoint returns a run id holding a newline, a carriage return and ANSI escapes: "
+    "`logarchive runs` and `logarchive export` print it escaped (\\n, \\r, \\x1b) on its one "
+    "line, no forged summary line and no escape byte reaches the terminal; `--json` has the id "
+    "exact; the log is archived byte for byte, exit 0",
+)
+def test_control_characters_in_run_ids_are_escaped(tmp_path: Path,
+                                                   loopback: LoopbackServer) -> None:
+    def handler(req: Request) -> None:
+        if req.path == "/runs":
+            req.send_json(200, {"runs": [{"id": FORGED, "state": "completed"}]})
+        else:
+            req.send(200, GOOD_LOG, {"Content-Type": "text/plain"})
+
+    loopback.handler = handler
+    source = rest_source(loopback)
+    listing = run_cli(tmp_path, source, "runs")
+    exported = run_cli(tmp_path, source, "export")
+    for result in (listing, exported):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "\x1b" not in result.stdout + result.stderr and "\r" not in result.stdout
+        assert not any(line.startswith("exported    api/run_id=forged")
+                       for line in result.stdout.splitlines()), result.stdout
+        assert "r1\\nexported" in result.stdout and "\\r\\x1b[31mred" in result.stdout
+        no_traceback(result)
+    assert len(listing.stdout.splitlines()) == 2  # the run, then "1 run(s)"
+    as_json = run_cli(tmp_path, source, "runs", "--json")
+    assert json.loads(as_json.stdout)[0]["fields"]["run_id"] == FORGED
+    assert [sha(v) for v in archived(tmp_path).values()] == [sha(GOOD_LOG)]

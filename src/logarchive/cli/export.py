@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from logarchive.base import StopEvent
-from logarchive.cli.common import State, config_option, dump_json, install_signal_handlers
+from logarchive.cli.common import (
+    State, config_option, dump_json, install_signal_handlers, say, say_block,
+)
 from logarchive.engine import export
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import RunStatus
@@ -90,12 +92,12 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
             line += f"  ({result.bytes} bytes, {result.lines} lines)"
         if result.error:
             line += f"  {result.error}"
-        click.echo(line)
+        say(line)
     for error in summary.errors:
-        click.echo(f"error: {error}")
+        say(f"error: {error}")
     for warning in summary.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(summary.text())
+        say(f"warning: {warning}", err=True)
+    say_block(summary.text())
 
 
 @click.command("export")

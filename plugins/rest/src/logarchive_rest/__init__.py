@@ -86,11 +86,10 @@ class RestSource(Source):
             if run is not None:
                 yield run
         if cfg.discover is not None:
-            for index, listed in enumerate(list_runs(
-                    self.client, cfg.discover, classify=self._classify_list, log=self.log,
-                    key=f"sources.{self.name}.discover.max_pages")):
+            for listed in list_runs(self.client, cfg.discover, classify=self._classify_list,
+                                    log=self.log, key=f"sources.{self.name}.discover.max_pages"):
                 yield from item_runs(self._listed_runs, listed, log=self.log,
-                                     what=f"{cfg.discover.url} item {index} {listed.fields!r}")
+                                     what=f"{cfg.discover.url} item {repr(listed.fields)[:200]}")
 
     def _listed_runs(self, listed: ListedRun) -> Iterator[RunRef]:
         """The run of one listed item (for the training preset without a run id: the latest

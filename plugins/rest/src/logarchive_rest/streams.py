@@ -40,12 +40,55 @@ def _dumps(obj: Any) -> str:
                           ) from None
 
 
+MAX_JSON_DEPTH = 128  # levels inside one element of a json-array log
+
+
+class _Elements:
+    """Builds the elements of a top-level JSON array from ijson's basic events (no prefixes:
+    those grow with depth), refusing an element nested deeper than ``max_depth`` at the event
+    that goes too deep, so a hostile log fails fast instead of stalling the export."""
+
+    def __init__(self, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.max_depth = max_depth
+        self.stack: list[Any] = []      # containers being built; [0] is the top-level array
+        self.keys: list[Any] = []
+        self.ready: list[Any] = []      # finished elements, in order
+
+    def event(self, name: str, value: Any) -> None:
+        if name in ("start_map", "start_array"):
+            if len(self.stack) > self.max_depth:
+                raise SourceError(f"format=json: element {len(self.ready) + 1} of the log "
+                                  f"array nests deeper than {self.max_depth} levels; this run "
+                                  "fails, the others go on")
+            self.stack.append({} if name == "start_map" else [])
+            self.keys.append(None)
+        elif name in ("end_map", "end_array"):
+            self.keys.pop()
+            self._add(self.stack.pop())
+        elif name == "map_key":
+            self.keys[-1] = value
+        else:
+            self._add(value)
+
+    def _add(self, value: Any) -> None:
+        if not self.stack:
+            return  # the top-level array itself ended
+        if len(self.stack) == 1:
+            self.ready.append(value)
+        elif isinstance(self.stack[-1], dict):
+            self.stack[-1][self.keys[-1]] = value
+        else:
+            self.stack[-1].append(value)
+
+
 def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[bytes]:
     """Turn a streamed JSON array of line objects (seed 000 ``format=json``) back into text
     lines, one element at a time: ``obj[key]`` (or message/line/text/msg/log) plus ``\\n``;
-    an element with ``"partial": true`` continues on the next one. Never holds the array."""
-    found: list[Any] = ijson.sendable_list() if hasattr(ijson, "sendable_list") else []
-    coro = ijson.items_coro(found, "item", use_float=True)
+    an element with ``"partial": true`` continues on the next one. Never holds the array; an
+    element nested deeper than :data:`MAX_JSON_DEPTH` fails the run."""
+    events: list[Any] = ijson.sendable_list()
+    coro = ijson.basic_parse_coro(events, use_float=True)
+    elements = _Elements()
     out = bytearray()
     checked = False
     try:
@@ -60,12 +103,7 @@ def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[
                 if not head.startswith(b"["):
                     raise SourceError("format=json: the response is not a JSON array")
             coro.send(chunk)
-            for obj in found:
-                text, ends = _line_of(obj, key)
-                out += text.encode("utf-8", "replace")
-                if ends:
-                    out += b"\n"
-            del found[:]
+            _lines(events, elements, key, out)
             if len(out) >= OUT_CHUNK:
                 yield bytes(out)
                 out.clear()
@@ -73,13 +111,22 @@ def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[
     except ijson.JSONError as exc:
         detail = " ".join(str(exc).split())[:160]
         raise SourceError(f"format=json: invalid JSON in the response ({detail})") from None
-    except RecursionError:
-        raise SourceError("format=json: the log array nests deeper than can be read") from None
-    for obj in found:
-        text, ends = _line_of(obj, key)
-        out += text.encode("utf-8", "replace") + (b"\n" if ends else b"")
+    _lines(events, elements, key, out)
     if out:
         yield bytes(out)
+
+
+def _lines(events: list[Any], elements: _Elements, key: str, out: bytearray) -> None:
+    """Feed parsed ``events`` to ``elements`` and append the finished elements' lines."""
+    for name, value in events:
+        elements.event(name, value)
+    del events[:]
+    for obj in elements.ready:
+        text, ends = _line_of(obj, key)
+        out += text.encode("utf-8", "replace")
+        if ends:
+            out += b"\n"
+    elements.ready.clear()
 
 
 WORKFLOW_TRAILER = b"--- ERROR: failed to fetch logs ---"
