@@ -300,6 +300,12 @@ class Source(_Plugin):
     kind: ClassVar[str] = "source"
     Config: ClassVar[type[SourceConfig]] = SourceConfig
 
+    def __init__(self, name: str, config: Any, context: Context) -> None:
+        super().__init__(name, config, context)
+        #: Items :meth:`discover` skipped (``"<item>: <why>"``; see ``plugin_api.item_runs``):
+        #: the export reports each as an error, so a skipped run is never silent.
+        self.skipped: list[str] = []
+
     def discover(self) -> Iterable[Any]:
         """Yield every :class:`~logarchive.runs.RunRef` the source can see, any status."""
         raise NotImplementedError

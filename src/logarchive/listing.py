@@ -289,10 +289,12 @@ class Pages:
                           f"{self.count}); stopped, it would list for ever")
 
 
-def item_runs(make: Callable[[Any], Iterable[T]], item: Any, *, what: str, log: Any) -> list[T]:
+def item_runs(make: Callable[[Any], Iterable[T]], item: Any, *, what: str, log: Any,
+              skipped: list[str] | None = None) -> list[T]:
     """``make(item)`` as a list; an item whose mapping raises one of :data:`ITEM_ERRORS` or a
     SourceError that is not fatal for the source is skipped with a warning ``item_skipped``
-    naming it (``what``, keep it ``repr``-quoted), and the listing goes on."""
+    naming it (``what``, keep it ``repr``-quoted) and added to ``skipped`` (the source's
+    ``Source.skipped``: the export reports it as an error), and the listing goes on."""
     try:
         return list(make(item))
     except SourceError as exc:
@@ -303,6 +305,8 @@ def item_runs(make: Callable[[Any], Iterable[T]], item: Any, *, what: str, log: 
         error = str(exc) or type(exc).__name__
     if log is not None:
         log.warning("item_skipped", item=what, error=error)
+    if skipped is not None:
+        skipped.append(f"skipped {what}: {error}")
     return []
 
 
@@ -380,14 +384,15 @@ def mapped_item(endpoint: ListEndpoint, item: Any) -> ListedRun:
 
 
 def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] | None = None,
-              *, classify: Any = None, log: Any = None, key: str = "max_pages"
-              ) -> Iterator[ListedRun]:
+              *, classify: Any = None, log: Any = None, key: str = "max_pages",
+              skipped: list[str] | None = None) -> Iterator[ListedRun]:
     """Mapped items of every page; an item that cannot be mapped (a run field missing, a time
     out of range) is skipped with a warning naming it (see :func:`item_runs`)."""
     items = list_items(client, endpoint, variables, classify=classify, log=log, key=key)
     for index, item in enumerate(items):
         yield from item_runs(lambda i: [mapped_item(endpoint, i)], item,
-                             what=describe_item(endpoint, item, index), log=log)
+                             what=describe_item(endpoint, item, index), log=log,
+                             skipped=skipped)
 
 
 def describe_item(endpoint: ListEndpoint, item: Any, index: int) -> str:

@@ -111,8 +111,8 @@ def test_rest_max_pages_names_the_key(tmp_path: Path, loopback: LoopbackServer) 
 @pytest.mark.scenario(
     "hostile items in a listing",
     "a list endpoint returns, next to a good run, items with a lone surrogate in the id, a "
-    "start time of 1e20, NaN and -1e15: each is skipped with a warning naming it, the good run "
-    "is archived byte for byte, exit 0, no traceback",
+    "start time of 1e20, NaN and -1e15: each is skipped with a warning and an error naming it, "
+    "the good run is archived byte for byte, exit 1 (skipped items are failures), no traceback",
 )
 def test_rest_hostile_items_are_skipped(tmp_path: Path, loopback: LoopbackServer) -> None:
     body = ('{"runs": [{"id": "good", "state": "completed", "t": 1700000000},'
@@ -130,13 +130,15 @@ def test_rest_hostile_items_are_skipped(tmp_path: Path, loopback: LoopbackServer
 
     loopback.handler = handler
     result = run_cli(tmp_path, rest_source(loopback, started="/t"))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert {k: sha(v) for k, v in archived(tmp_path).items()} == {"api/good.txt": sha(GOOD_LOG)}
     warnings = [line for line in result.stderr.splitlines() if "item_skipped" in line]
     assert len(warnings) == 4, result.stderr
     for needle in ("bad\\\\ud800id", "'huge'", "'nan'", "'negative'", "1e+20", "nan",
                    "-1000000000000000"):
         assert any(needle in line for line in warnings), (needle, warnings)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4 and all("skipped /runs item" in line for line in errors), errors
     no_traceback(result)
 
 
@@ -276,18 +278,19 @@ def test_mlflow_repeated_page_token(tmp_path: Path, loopback: LoopbackServer) ->
 @pytest.mark.scenario(
     "endless artifact tree",
     "an MLflow server whose artifact listing holds one more directory at every level: that run "
-    "is skipped with a warning naming it and the key max_depth, after at most max_depth + 1 "
-    "listings; the other run is archived byte for byte, exit 0, no traceback",
+    "is skipped with a warning and an error naming it and the key max_depth, after at most "
+    "max_depth + 1 listings; the other run is archived byte for byte, exit 1, no traceback",
 )
 def test_mlflow_endless_artifact_tree(tmp_path: Path, loopback: LoopbackServer) -> None:
     loopback.handler = mlflow_handler([mlflow_run("good"), mlflow_run("endless")])
     result = run_cli(tmp_path, mlflow_source(loopback, max_depth=8))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert {k: sha(v) for k, v in archived(tmp_path).items()} == {
         "api/good.txt": sha(GOOD_LOG)}
     warning = [line for line in result.stderr.splitlines() if "item_skipped" in line]
     assert len(warning) == 1 and "'endless'" in warning[0], result.stderr
     assert "sources.api.max_depth" in warning[0]
+    assert "skipped run 'endless'" in result.stdout
     listings = [r for r in loopback.requests if r.path == f"{API}/artifacts/list"
                 and r.query["run_id"] == "endless"]
     assert len(listings) <= 9

@@ -170,7 +170,7 @@ class ModelLab(ApiClient):
                 runs[run_id] = item
         for run_id, resource in runs.items():
             yield from item_runs(lambda r, i=run_id: self._run_files(i, r), resource,
-                                 what=f"run {run_id!r}", log=self.log)
+                                 what=f"run {run_id!r}", log=self.log, skipped=self.skipped)
 
     def _run_files(self, run_id: str, resource: dict[str, Any]) -> Iterator[RunRef]:
         attributes = resource.get("attributes") or {}

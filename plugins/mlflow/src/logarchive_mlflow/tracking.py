@@ -187,7 +187,7 @@ class Tracking(ApiClient):
             seen.add(run_id)
             experiment = experiments.get(info.get("experiment_id"), {})
             yield from item_runs(lambda r: self._run_files(r, experiment), run,
-                                 what=f"run {run_id!r}", log=self.log)
+                                 what=f"run {run_id!r}", log=self.log, skipped=self.skipped)
 
     def _run_files(self, run: dict[str, Any], experiment: dict[str, Any]) -> Iterator[RunRef]:
         info, data = run.get("info") or {}, run.get("data") or {}

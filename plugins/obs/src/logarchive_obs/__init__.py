@@ -107,7 +107,8 @@ class ObsSource(Source):
                                      error=str(exc))
                     continue
                 yield from item_runs(lambda j, i=job_id: self._runs(j, i), job,
-                                     what=f"training job {job_id!r}", log=self.log)
+                                     what=f"training job {job_id!r}", log=self.log,
+                                     skipped=self.skipped)
             return
         for item in self._list_jobs():
             job_id = str(_get(item, "metadata", "id") or "")
@@ -121,7 +122,8 @@ class ObsSource(Source):
                 except RunGone:
                     continue
             yield from item_runs(lambda j, i=job_id: self._runs(j, i), item,
-                                 what=f"training job {job_id!r}", log=self.log)
+                                 what=f"training job {job_id!r}", log=self.log,
+                                     skipped=self.skipped)
 
     def _job(self, job_id: str) -> dict[str, Any]:
         response = self.api.request("GET", f"{self.base}/{quote(job_id, safe='')}",

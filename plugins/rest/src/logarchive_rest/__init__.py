@@ -87,9 +87,11 @@ class RestSource(Source):
                 yield run
         if cfg.discover is not None:
             for listed in list_runs(self.client, cfg.discover, classify=self._classify_list,
-                                    log=self.log, key=f"sources.{self.name}.discover.max_pages"):
+                                    log=self.log, key=f"sources.{self.name}.discover.max_pages",
+                                    skipped=self.skipped):
                 yield from item_runs(self._listed_runs, listed, log=self.log,
-                                     what=f"{cfg.discover.url} item {repr(listed.fields)[:200]}")
+                                     what=f"{cfg.discover.url} item {repr(listed.fields)[:200]}",
+                                     skipped=self.skipped)
 
     def _listed_runs(self, listed: ListedRun) -> Iterator[RunRef]:
         """The run of one listed item (for the training preset without a run id: the latest
