@@ -290,23 +290,24 @@ class Pages:
 
 
 def item_runs(make: Callable[[Any], Iterable[T]], item: Any, *, what: str, log: Any,
-              skipped: list[str] | None = None) -> list[T]:
-    """``make(item)`` as a list; an item whose mapping raises one of :data:`ITEM_ERRORS` or a
-    SourceError that is not fatal for the source is skipped with a warning ``item_skipped``
-    naming it (``what``, keep it ``repr``-quoted) and added to ``skipped`` (the source's
-    ``Source.skipped``: the export reports it as an error), and the listing goes on."""
+              skipped: list[tuple[str, bool]] | None = None) -> list[T]:
+    """``make(item)`` as a list; an item whose mapping raises one of :data:`ITEM_ERRORS` (bad
+    data: a warning) or a SourceError that is not fatal for the source (its listing failed or
+    went out of bounds: an error) is skipped with a warning ``item_skipped`` naming it
+    (``what``, keep it ``repr``-quoted) and added to ``skipped`` (the source's
+    ``Source.skipped``, which the export reports), and the listing goes on."""
     try:
         return list(make(item))
     except SourceError as exc:
         if exc.fatal_for_source:
             raise
-        error = str(exc)
+        error, failed = str(exc), True
     except ITEM_ERRORS as exc:
-        error = str(exc) or type(exc).__name__
+        error, failed = str(exc) or type(exc).__name__, False
     if log is not None:
         log.warning("item_skipped", item=what, error=error)
     if skipped is not None:
-        skipped.append(f"skipped {what}: {error}")
+        skipped.append((f"skipped {what}: {error}", failed))
     return []
 
 
@@ -385,7 +386,7 @@ def mapped_item(endpoint: ListEndpoint, item: Any) -> ListedRun:
 
 def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] | None = None,
               *, classify: Any = None, log: Any = None, key: str = "max_pages",
-              skipped: list[str] | None = None) -> Iterator[ListedRun]:
+              skipped: list[tuple[str, bool]] | None = None) -> Iterator[ListedRun]:
     """Mapped items of every page; an item that cannot be mapped (a run field missing, a time
     out of range) is skipped with a warning naming it (see :func:`item_runs`)."""
     items = list_items(client, endpoint, variables, classify=classify, log=log, key=key)

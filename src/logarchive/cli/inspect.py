@@ -69,9 +69,10 @@ def _list_runs(config: Config, ledger: Ledger,
                          for sink in pipeline.sinks}
                 rows.append({"pipeline": pipeline.name, **run.to_json(), "sinks": sinks,
                              "delivered": all(v == RunStatus.DELIVERED for v in sinks.values())})
-            for problem in source.skipped:
-                ok = False
-                say(f"error: source {pipeline.source}: {problem}", err=True)
+            for problem, failed in source.skipped:
+                ok = ok and not failed
+                say(f"{'error' if failed else 'warning'}: source {pipeline.source}: {problem}",
+                    err=True)
         except LogarchiveError as error:
             ok = False
             say(f"error: source {pipeline.source}: {error}", err=True)

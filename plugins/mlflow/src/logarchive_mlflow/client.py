@@ -53,7 +53,7 @@ class ApiClient:
         self.name = source_name
         self.config = config
         self.log = context.log
-        self.skipped: list[str] = []  # the MlflowSource's Source.skipped
+        self.skipped: list[tuple[str, bool]] = []  # the MlflowSource's Source.skipped
         self.base_dir = context.settings.base_dir
         self.chunk_size = context.settings.chunk_size
         self.client = HttpClient(base_url, options=config.http, auth=auth,
