@@ -35,7 +35,8 @@ class DiscoverConfig(BaseModel):
     page_size: int = Field(default=100, ge=1, le=1000, description="Runs per page.",
                            examples=[100])
     max_pages: int = Field(default=1000, ge=1,
-                           description="Safety stop: most pages read per project.",
+                           description="Most pages read per project; a longer listing fails "
+                           "naming this key.",
                            examples=[1000])
     params: dict[str, str] = Field(
         default_factory=dict, description="Extra query parameters of every list request.",

@@ -71,8 +71,8 @@ class ObsConfig(SourceConfig):
     )
     page_size: int = Field(default=50, ge=1, le=50, description="Jobs per page of the list "
                            "endpoint.", examples=[50])
-    max_pages: int = Field(default=200, ge=1, description="Most list pages read per export.",
-                           examples=[200])
+    max_pages: int = Field(default=200, ge=1, description="Most job list pages read per "
+                           "export; a longer list fails naming this key.", examples=[200])
     http: HttpOptions = Field(default_factory=HttpOptions,
                               description="Timeouts (read_timeout = stall timeout), TLS, retries "
                               "for the API and the storage.")
