@@ -51,3 +51,48 @@ def test_status_mapping_and_item_mapping() -> None:
     assert listed.status == "failed" and listed.completed.year == 2026
     assert listed.metadata == {"owner": "ana"}
     assert map_item(endpoint, {"id": "x"}) is None  # no model id: skipped
+
+
+@pytest.mark.parametrize("value", [1e20, float("nan"), float("inf"), -1e15, -1e20])
+def test_parse_time_refuses_numbers_that_are_no_time(value: float) -> None:
+    from logarchive.runs import parse_time
+
+    with pytest.raises(ValueError, match="time .*(out of range|not a number)"):
+        parse_time(value)
+
+
+def test_parse_time_reads_seconds_and_milliseconds() -> None:
+    from logarchive.runs import parse_time
+
+    assert parse_time(1700000000).isoformat() == "2023-11-14T22:13:20+00:00"
+    assert parse_time(1700000000000) == parse_time(1700000000)
+    assert parse_time("not a time") is None and parse_time(None) is None
+
+
+def test_run_fields_refuse_lone_surrogates() -> None:
+    from logarchive.plugin_api import RunRef
+
+    with pytest.raises(ValueError, match=r"run field 'run_id'.*lone surrogate.*\\ud800"):
+        RunRef("src", {"run_id": "a\ud800b"})
+    assert RunRef("src", {"run_id": "a\nb"}).fields["run_id"] == "a\nb"  # stored verbatim
+
+
+def test_pages_bound_a_listing_and_refuse_a_repeated_token() -> None:
+    from logarchive.plugin_api import Pages, SourceError
+
+    pages = Pages("list endpoint /runs", 2, "sources.api.discover.max_pages")
+    assert pages.next() == 1 and pages.follow("t1") and pages.next() == 2
+    with pytest.raises(SourceError, match=r"more than 2 pages.*`sources.api.discover.max_pages`"):
+        pages.next()
+    again = Pages("list endpoint /runs", 10)
+    assert again.follow("t1") and not again.follow(None) and not again.follow("")
+    with pytest.raises(SourceError, match="'t1' again"):
+        again.follow("t1")
+
+
+def test_human_escapes_control_characters_only() -> None:
+    from logarchive.cli.common import human
+
+    assert human("r1\nexported x\r\x1b[31mred\x85\u2028\ud800") == \
+        "r1\\nexported x\\r\\x1b[31mred\\x85\\u2028\\ud800"
+    assert human("plain ünïcode / tab\tkept", keep="\t") == "plain ünïcode / tab\tkept"

@@ -328,6 +328,13 @@ class Source(_Plugin):
     kind: ClassVar[str] = "source"
     Config: ClassVar[type[SourceConfig]] = SourceConfig
 
+    def __init__(self, name: str, config: Any, context: Context) -> None:
+        super().__init__(name, config, context)
+        #: Items :meth:`discover` skipped, as ``("<item>: <why>", failed)`` (see
+        #: ``plugin_api.item_runs``): the export reports each, a failed one as an error (exit 1),
+        #: the others (bad data in an item) as warnings, so a skipped run is never silent.
+        self.skipped: list[tuple[str, bool]] = []
+
     def discover(self) -> Iterable[Any]:
         """Yield every :class:`~logarchive.runs.RunRef` the source can see, any status."""
         raise NotImplementedError

@@ -113,6 +113,9 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
         summary.errors.append(f"pipeline {pipe_cfg.name}: source {pipe_cfg.source}: {exc}")
         log.error("discovery_failed", pipeline=pipe_cfg.name, error=str(exc))
         return []
+    for problem, failed in pipe.source.skipped:
+        (summary.errors if failed else summary.warnings).append(
+            f"pipeline {pipe_cfg.name}: source {pipe_cfg.source}: {problem}")
     log.info("runs_discovered", pipeline=pipe_cfg.name, runs=len(discovered))
     include = pipe.source.config.include_statuses
     jobs: list[Job] = []

@@ -123,6 +123,8 @@ def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
         document = response.json()
     except ValueError:
         raise SourceError(f"{what}: the response is not JSON") from None
+    except RecursionError:
+        raise SourceError(f"{what}: the response nests JSON deeper than can be read") from None
     if not isinstance(document, dict):
         raise SourceError(f"{what}: the response is not a JSON object")
     return document

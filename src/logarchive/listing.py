@@ -9,15 +9,21 @@ in the body, a next-page URL in the body, or an RFC 8288 ``Link: <...>; rel="nex
 
 Next-page URLs from the server are followed only on the same scheme, host and port as the first
 page, so a ``Link`` header can never send the source's credentials elsewhere.
+
+Every paginated listing of every source is bounded the same way (:class:`Pages`): at most
+``max_pages`` pages, and a page token or next URL the server sends twice stops the listing with
+an error (a server that repeats one would otherwise be listed for ever). One bad item never
+stops a listing: :func:`item_runs` turns an item whose mapping raises (a lone surrogate in an
+id, a time of ``1e20`` or ``NaN``) into a warning ``item_skipped`` naming it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,6 +33,10 @@ from logarchive.runs import STATUSES, parse_time
 from logarchive.templates import UnknownFields, render_template
 
 _MISSING = object()
+T = TypeVar("T")
+# What mapping one hostile item can raise: a bad time or id (ValueError, OverflowError), a
+# missing or mistyped field (KeyError, TypeError), nesting too deep (RecursionError).
+ITEM_ERRORS = (ValueError, TypeError, KeyError, OverflowError, RecursionError)
 
 # Words APIs use for run states, normalised to logarchive's statuses (lower-cased lookup).
 DEFAULT_STATUS_MAP: dict[str, str] = {
@@ -170,8 +180,8 @@ class ListEndpoint(BaseModel):
                                  "in the response body.", examples=["/links/next"])
     link: bool = Field(default=True, description="Follow a `Link: <url>; rel=\"next\"` header.",
                        examples=[True])
-    max_pages: int = Field(default=1000, ge=1, description="Stop after this many pages.",
-                           examples=[1000])
+    max_pages: int = Field(default=1000, ge=1, description="Most pages read; a longer listing "
+                           "fails naming this key.", examples=[1000])
 
     @field_validator("fields")
     @classmethod
@@ -241,42 +251,114 @@ def _same_origin(a: str, b: str) -> bool:
     return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
 
 
+class Pages:
+    """The bounds of one paginated listing (``what`` names it in errors).
+
+    Call :meth:`next` before requesting each page: past ``max_pages`` pages it raises a
+    SourceError naming ``key``, the setting to raise. :meth:`follow` takes the next page's token
+    or URL: False when there is none (the listing is complete), a SourceError when the server
+    sent it before (the listing would never end), else True; :meth:`repeated` raises that error
+    for a listing paged by number whose page holds only items listed before.
+    """
+
+    def __init__(self, what: str, max_pages: int, key: str = "max_pages") -> None:
+        self.what, self.max_pages, self.key = what, max_pages, key
+        self.count = 0
+        self._seen: set[str] = set()
+
+    def next(self) -> int:
+        if self.count >= self.max_pages:
+            raise SourceError(f"{self.what}: more than {self.max_pages} pages; stopped. If the "
+                              f"listing is really that long, raise `{self.key}`")
+        self.count += 1
+        return self.count
+
+    def follow(self, marker: Any) -> bool:
+        if marker is None or marker == "":
+            return False
+        text = str(marker)
+        if text in self._seen:
+            self.repeated(f"the next page {text[:120]!r}")
+        self._seen.add(text)
+        return True
+
+    def repeated(self, what: str) -> None:
+        """Raise: the server sent ``what`` again (for listings paged by number, a page of only
+        items seen before)."""
+        raise SourceError(f"{self.what}: the server sent {what} again (after page "
+                          f"{self.count}); stopped, it would list for ever")
+
+
+def item_runs(make: Callable[[Any], Iterable[T]], item: Any, *, what: str, log: Any,
+              skipped: list[tuple[str, bool]] | None = None) -> list[T]:
+    """``make(item)`` as a list; an item whose mapping raises one of :data:`ITEM_ERRORS` (bad
+    data: a warning) or a SourceError that is not fatal for the source (its listing failed or
+    went out of bounds: an error) is skipped with a warning ``item_skipped`` naming it
+    (``what``, keep it ``repr``-quoted) and added to ``skipped`` (the source's
+    ``Source.skipped``, which the export reports), and the listing goes on."""
+    try:
+        return list(make(item))
+    except SourceError as exc:
+        if exc.fatal_for_source:
+            raise
+        error, failed = str(exc), True
+    except ITEM_ERRORS as exc:
+        error, failed = str(exc) or type(exc).__name__, False
+    if log is not None:
+        log.warning("item_skipped", item=what, error=error)
+    if skipped is not None:
+        skipped.append((f"skipped {what}: {error}", failed))
+    return []
+
+
+def _document(response: Any, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise SourceError(f"{what}: response is not JSON") from None
+    except RecursionError:
+        raise SourceError(f"{what}: the response nests JSON deeper than can be read") from None
+
+
+def _page_items(document: Any, endpoint: ListEndpoint) -> list[Any]:
+    try:
+        items = json_pointer(document, endpoint.items)
+    except KeyError:
+        keys = sorted(document)[:10] if isinstance(document, Mapping) else type(document).__name__
+        raise SourceError(f"list endpoint {endpoint.url}: items pointer {endpoint.items!r} "
+                          f"not found in the response (it has: {keys})") from None
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise SourceError(f"list endpoint {endpoint.url}: {endpoint.items or '(document)'} "
+                          "is not an array")
+    return items
+
+
 def list_items(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] | None = None,
-               *, classify: Any = None, log: Any = None) -> Iterator[Any]:
-    """Every item of every page of ``endpoint`` (``client`` is a ``logarchive.http.HttpClient``)."""
+               *, classify: Any = None, log: Any = None, key: str = "max_pages"
+               ) -> Iterator[Any]:
+    """Every item of every page of ``endpoint`` (``client`` is a ``logarchive.http.HttpClient``);
+    bounded by :class:`Pages` (``key`` is how the config names ``max_pages``)."""
     url = fill_template(endpoint.url, variables or {})
     params: dict[str, str] | None = {k: fill_template(v, variables or {}, quote_values=False)
                                      for k, v in endpoint.params.items()}
     origin: str | None = None
-    seen: set[str] = set()
-    for _page in range(endpoint.max_pages):
+    pages = Pages(f"list endpoint {endpoint.url}", endpoint.max_pages, key)
+    while True:
+        pages.next()
         kwargs: dict[str, Any] = {"params": params, "classify": classify}
         if endpoint.body is not None:
             kwargs["json"] = endpoint.body
         response = client.request(endpoint.method, url, **kwargs)
         origin = origin or str(response.request.url)
-        try:
-            document = response.json()
-        except ValueError:
-            raise SourceError(f"list endpoint {endpoint.url}: response is not JSON") from None
-        try:
-            items = json_pointer(document, endpoint.items)
-        except KeyError:
-            keys = sorted(document)[:10] if isinstance(document, Mapping) else type(document).__name__
-            raise SourceError(f"list endpoint {endpoint.url}: items pointer {endpoint.items!r} "
-                              f"not found in the response (it has: {keys})") from None
-        if items is None:
-            items = []
-        if not isinstance(items, list):
-            raise SourceError(f"list endpoint {endpoint.url}: {endpoint.items or '(document)'} "
-                              "is not an array")
+        document = _document(response, f"list endpoint {endpoint.url}")
+        items = _page_items(document, endpoint)
         yield from items
-        next_url: str | None = None
-        next_params = params
         token = json_pointer(document, endpoint.next_token, None) if endpoint.next_token else None
         if token not in (None, ""):
             next_url, next_params = url, {**(params or {}), endpoint.token_param: str(token)}
-            marker = f"token:{token}"
+            marker = f"token {token}"
         else:
             target = json_pointer(document, endpoint.next_url, None) if endpoint.next_url else None
             if not target and endpoint.link:
@@ -285,31 +367,43 @@ def list_items(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str]
                 return
             next_url = urljoin(str(response.request.url), str(target))
             next_params = None  # the server's next URL carries its own query
-            marker = f"url:{next_url}"
+            marker = f"url {next_url}"
             if not _same_origin(next_url, origin):
                 raise SourceError(f"list endpoint {endpoint.url}: refusing a next page on "
                                   "another host")
-        if not items or marker in seen:
+        if not items or not pages.follow(marker):
             return
-        seen.add(marker)
         url, params = next_url, next_params
-    if log is not None:
-        log.warning("list_truncated", url=endpoint.url, max_pages=endpoint.max_pages)
+
+
+def mapped_item(endpoint: ListEndpoint, item: Any) -> ListedRun:
+    """:func:`map_item`, raising ValueError with :func:`item_problem` instead of None."""
+    listed = map_item(endpoint, item)
+    if listed is None:
+        raise ValueError(item_problem(endpoint, item))
+    return listed
 
 
 def list_runs(client: Any, endpoint: ListEndpoint, variables: Mapping[str, str] | None = None,
-              *, classify: Any = None, log: Any = None) -> Iterator[ListedRun]:
-    """Mapped items of every page; items missing a run field are skipped with a warning."""
-    for index, item in enumerate(list_items(client, endpoint, variables, classify=classify,
-                                            log=log)):
-        listed = map_item(endpoint, item)
-        if listed is None:
-            if log is not None:
-                log.warning("list_item_skipped", url=endpoint.url, item=index,
-                            reason=item_problem(endpoint, item))
-            continue
-        yield listed
+              *, classify: Any = None, log: Any = None, key: str = "max_pages",
+              skipped: list[tuple[str, bool]] | None = None) -> Iterator[ListedRun]:
+    """Mapped items of every page; an item that cannot be mapped (a run field missing, a time
+    out of range) is skipped with a warning naming it (see :func:`item_runs`)."""
+    items = list_items(client, endpoint, variables, classify=classify, log=log, key=key)
+    for index, item in enumerate(items):
+        yield from item_runs(lambda i: [mapped_item(endpoint, i)], item,
+                             what=describe_item(endpoint, item, index), log=log,
+                             skipped=skipped)
 
 
-__all__ = ["DEFAULT_STATUS_MAP", "ListEndpoint", "ListedRun", "fill_template", "json_pointer",
-           "item_problem", "list_items", "list_runs", "map_item", "normalise_status", "parse_link_header"]
+def describe_item(endpoint: ListEndpoint, item: Any, index: int) -> str:
+    """``/runs item 3 {'run_id': 'r3'}``: the item's place and run fields (``repr``-quoted, so
+    control characters and lone surrogates stay escaped), for warnings."""
+    fields = {name: json_pointer(item, pointer, None) if isinstance(item, (dict, list)) else None
+              for name, pointer in endpoint.fields.items()}
+    return f"{endpoint.url} item {index} {repr(fields)[:200]}"
+
+
+__all__ = ["DEFAULT_STATUS_MAP", "ITEM_ERRORS", "ListEndpoint", "ListedRun", "Pages",
+           "fill_template", "item_problem", "item_runs", "json_pointer", "list_items", "list_runs",
+           "map_item", "mapped_item", "normalise_status", "parse_link_header"]

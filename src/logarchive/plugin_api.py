@@ -97,13 +97,13 @@ __all__ += ["LOCAL_PROTOCOLS", "display_url", "read_chunks", "resolve"]
 
 # Paginated list endpoints (logarchive.listing), for HTTP sources that find runs by listing.
 from logarchive.listing import (  # noqa: E402
-    ListEndpoint, ListedRun, fill_template, json_pointer, list_items, list_runs,
-    normalise_status, parse_link_header,
+    ITEM_ERRORS, ListEndpoint, ListedRun, Pages, fill_template, item_runs, json_pointer,
+    list_items, list_runs, normalise_status, parse_link_header,
 )
 
 __all__ += [
-    "ListEndpoint", "ListedRun", "fill_template", "json_pointer", "list_items", "list_runs",
-    "normalise_status", "parse_link_header",
+    "ITEM_ERRORS", "ListEndpoint", "ListedRun", "Pages", "fill_template", "item_runs",
+    "json_pointer", "list_items", "list_runs", "normalise_status", "parse_link_header",
 ]
 
 # Record sinks (batching, retries, acknowledgement, resume bookkeeping): logarchive.batching.

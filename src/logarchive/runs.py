@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,6 +21,7 @@ Status = Literal["pending", "running", "completed", "failed", "killed", "unknown
 STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "killed", "unknown")
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "killed"})
 RESERVED_FIELDS = RECORD_KEYS | {"source", "ext", "exported", "started", "completed"}
+_SURROGATE = re.compile("[\ud800-\udfff]")  # cannot be encoded: no key, path or ledger row
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class RunRef:
                 raise TypeError(f"run field {key!r} must be a string, got {type(value).__name__}")
             if value == "":
                 raise ValueError(f"run field {key!r} of source {self.source!r} is empty")
+            if _SURROGATE.search(value):
+                raise ValueError(f"run field {key!r} of source {self.source!r} is not valid "
+                                 f"Unicode (a lone surrogate): {value[:120]!r}")
         if self.status not in STATUSES:
             raise ValueError(f"run status {self.status!r} is not one of {STATUSES}")
 
@@ -128,14 +133,18 @@ def iso(value: datetime | None) -> str | None:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Parse an API time (ISO-8601 string, epoch seconds or milliseconds) to aware UTC."""
+    """Parse an API time (ISO-8601 string, epoch seconds or milliseconds) to aware UTC.
+
+    None, ``""`` and an unreadable string are None (no time). A number that is no time at all
+    (NaN, infinite, or outside years 1-9999 such as ``1e20`` or ``-1e15``) raises ValueError
+    naming the value: the item carrying it is bad, not the listing.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)):
-        seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _epoch(value)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -148,3 +157,15 @@ def parse_time(value: Any) -> datetime | None:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     return None
+
+
+def _epoch(value: int | float) -> datetime:
+    """Epoch seconds, or milliseconds when the magnitude is beyond year 5138 in seconds."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"time {value!r} is not a number")
+    seconds = value / 1000 if abs(value) > 1e11 else value
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"time {value!r} is out of range (epoch seconds or milliseconds "
+                         "within years 1-9999)") from None

@@ -736,3 +736,35 @@ def test_check_fails_on_an_expired_token(training: TrainingAPI, loopback: Loopba
     result = checked(tmp_path, source)["src"]
     assert result.status == "failed" and "token invalid or expired" in result.detail
     assert "expired-token-value-123" not in result.detail
+
+
+MARKER = b"--- ERROR: failed to fetch logs ---"
+
+
+def _filtered(body: bytes, size: int) -> tuple[bytes, str | None]:
+    from logarchive_rest.streams import TrailerFilter
+
+    trailer = TrailerFilter()
+    out = b"".join(trailer.feed(body[i:i + size]) for i in range(0, len(body), size))
+    try:
+        out += trailer.finish()
+    except logarchive.SourceError as exc:
+        return out, str(exc)
+    return out, None
+
+
+@pytest.mark.parametrize("size", [1, 5, 64, 100_000])
+def test_trailer_counts_only_at_the_end_of_the_stream(size: int) -> None:
+    ordinary = b"".join(b"step %d\n" % i for i in range(6))
+    for body in (b"a " + MARKER + b"\n" + ordinary,           # mid-log, at a line's end
+                 MARKER + b"\n" + ordinary,                   # mid-log, alone on its line
+                 ordinary + MARKER + b" said the server\n" + ordinary,
+                 b"x" * 70_000 + MARKER + b"\n" + b"y" * 70_000 + b"\n"):
+        assert _filtered(body, size) == (body, None)
+    for body, reason in ((ordinary + MARKER + b"\ncontext deadline exceeded\n",
+                          "context deadline exceeded"),
+                         (ordinary + MARKER, "no reason given"),
+                         (ordinary[:-1] + MARKER + b"\nquota\nexceeded", "quota exceeded")):
+        out, error = _filtered(body, size)
+        assert out == ordinary[:-1] + (b"\n" if body.startswith(ordinary) else b"")
+        assert error is not None and reason in error

@@ -16,7 +16,8 @@ import click
 
 from logarchive.base import ByteSink, StopEvent
 from logarchive.cli.common import (
-    Group, State, config_option, dump_json, exit_with, install_signal_handlers, json_option,
+    Group, State, config_option, dump_json, exit_with, install_signal_handlers, json_option, say,
+    say_block,
 )
 from logarchive.config import Config
 from logarchive.errors import ConfigError
@@ -90,7 +91,7 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
     if as_json:
         dump_json({"sinks": [outcome.to_json() for outcome, _ in outcomes]})
     else:
-        click.echo("\n".join(outcome.text() for outcome, _ in outcomes))
+        say_block("\n".join(outcome.text() for outcome, _ in outcomes))
     if stop.signal_number:
         sys.exit(ExitCode.for_signal(stop.signal_number))
     exit_with(all(ok for _, ok in outcomes))
@@ -159,7 +160,7 @@ def verify_cmd(state: State, sink: str | None, sample: int | None, as_json: bool
         dump_json({"passed": all(r.passed for r in reports),
                    "sinks": [r.to_json() for r in reports]})
     else:
-        click.echo("\n".join(r.text() for r in reports) or "no sink stores objects")
+        say_block("\n".join(r.text() for r in reports) or "no sink stores objects")
     exit_with(all(r.passed for r in reports))
 
 
@@ -205,14 +206,14 @@ def _print_events(rows: list[dict[str, Any]]) -> None:
     for e in rows:
         detail = " ".join(f"{k}={v}" for k, v in e.items()
                           if k not in ("time", "kind", "sink", "run_key") and v is not None)
-        click.echo(f"{e['time']} {e['kind']:<24} {e['sink'] or '-'} {e['run_key'] or '-'} "
+        say(f"{e['time']} {e['kind']:<24} {e['sink'] or '-'} {e['run_key'] or '-'} "
                    f"{detail}")
     click.echo(f"{len(rows)} event(s)")
 
 
 def _print_deliveries(rows: list[dict[str, Any]]) -> None:
     for d in rows:
-        click.echo(f"{d['status']:<11} {d['sink']:<12} {d['run_key']}  {d['object'] or ''}")
+        say(f"{d['status']:<11} {d['sink']:<12} {d['run_key']}  {d['object'] or ''}")
     counts: dict[str, int] = {}
     for d in rows:
         counts[d["status"]] = counts.get(d["status"], 0) + 1
@@ -240,4 +241,4 @@ def ledger_rebuild(state: State, sink: str | None, as_json: bool) -> None:
     if as_json:
         dump_json(report.to_json())
     else:
-        click.echo(report.text())
+        say_block(report.text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 import traceback
@@ -22,6 +23,30 @@ from logarchive.config import Config, load_config
 from logarchive.errors import LogarchiveError
 from logarchive.secrets import redact
 from logarchive.status import ExitCode
+
+# C0 controls (newline, carriage return, ESC of ANSI sequences...), DEL, C1 controls, the Unicode
+# line and paragraph separators, and lone surrogates (which no terminal can even be sent).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def human(text: str, *, keep: str = "") -> str:
+    """``text`` made safe for one human-readable line: every control character (see
+    ``_CONTROL``) but those in ``keep`` becomes its Python escape (``\\n``, ``\\r``,
+    ``\\x1b``, ``\\ud800``), so a run id or an error from a source can neither forge a line
+    nor recolour the terminal. JSON output never goes through it: it stays exact."""
+    return _CONTROL.sub(lambda m: m.group() if m.group() in keep
+                        else m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print one human-readable line, escaped with :func:`human`."""
+    click.echo(human(text), err=err)
+
+
+def say_block(text: str, *, err: bool = False) -> None:
+    """Print a multi-line report: :func:`human`, keeping its own newlines."""
+    click.echo(human(text, keep="\n"), err=err)
+
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _COMMAND = "logarchive.command"  # ctx.meta key: the command being run, for the error line
@@ -175,7 +200,7 @@ def _verbosity(ctx: click.Context) -> int:
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
-    click.echo(redact(message), err=True)
+    say(redact(message), err=True)
     if _verbosity(ctx) > 0:
         click.echo(redact(traceback.format_exc()), err=True)
     sys.exit(code)

@@ -13,7 +13,7 @@ import click
 from logarchive import metrics
 from logarchive.base import StopEvent
 from logarchive.cli.common import (
-    State, config_option, dump_json, install_signal_handlers, printing_may_stop,
+    State, config_option, dump_json, install_signal_handlers, printing_may_stop, say, say_block,
 )
 from logarchive.engine import export
 from logarchive.errors import LedgerError
@@ -95,12 +95,12 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
             line += f"  ({result.bytes} bytes, {result.lines} lines)"
         if result.error:
             line += f"  {result.error}"
-        click.echo(line)
+        say(line)
     for error in summary.errors:
-        click.echo(f"error: {error}")
+        say(f"error: {error}")
     for warning in summary.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(summary.text())
+        say(f"warning: {warning}", err=True)
+    say_block(summary.text())
 
 
 @click.command("export")

@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from logarchive.cli.common import Group, State, config_option, dump_json, exit_with, json_option
+from logarchive.cli.common import (
+    Group, State, config_option, dump_json, exit_with, json_option, say,
+)
 from logarchive.config import Config
 from logarchive.errors import ConfigError, LogarchiveError
 from logarchive.ledger import Ledger, SQLiteLedger
@@ -47,8 +49,8 @@ def runs_cmd(state: State, source_name: str | None, as_json: bool) -> None:
     else:
         for row in rows:
             mark = RunStatus.DELIVERED if row["delivered"] else PENDING
-            click.echo(f"{row['status']:<10} {mark:<10} {row['key']}")
-        click.echo(f"{len(rows)} run(s)")
+            say(f"{row['status']:<10} {mark:<10} {row['key']}")
+        say(f"{len(rows)} run(s)")
     exit_with(ok)
 
 
@@ -67,9 +69,13 @@ def _list_runs(config: Config, ledger: Ledger,
                          for sink in pipeline.sinks}
                 rows.append({"pipeline": pipeline.name, **run.to_json(), "sinks": sinks,
                              "delivered": all(v == RunStatus.DELIVERED for v in sinks.values())})
+            for problem, failed in source.skipped:
+                ok = ok and not failed
+                say(f"{'error' if failed else 'warning'}: source {pipeline.source}: {problem}",
+                    err=True)
         except LogarchiveError as error:
             ok = False
-            click.echo(f"error: source {pipeline.source}: {error}", err=True)
+            say(f"error: source {pipeline.source}: {error}", err=True)
         finally:
             close_all([source])
     return rows, ok
@@ -116,7 +122,7 @@ def config_check(state: State) -> None:
 
     config = state.config()
     for warning in overlapping_roots(config):
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}", err=True)
     click.echo(
         f"{config.path}: ok ({len(config.sources)} source(s), {len(config.sinks)} sink(s), "
         f"{len(config.pipelines)} pipeline(s))"

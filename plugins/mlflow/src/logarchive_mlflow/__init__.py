@@ -35,6 +35,7 @@ class MlflowSource(Source):
         super().__init__(name, config, context)
         backend = ModelLab if config.api == "modellab" else Tracking
         self.api: ModelLab | Tracking = backend(name, config, context)
+        self.api.skipped = self.skipped
 
     def discover(self) -> Iterator[RunRef]:
         return self.api.discover()

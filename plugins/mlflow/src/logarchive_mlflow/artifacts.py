@@ -30,7 +30,9 @@ class ArtifactPatterns:
       a leading ``/`` anchors it to the root (``/*.txt``: top-level files only).
     """
 
-    def __init__(self, patterns: list[str]) -> None:
+    def __init__(self, patterns: list[str], *, max_depth: int = 32,
+                 depth_key: str = "max_depth") -> None:
+        self.max_depth, self.depth_key = max_depth, depth_key
         self._patterns: list[tuple[bool, list[str]]] = []
         for pattern in patterns:
             text = pattern.strip()
@@ -58,8 +60,14 @@ class ArtifactPatterns:
 
     def visit(self, path: str, is_dir: bool, visited: set[str], pending: list[str]) -> bool:
         """One listing entry of a breadth-first walk: a directory that may hold a match is
-        queued once in ``pending``; returns True for a file that is a log."""
+        queued once in ``pending``; returns True for a file that is a log. A directory deeper
+        than ``max_depth`` raises SourceError naming the key (an endless tree ends here)."""
         if is_dir:
+            depth = path.count("/") + 1
+            if depth > self.max_depth and self.may_contain(path):
+                raise SourceError(f"artifact directory {path[:200]!r} is {depth} levels deep, "
+                                  f"more than {self.max_depth}; stopped listing. If the "
+                                  f"artifacts really nest that deep, raise `{self.depth_key}`")
             if path not in visited and self.may_contain(path):
                 visited.add(path)
                 pending.append(path)

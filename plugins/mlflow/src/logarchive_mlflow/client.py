@@ -53,12 +53,18 @@ class ApiClient:
         self.name = source_name
         self.config = config
         self.log = context.log
+        self.skipped: list[tuple[str, bool]] = []  # the MlflowSource's Source.skipped
         self.base_dir = context.settings.base_dir
         self.chunk_size = context.settings.chunk_size
         self.client = HttpClient(base_url, options=config.http, auth=auth,
                                  headers={"Accept": "application/json"}, stop=context.stop,
                                  log=context.log)
-        self.patterns = ArtifactPatterns(config.artifacts)
+        self.patterns = ArtifactPatterns(config.artifacts, max_depth=config.max_depth,
+                                         depth_key=self.key("max_depth"))
+
+    def key(self, name: str) -> str:
+        """A setting of this source as the config spells it (``sources.<name>.<key>``)."""
+        return f"sources.{self.name}.{name}"
 
     def close(self) -> None:
         self.client.close()

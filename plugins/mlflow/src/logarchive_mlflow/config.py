@@ -11,7 +11,7 @@ from logarchive.plugin_api import AuthConfig, HttpBaseUrl, HttpOptions, Secret, 
 MODELLAB_KEYS = frozenset({"base_url", "api_key", "application_key", "runs", "projects",
                            "discover", "unresponsive"})
 MLFLOW_KEYS = frozenset({"tracking_uri", "auth", "experiments", "statuses", "filter",
-                         "max_results"})
+                         "max_results", "max_pages"})
 MLFLOW_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
 
@@ -35,7 +35,8 @@ class DiscoverConfig(BaseModel):
     page_size: int = Field(default=100, ge=1, le=1000, description="Runs per page.",
                            examples=[100])
     max_pages: int = Field(default=1000, ge=1,
-                           description="Safety stop: most pages read per project.",
+                           description="Most pages read per project; a longer listing fails "
+                           "naming this key.",
                            examples=[1000])
     params: dict[str, str] = Field(
         default_factory=dict, description="Extra query parameters of every list request.",
@@ -67,6 +68,12 @@ class MlflowConfig(SourceConfig):
     )
     http: HttpOptions = Field(default_factory=HttpOptions,
                               description="Timeouts, TLS and retries of the API.")
+    max_depth: int = Field(
+        default=32, ge=1,
+        description="Deepest artifact directory listed (1: the root's own directories); a run "
+        "whose artifacts nest deeper is skipped with a warning naming this key.",
+        examples=[32],
+    )
 
     # --- api = "modellab" ---
     base_url: HttpBaseUrl = Field(
@@ -122,6 +129,12 @@ class MlflowConfig(SourceConfig):
     )
     max_results: int = Field(default=1000, ge=1, le=50000,
                              description="[mlflow] Page size of runs/search.", examples=[1000])
+    max_pages: int = Field(
+        default=1000, ge=1,
+        description="[mlflow] Most pages read per listing (experiments/search, one runs/search, "
+        "one artifacts/list directory); a longer listing fails naming this key.",
+        examples=[1000],
+    )
 
     @field_validator("artifacts")
     @classmethod

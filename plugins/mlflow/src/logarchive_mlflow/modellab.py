@@ -14,13 +14,15 @@ a list of strings); they are surfaced as they are. Both key headers are secrets.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import count
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from logarchive.plugin_api import (
-    TERMINAL, AuthConfig, RunGone, RunRef, SourceError, json_object, parse_time, probe,
+    TERMINAL, AuthConfig, Pages, RunGone, RunRef, SourceError, item_runs, json_object,
+    parse_time, probe,
 )
 
 from logarchive_mlflow.artifacts import (
@@ -90,10 +92,14 @@ class ModelLab(ApiClient):
         return _resource(response, "runs", f"run {run_id}")
 
     def list_project_runs(self, project_id: int) -> Iterator[dict[str, Any]]:
-        """Every run of a project, page by page, each once."""
+        """Every run of a project, page by page, each once; a page of only runs seen before
+        ends the listing (a server that ignores the page number)."""
         cfg = self.config.discover
         seen: set[str] = set()
-        for page in range(cfg.first_page, cfg.first_page + cfg.max_pages):
+        pages = Pages(f"Model Lab runs of project {project_id}", cfg.max_pages,
+                      self.key("discover.max_pages"))
+        for page in count(cfg.first_page):
+            pages.next()
             params = {**cfg.params, cfg.project_param: str(project_id),
                       cfg.page_size_param: str(cfg.page_size), cfg.page_number_param: str(page)}
             response = self.client.request(
@@ -111,8 +117,6 @@ class ModelLab(ApiClient):
                 yield item
             if len(data) < cfg.page_size or not fresh:
                 return
-        self.log.warning("modellab_discovery_truncated", project_id=project_id,
-                         pages=cfg.max_pages)
 
     def list_files(self, run_id: str) -> Iterator[tuple[str, int | None, str | None]]:
         """``(path, size, path_in_project)`` of every log file of a run, walking directories."""
@@ -177,7 +181,8 @@ class ModelLab(ApiClient):
                         continue
                 runs[run_id] = item
         for run_id, resource in runs.items():
-            yield from self._run_files(run_id, resource)
+            yield from item_runs(lambda r, i=run_id: self._run_files(i, r), resource,
+                                 what=f"run {run_id!r}", log=self.log, skipped=self.skipped)
 
     def _run_files(self, run_id: str, resource: dict[str, Any]) -> Iterator[RunRef]:
         attributes = resource.get("attributes") or {}

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from logarchive.plugin_api import (
-    RunGone, RunRef, SourceError, json_object, parse_time,
+    Pages, RunGone, RunRef, SourceError, item_runs, json_object, parse_time,
 )
 
 from logarchive_mlflow.artifacts import (
@@ -94,18 +94,23 @@ class Tracking(ApiClient):
         if self.config.experiments:
             return
         token = None
+        pages = self._pages("MLflow experiments/search")
         while True:
+            pages.next()
             body: dict[str, Any] = {"max_results": 1000, "view_type": "ACTIVE_ONLY"}
             if token:
                 body["page_token"] = token
             page = self._post(f"{API}/experiments/search", "experiments/search", body)
             for experiment in page.get("experiments") or []:
-                if experiment.get("experiment_id") not in seen:
+                if isinstance(experiment, dict) and experiment.get("experiment_id") not in seen:
                     seen.add(experiment["experiment_id"])
                     yield experiment
             token = page.get("next_page_token")
-            if not token:
+            if not pages.follow(token):
                 return
+
+    def _pages(self, what: str) -> Pages:
+        return Pages(what, self.config.max_pages, self.key("max_pages"))
 
     def _experiment(self, wanted: str | int) -> dict[str, Any] | None:
         if isinstance(wanted, str):
@@ -131,7 +136,9 @@ class Tracking(ApiClient):
                 if self.config.filter:
                     condition += f" AND {self.config.filter}"
                 token = None
+                pages = self._pages(f"MLflow runs/search ({status})")
                 while True:
+                    pages.next()
                     body: dict[str, Any] = {
                         "experiment_ids": batch, "filter": condition,
                         "run_view_type": "ACTIVE_ONLY", "max_results": self.config.max_results,
@@ -141,7 +148,7 @@ class Tracking(ApiClient):
                     page = self._post(f"{API}/runs/search", "runs/search", body)
                     yield from page.get("runs") or []
                     token = page.get("next_page_token")
-                    if not token:
+                    if not pages.follow(token):
                         break
 
     def list_files(self, run_id: str) -> Iterator[tuple[str, int | None]]:
@@ -151,7 +158,9 @@ class Tracking(ApiClient):
         while pending:
             directory = pending.pop(0)
             token = None
+            pages = self._pages(f"MLflow artifacts/list of run {run_id!r} {directory!r}")
             while True:
+                pages.next()
                 params = {"run_id": run_id}
                 if directory:
                     params["path"] = directory
@@ -166,7 +175,7 @@ class Tracking(ApiClient):
                         size = entry.get("file_size")
                         yield path, int(size) if size is not None else None
                 token = page.get("next_page_token")
-                if not token:
+                if not pages.follow(token):
                     break
 
     # --- Source ---
@@ -177,12 +186,14 @@ class Tracking(ApiClient):
             return
         seen: set[str] = set()
         for run in self.search_runs(list(experiments)):
-            info = run.get("info") or {}
+            info = (run.get("info") if isinstance(run, dict) else None) or {}
             run_id = info.get("run_id") or info.get("run_uuid")
             if not run_id or run_id in seen:
                 continue
             seen.add(run_id)
-            yield from self._run_files(run, experiments.get(info.get("experiment_id"), {}))
+            experiment = experiments.get(info.get("experiment_id"), {})
+            yield from item_runs(lambda r: self._run_files(r, experiment), run,
+                                 what=f"run {run_id!r}", log=self.log, skipped=self.skipped)
 
     def _run_files(self, run: dict[str, Any], experiment: dict[str, Any]) -> Iterator[RunRef]:
         info, data = run.get("info") or {}, run.get("data") or {}

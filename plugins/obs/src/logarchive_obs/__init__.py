@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from itertools import count
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -30,8 +31,8 @@ from pydantic import Field
 
 from logarchive.plugin_api import (
     TERMINAL, HttpBaseUrl, HttpClient, HttpOptions, Retryable, RunGone, RunRef, Secret, Source,
-    SourceConfig, SourceError, describe_response_head, hookimpl, json_object, parse_time,
-    probe,
+    SourceConfig, SourceError, describe_response_head, hookimpl, item_runs, json_object, Pages,
+    parse_time, probe,
 )
 
 PHASES = {
@@ -70,8 +71,8 @@ class ObsConfig(SourceConfig):
     )
     page_size: int = Field(default=50, ge=1, le=50, description="Jobs per page of the list "
                            "endpoint.", examples=[50])
-    max_pages: int = Field(default=200, ge=1, description="Most list pages read per export.",
-                           examples=[200])
+    max_pages: int = Field(default=200, ge=1, description="Most job list pages read per "
+                           "export; a longer list fails naming this key.", examples=[200])
     http: HttpOptions = Field(default_factory=HttpOptions,
                               description="Timeouts (read_timeout = stall timeout), TLS, retries "
                               "for the API and the storage.")
@@ -105,7 +106,9 @@ class ObsSource(Source):
                     self.log.warning("training_job_not_found", training_job_id=job_id,
                                      error=str(exc))
                     continue
-                yield from self._runs(job, job_id)
+                yield from item_runs(lambda j, i=job_id: self._runs(j, i), job,
+                                     what=f"training job {job_id!r}", log=self.log,
+                                     skipped=self.skipped)
             return
         for item in self._list_jobs():
             job_id = str(_get(item, "metadata", "id") or "")
@@ -118,7 +121,9 @@ class ObsSource(Source):
                     item = self._job(job_id)  # the list may omit tasks: ask the details
                 except RunGone:
                     continue
-            yield from self._runs(item, job_id)
+            yield from item_runs(lambda j, i=job_id: self._runs(j, i), item,
+                                 what=f"training job {job_id!r}", log=self.log,
+                                     skipped=self.skipped)
 
     def check(self) -> str:
         """The API answers and accepts the token: the first configured training job's details
@@ -136,23 +141,32 @@ class ObsSource(Source):
 
     def _list_jobs(self) -> Iterator[dict[str, Any]]:
         """``POST /v2/{project_id}/training-job-searches`` page by page (``offset`` is the page
-        index, ``limit`` the page size, per the ModelArts API reference)."""
+        index, ``limit`` the page size, per the ModelArts API reference). A page of only jobs
+        listed before (a server that ignores ``offset``) is an error: it would repeat."""
         url = f"/v2/{quote(self.config.project_id, safe='')}/training-job-searches"
         limit = self.config.page_size
         seen = 0
-        for page in range(self.config.max_pages):
+        ids: set[str] = set()
+        pages = Pages("training job list", self.config.max_pages,
+                      f"sources.{self.name}.max_pages")
+        for page in count():
+            pages.next()
             response = self.api.request("POST", url, json={"offset": page, "limit": limit},
                                         classify=lambda r: self._classify(r, "training job list"))
             document = _json(response, "training job list")
             items = document.get("items") or []
             if not isinstance(items, list):
                 raise SourceError("training job list: items is not an array")
-            yield from (i for i in items if isinstance(i, dict))
+            jobs = [i for i in items if isinstance(i, dict)]
+            fresh = {str(_get(i, "metadata", "id")) for i in jobs} - ids
+            if jobs and not fresh:
+                pages.repeated(f"only jobs listed before at offset {page}")
+            ids |= fresh
+            yield from jobs
             seen += len(items)
             total = document.get("total")
             if len(items) < limit or (isinstance(total, int) and seen >= total):
                 return
-        self.log.warning("training_job_list_truncated", max_pages=self.config.max_pages)
 
     def _runs(self, job: dict[str, Any], job_id: str) -> Iterator[RunRef]:
         status = _status(_get(job, "status", "phase"))

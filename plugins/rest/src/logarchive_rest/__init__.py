@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 
 from logarchive.plugin_api import (
-    Declared, HttpClient, RunGone, RunNotReady, RunRef, Source, SourceError, SourceStream,
-    describe_response_head, fill_template, hookimpl, list_runs, probe,
+    Declared, HttpClient, ListedRun, RunGone, RunNotReady, RunRef, Source, SourceError,
+    SourceStream, describe_response_head, fill_template, hookimpl, item_runs, list_runs, probe,
 )
 from logarchive_rest.config import (
     TRAINING, TRAINING_LEGACY_URL, TRAINING_URL, WORKFLOW, WORKFLOW_URL, RestConfig,
@@ -87,24 +87,30 @@ class RestSource(Source):
                 yield run
         if cfg.discover is not None:
             for listed in list_runs(self.client, cfg.discover, classify=self._classify_list,
-                                    log=self.log):
-                metadata = {k: v for k, v in listed.metadata.items() if v is not None}
-                if self.preset == TRAINING and "run_id" not in listed.fields:
-                    run = self._latest_run(listed.fields["model_id"])
-                    if run is not None:
-                        yield run
-                    continue
-                if self.preset == TRAINING:
-                    fields = {"model_id": listed.fields["model_id"],
-                              "run_id": listed.fields["run_id"]}
-                elif self.preset == WORKFLOW:
-                    fields = {"workflow_id": listed.fields["workflow_id"],
-                              "job_id": listed.fields["job_id"]}
-                else:
-                    fields = listed.fields
-                yield RunRef(self.name, fields, status=listed.status, started=listed.started,
-                             completed=listed.completed, metadata={"listed": "discover",
-                                                                   **metadata})
+                                    log=self.log, key=f"sources.{self.name}.discover.max_pages",
+                                    skipped=self.skipped):
+                yield from item_runs(self._listed_runs, listed, log=self.log,
+                                     what=f"{cfg.discover.url} item {repr(listed.fields)[:200]}",
+                                     skipped=self.skipped)
+
+    def _listed_runs(self, listed: ListedRun) -> Iterator[RunRef]:
+        """The run of one listed item (for the training preset without a run id: the latest
+        completed run of its model)."""
+        metadata = {k: v for k, v in listed.metadata.items() if v is not None}
+        if self.preset == TRAINING and "run_id" not in listed.fields:
+            run = self._latest_run(listed.fields["model_id"])
+            if run is not None:
+                yield run
+            return
+        if self.preset == TRAINING:
+            fields = {"model_id": listed.fields["model_id"], "run_id": listed.fields["run_id"]}
+        elif self.preset == WORKFLOW:
+            fields = {"workflow_id": listed.fields["workflow_id"],
+                      "job_id": listed.fields["job_id"]}
+        else:
+            fields = listed.fields
+        yield RunRef(self.name, fields, status=listed.status, started=listed.started,
+                     completed=listed.completed, metadata={"listed": "discover", **metadata})
 
     def _latest_run(self, model_id: str) -> RunRef | None:
         """The latest completed run of a model: a GET without run_id, headers only."""

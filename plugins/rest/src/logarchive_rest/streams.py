@@ -27,16 +27,68 @@ def _line_of(obj: Any, key: str) -> tuple[str, bool]:
             value = obj.get(name)
             if isinstance(value, str):
                 return value, ends
-        return orjson.dumps(obj, default=str).decode(), True
-    return orjson.dumps(obj, default=str).decode(), True
+        return _dumps(obj), True
+    return _dumps(obj), True
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return orjson.dumps(obj, default=str).decode()
+    except (orjson.JSONEncodeError, RecursionError):
+        raise SourceError("format=json: an element of the log array nests deeper than can be "
+                          "written as a line (255 levels); this run fails, the others go on"
+                          ) from None
+
+
+MAX_JSON_DEPTH = 128  # levels inside one element of a json-array log
+
+
+class _Elements:
+    """Builds the elements of a top-level JSON array from ijson's basic events (no prefixes:
+    those grow with depth), refusing an element nested deeper than ``max_depth`` at the event
+    that goes too deep, so a hostile log fails fast instead of stalling the export."""
+
+    def __init__(self, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.max_depth = max_depth
+        self.stack: list[Any] = []      # containers being built; [0] is the top-level array
+        self.keys: list[Any] = []
+        self.ready: list[Any] = []      # finished elements, in order
+
+    def event(self, name: str, value: Any) -> None:
+        if name in ("start_map", "start_array"):
+            if len(self.stack) > self.max_depth:
+                raise SourceError(f"format=json: element {len(self.ready) + 1} of the log "
+                                  f"array nests deeper than {self.max_depth} levels; this run "
+                                  "fails, the others go on")
+            self.stack.append({} if name == "start_map" else [])
+            self.keys.append(None)
+        elif name in ("end_map", "end_array"):
+            self.keys.pop()
+            self._add(self.stack.pop())
+        elif name == "map_key":
+            self.keys[-1] = value
+        else:
+            self._add(value)
+
+    def _add(self, value: Any) -> None:
+        if not self.stack:
+            return  # the top-level array itself ended
+        if len(self.stack) == 1:
+            self.ready.append(value)
+        elif isinstance(self.stack[-1], dict):
+            self.stack[-1][self.keys[-1]] = value
+        else:
+            self.stack[-1].append(value)
 
 
 def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[bytes]:
     """Turn a streamed JSON array of line objects (seed 000 ``format=json``) back into text
     lines, one element at a time: ``obj[key]`` (or message/line/text/msg/log) plus ``\\n``;
-    an element with ``"partial": true`` continues on the next one. Never holds the array."""
-    found: list[Any] = ijson.sendable_list() if hasattr(ijson, "sendable_list") else []
-    coro = ijson.items_coro(found, "item", use_float=True)
+    an element with ``"partial": true`` continues on the next one. Never holds the array; an
+    element nested deeper than :data:`MAX_JSON_DEPTH` fails the run."""
+    events: list[Any] = ijson.sendable_list()
+    coro = ijson.basic_parse_coro(events, use_float=True)
+    elements = _Elements()
     out = bytearray()
     checked = False
     try:
@@ -51,12 +103,7 @@ def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[
                 if not head.startswith(b"["):
                     raise SourceError("format=json: the response is not a JSON array")
             coro.send(chunk)
-            for obj in found:
-                text, ends = _line_of(obj, key)
-                out += text.encode("utf-8", "replace")
-                if ends:
-                    out += b"\n"
-            del found[:]
+            _lines(events, elements, key, out)
             if len(out) >= OUT_CHUNK:
                 yield bytes(out)
                 out.clear()
@@ -64,11 +111,22 @@ def json_array_lines(chunks: Iterable[bytes], key: str = "message") -> Iterator[
     except ijson.JSONError as exc:
         detail = " ".join(str(exc).split())[:160]
         raise SourceError(f"format=json: invalid JSON in the response ({detail})") from None
-    for obj in found:
-        text, ends = _line_of(obj, key)
-        out += text.encode("utf-8", "replace") + (b"\n" if ends else b"")
+    _lines(events, elements, key, out)
     if out:
         yield bytes(out)
+
+
+def _lines(events: list[Any], elements: _Elements, key: str, out: bytearray) -> None:
+    """Feed parsed ``events`` to ``elements`` and append the finished elements' lines."""
+    for name, value in events:
+        elements.event(name, value)
+    del events[:]
+    for obj in elements.ready:
+        text, ends = _line_of(obj, key)
+        out += text.encode("utf-8", "replace")
+        if ends:
+            out += b"\n"
+    elements.ready.clear()
 
 
 WORKFLOW_TRAILER = b"--- ERROR: failed to fetch logs ---"
@@ -76,54 +134,68 @@ WORKFLOW_TRAILER = b"--- ERROR: failed to fetch logs ---"
 
 class TrailerFilter:
     """Holds back an error trailer (seed 002: ``--- ERROR: failed to fetch logs ---`` and the
-    reason, appended inside a 200 stream) so it never reaches a sink as log lines.
+    reason, *appended* inside a 200 stream) so it never reaches a sink as log lines.
 
-    The last incomplete line is held until its newline arrives (bounded by ``max_hold``); a line
-    holding the marker (at its start, or at its end when the log's last line had no newline)
-    starts the trailer: it and everything after are held. At the end of the stream a held
-    trailer raises :class:`SourceError` with the reason. A "trailer" followed by more than
-    ``max_hold`` bytes is log content after all and is released.
+    The trailer counts only at the end of the stream. A line whose text ends with the marker
+    (the marker alone on its line, or after the log's last line when that had no newline)
+    starts a candidate: it and what follows are held. If the stream ends with at most
+    ``max_reason_lines`` lines (and ``max_hold`` bytes) after the marker, that is the trailer:
+    :meth:`finish` raises :class:`SourceError` with the reason and nothing is committed. Any
+    more after the marker means it was log text: the candidate is released byte for byte and
+    the search goes on, so a marker followed by ordinary log lines never fails a job.
     """
 
-    def __init__(self, marker: bytes = WORKFLOW_TRAILER, max_hold: int = 64 * 1024) -> None:
+    def __init__(self, marker: bytes = WORKFLOW_TRAILER, max_hold: int = 4096,
+                 max_reason_lines: int = 3) -> None:
         self.marker = marker
         self.max_hold = max(max_hold, len(marker) * 2)
+        self.max_reason_lines = max_reason_lines
         self.held = bytearray()
         self.in_trailer = False
 
     def feed(self, chunk: bytes) -> bytes:
         self.held += chunk
         out = bytearray()
-        start = 0
-        held = self.held
+        if self.in_trailer:
+            if self._too_long():
+                self._release(out)
+            return bytes(out)
+        start = self._scan(out)
         if not self.in_trailer:
-            while True:
-                newline = held.find(b"\n", start)
-                if newline < 0:
-                    break
-                line = held[start:newline]
-                at = line.find(self.marker)
-                if at >= 0 and line[at + len(self.marker):].strip() == b"":
-                    out += held[start:start + at]
-                    start += at
-                    self.in_trailer = True
-                    break
-                out += held[start:newline + 1]
-                start = newline + 1
-            if not self.in_trailer:
-                tail = len(held) - start
-                if tail > self.max_hold:  # a very long line: keep only what could be a marker
-                    keep = len(self.marker)
-                    out += held[start:len(held) - keep]
-                    start = len(held) - keep
-            del held[:start]
-        elif len(held) > self.max_hold:
+            tail = len(self.held) - start
+            if tail > self.max_hold:  # a very long line: keep only what could be a marker
+                keep = len(self.marker)
+                out += self.held[start:len(self.held) - keep]
+                start = len(self.held) - keep
+        del self.held[:start]
+        if self.in_trailer and self._too_long():
             self._release(out)
         return bytes(out)
 
+    def _scan(self, out: bytearray) -> int:
+        """Emit complete lines up to the first that ends with the marker; the offset reached."""
+        held, start = self.held, 0
+        while True:
+            newline = held.find(b"\n", start)
+            if newline < 0:
+                return start
+            line = held[start:newline]
+            at = line.find(self.marker)
+            if at >= 0 and line[at + len(self.marker):].strip() == b"":
+                out += held[start:start + at]
+                self.in_trailer = True
+                return start + at
+            out += held[start:newline + 1]
+            start = newline + 1
+
+    def _too_long(self) -> bool:
+        """More after the marker line than a trailer's reason: it is log text."""
+        first = self.held.find(b"\n")
+        return len(self.held) > self.max_hold or (
+            first >= 0 and self.held.count(b"\n", first + 1) > self.max_reason_lines)
+
     def _release(self, out: bytearray) -> None:
-        # Too much after the marker for a trailer: it was log text. Emit up to after the marker
-        # line and look for another trailer in the rest.
+        # Emit the marker line as log text and look for another trailer in the rest.
         rest = bytes(self.held)
         self.held.clear()
         self.in_trailer = False
@@ -133,6 +205,10 @@ class TrailerFilter:
 
     def finish(self) -> bytes:
         """The held tail of a clean stream; raises SourceError when it ends with a trailer."""
+        at = self.held.find(self.marker)
+        if not self.in_trailer and at >= 0 and self.held[at + len(self.marker):].strip() == b"":
+            del self.held[:at]  # the marker on the last line, without a newline
+            self.in_trailer = True
         if self.in_trailer:
             text = bytes(self.held[len(self.marker):]).decode("utf-8", "replace").strip()
             reason = " ".join(text.split())[:500] or "no reason given"
