@@ -298,7 +298,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def _validate(model: type[M], data: Any, errors: _Errors, prefix: tuple[str, ...],
               interpolation: Interpolation, context: dict[str, Any] | None = None) -> M | None:
-    """``model`` from ``data``, or None with its errors added to ``errors``.
+    """``model`` from ``data`` (None if it cannot be built), each error added to ``errors``.
 
     Two passes: the lax one builds the model (a value from ``${...}`` is text, parsed for its
     key's type); the strict one refuses a literal TOML value of the wrong type (``workers = "4"``,
@@ -320,8 +320,25 @@ def _validate(model: type[M], data: Any, errors: _Errors, prefix: tuple[str, ...
         if isinstance(exc, ValidationError):
             _strict_errors(exc, model, data, prefix, errors, interpolation, reported)
     if result is None and not reported and interpolation.no_env:
-        return model.model_construct(**data) if isinstance(data, dict) else None
-    return None if reported else result
+        return _without_placeholders(model, data, prefix, interpolation, context)
+    return result  # also when only the strict pass failed: its errors are in ``errors``
+
+
+def _without_placeholders(model: type[M], data: Any, prefix: tuple[str, ...],
+                          interpolation: Interpolation, context: dict[str, Any] | None) -> M | None:
+    """``--no-env``: the model with each placeholder key left to its default (a placeholder
+    that fits no type, ``workers = "${WORKERS}"``), or built unvalidated if even that fails."""
+    def strip(value: Any, loc: tuple[Any, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v, (*loc, k)) for k, v in value.items()
+                    if (*loc, k) not in interpolation.placeholders}
+        return value
+
+    stripped = strip(data, prefix)
+    try:
+        return model.model_validate(stripped, context=context)
+    except ValidationError:
+        return model.model_construct(**stripped) if isinstance(stripped, dict) else None
 
 
 def _strict_errors(exc: ValidationError, model: type[BaseModel], data: Any,

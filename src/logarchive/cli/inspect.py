@@ -103,18 +103,21 @@ def config_group() -> None:
 
 
 @config_group.command("check")
+@click.option("--no-env", is_flag=True,
+              help="Do not read environment variables or secret files: each ${...} without a "
+              "default is a placeholder that any key accepts.")
 @config_option
 @click.pass_obj
-def config_check(state: State) -> None:
-    """Validate the config without touching the network.
+def config_check(state: State, no_env: bool) -> None:
+    """Validate the config without touching the network; report every error at once.
 
     \b
     Example:
-      logarchive config check -c logarchive.toml
+      logarchive config check -c logarchive.toml --no-env
     """
-    from logarchive.config import overlapping_roots
+    from logarchive.config import load_config, overlapping_roots
 
-    config = state.config()
+    config = load_config(state.config_path, no_env=no_env)
     for warning in overlapping_roots(config):
         click.echo(f"warning: {warning}", err=True)
     click.echo(
