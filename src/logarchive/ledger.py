@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from logarchive.errors import LedgerError
+from logarchive.errors import ConfigError, LedgerError
 from logarchive.runs import iso
 from logarchive.secrets import redact
 from logarchive.status import RunStatus
@@ -133,8 +133,9 @@ class SQLiteLedger(Ledger):
                 f"ledger {self.path} cannot be opened: {exc}. If it is corrupt, move it away and "
                 "run `logarchive ledger rebuild` to restore it from the archive manifests."
             ) from None
-        except OSError as exc:
-            raise LedgerError(f"state_dir {self.state_dir} is not usable: {exc.strerror}") from None
+        except OSError as exc:  # a config error (exit 2): the setting names a place we cannot use
+            raise ConfigError(f"{self.state_dir} is not usable: {exc.strerror}",
+                              key="logarchive.state_dir") from None
         self._lock = threading.Lock()
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:

@@ -96,6 +96,8 @@ class ExportSummary:
                               (RunStatus.INTERRUPTED, "interrupted")):
             if self.count(status):
                 parts.append(f"{words} {self.count(status)}")
+        if self.errors:  # the exit status counts them: so does the summary
+            parts.append(f"{len(self.errors)} source error(s)")
         return (
             ", ".join(parts)
             + f"; {human_bytes(self.bytes)}, {self.lines} lines in {self.seconds:.2f}s"

@@ -37,6 +37,13 @@ def _retention_sinks(config: Config, sink: str | None) -> list[str]:
     return [n for n in byte_sink_names(config) if config.sinks[n].config.retention is not None]
 
 
+def _known_sink(config: Config, sink: str | None) -> None:
+    """``--sink NAME`` must name a configured sink: a typo is an error, not an empty answer."""
+    if sink is not None and sink not in config.sinks:
+        raise ConfigError(f"no sink named {sink!r}; expected one of: "
+                          + ", ".join(sorted(config.sinks)), key="--sink")
+
+
 def _ledger_if_exists(config: Config) -> SQLiteLedger | None:
     exists = (config.state_dir / "ledger.sqlite3").exists()
     return SQLiteLedger(config.state_dir) if exists else None
@@ -150,6 +157,7 @@ def verify_cmd(state: State, sink: str | None, sample: int | None, as_json: bool
     from logarchive.verify import verify
 
     config = state.config()
+    _known_sink(config, sink)
     names = [sink] if sink else byte_sink_names(config)
     ledger = _ledger_if_exists(config)
     with _closing(ledger):
@@ -182,6 +190,7 @@ def ledger_show(state: State, sink: str | None, events: bool, as_json: bool) -> 
       logarchive ledger show -c logarchive.toml --json
     """
     config = state.config()
+    _known_sink(config, sink)
     ledger = _ledger_if_exists(config)
     if ledger is None:
         click.echo(f"no ledger at {config.state_dir} yet", err=True)

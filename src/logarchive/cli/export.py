@@ -12,6 +12,7 @@ import click
 from logarchive.base import StopEvent
 from logarchive.cli.common import State, config_option, dump_json, install_signal_handlers
 from logarchive.engine import export
+from logarchive.errors import ConfigError
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import RunStatus
 
@@ -82,7 +83,7 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
             line += f"  {result.error}"
         click.echo(line)
     for error in summary.errors:
-        click.echo(f"error: {error}")
+        click.echo(f"error: {error}", err=True)
     for warning in summary.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(summary.text())
@@ -118,4 +119,14 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
         dump_json(summary.to_json())
     else:
         print_summary(summary, dry_run)
+    _refuse_unmatched(runs, summary)
     sys.exit(summary.exit_code)
+
+
+def _refuse_unmatched(selectors: tuple[str, ...], summary: ExportSummary) -> None:
+    """``--run X`` that matches no run the sources listed is a usage error (exit 2), not a
+    silent "nothing to do" (unless a source could not list its runs: then it may be there)."""
+    unmatched = [s for s in selectors if not any(r.run.matches(s) for r in summary.results)]
+    if unmatched and not summary.errors:
+        raise ConfigError(f"{', '.join(map(repr, unmatched))} matches no run the sources list "
+                          "(see `logarchive runs`)", key="--run")

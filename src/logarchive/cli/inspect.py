@@ -37,22 +37,26 @@ def runs_cmd(state: State, source_name: str | None, as_json: bool) -> None:
     if source_name and source_name not in config.sources:
         raise ConfigError(f"no source named {source_name!r}; expected one of: "
                           + ", ".join(config.sources), key="--source")
-    ledger = SQLiteLedger(config.state_dir)
+    # Read-only: no ledger is created (a first export must still see a new ledger and warn).
+    ledger_path = config.state_dir / "ledger.sqlite3"
+    ledger = SQLiteLedger(config.state_dir) if ledger_path.exists() else None
     try:
         rows, ok = _list_runs(config, ledger, source_name)
     finally:
-        ledger.close()
+        if ledger is not None:
+            ledger.close()
     if as_json:
         dump_json(rows)
     else:
         for row in rows:
-            mark = RunStatus.DELIVERED if row["delivered"] else PENDING
+            gone = RunStatus.GONE in row["sinks"].values()
+            mark = RunStatus.GONE if gone else RunStatus.DELIVERED if row["delivered"] else PENDING
             click.echo(f"{row['status']:<10} {mark:<10} {row['key']}")
         click.echo(f"{len(rows)} run(s)")
     exit_with(ok)
 
 
-def _list_runs(config: Config, ledger: Ledger,
+def _list_runs(config: Config, ledger: Ledger | None,
                source_name: str | None) -> tuple[list[dict[str, Any]], bool]:
     """One row per run of every pipeline (of ``source_name``); False if a source failed."""
     rows: list[dict[str, Any]] = []
@@ -63,8 +67,7 @@ def _list_runs(config: Config, ledger: Ledger,
         source = open_source(config, pipeline.source, threading.Event())
         try:
             for run in source.discover():
-                sinks = {sink: (d.status if (d := ledger.get(run.key, sink)) else PENDING)
-                         for sink in pipeline.sinks}
+                sinks = {sink: _sink_status(ledger, run.key, sink) for sink in pipeline.sinks}
                 rows.append({"pipeline": pipeline.name, **run.to_json(), "sinks": sinks,
                              "delivered": all(v == RunStatus.DELIVERED for v in sinks.values())})
         except LogarchiveError as error:
@@ -73,6 +76,11 @@ def _list_runs(config: Config, ledger: Ledger,
         finally:
             close_all([source])
     return rows, ok
+
+
+def _sink_status(ledger: Ledger | None, key: str, sink: str) -> str:
+    delivery = ledger.get(key, sink) if ledger is not None else None
+    return str(delivery.status) if delivery is not None else PENDING
 
 
 @click.command("plugins")

@@ -1,0 +1,75 @@
+"""Issue 14's rough edges through the real CLI: silent no-ops are errors, `runs` writes nothing,
+diagnostics go to stderr, an unusable state_dir is a config error."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFIG = """
+[logarchive]
+state_dir = "state"
+
+[sources.training]
+type = "files"
+url = "logs"
+
+[sinks.archive]
+type = "fs"
+url = "archive"
+"""
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "run-1.log").write_text("step 1\nstep 2\n")
+    (tmp_path / "c.toml").write_text(CONFIG)
+    return tmp_path
+
+
+def test_runs_creates_no_ledger(workdir: Path, run_cli) -> None:
+    result = run_cli("runs", "-c", "c.toml")
+    assert result.returncode == 0, result.stderr
+    assert "pending" in result.stdout and "1 run(s)" in result.stdout
+    assert not (workdir / "state").exists()
+
+
+def test_run_selector_matching_nothing_is_an_error(workdir: Path, run_cli) -> None:
+    result = run_cli("export", "-c", "c.toml", "--run", "no-such-run")
+    assert result.returncode == 2 and "--run" in result.stderr
+    assert "'no-such-run' matches no run" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ledger_show_and_verify_of_unknown_sink_are_errors(workdir: Path, run_cli) -> None:
+    for command in (("ledger", "show"), ("verify",)):
+        result = run_cli(*command, "-c", "c.toml", "--sink", "archiv")
+        assert result.returncode == 2, (command, result.stderr)
+        assert "no sink named 'archiv'" in result.stderr and "archive" in result.stderr
+
+
+def test_plugins_env_naming_no_plugin_is_an_error(workdir: Path, run_cli) -> None:
+    result = run_cli("config", "check", "-c", "c.toml", env={"LOGARCHIVE_PLUGINS": "files,fss"})
+    assert result.returncode == 2
+    assert "LOGARCHIVE_PLUGINS names no installed plugin: fss" in result.stderr
+
+
+def test_unusable_state_dir_is_a_config_error(workdir: Path, run_cli) -> None:
+    (workdir / "state").write_text("a file, not a folder")
+    result = run_cli("export", "-c", "c.toml")
+    assert result.returncode == 2 and "logarchive.state_dir" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_source_errors_go_to_stderr_and_data_to_stdout(workdir: Path, run_cli) -> None:
+    shutil.rmtree(workdir / "logs")  # the source cannot list its runs
+    result = run_cli("export", "-c", "c.toml")
+    assert result.returncode == 1
+    assert "error: pipeline training: source training:" in result.stderr
+    assert "error" not in result.stdout
+    # The summary (stdout) counts what the exit status counts.
+    assert "exported 0 run(s)" in result.stdout and "1 source error(s)" in result.stdout
