@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from logarchive.api import on_each_sink
 from logarchive.base import ByteSink, StopEvent
 from logarchive.cli.common import (
     Group, State, config_option, dump_json, exit_with, install_signal_handlers, json_option,
@@ -21,11 +21,8 @@ from logarchive.cli.common import (
 from logarchive.config import Config
 from logarchive.errors import ConfigError
 from logarchive.ledger import SQLiteLedger
-from logarchive.pipeline import byte_sink_names, close_all, open_sink
+from logarchive.pipeline import byte_sink_names, open_sink
 from logarchive.status import ExitCode
-
-T = TypeVar("T")
-
 
 def _retention_sinks(config: Config, sink: str | None) -> list[str]:
     if sink is not None:
@@ -51,18 +48,6 @@ def _ledger_if_exists(config: Config) -> SQLiteLedger | None:
 
 def _closing(ledger: SQLiteLedger | None) -> contextlib.AbstractContextManager[Any]:
     return contextlib.closing(ledger) if ledger is not None else contextlib.nullcontext()
-
-
-def _on_each_sink(config: Config, names: list[str], work: Callable[[ByteSink], T]) -> list[T]:
-    """``work`` on each byte sink of ``names`` in turn, each opened alone and closed after."""
-    results = []
-    for name in names:
-        target = open_sink(config, name)
-        try:
-            results.append(work(target))
-        finally:
-            close_all([target])
-    return results
 
 
 @click.group("retention", cls=Group)
@@ -93,7 +78,7 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
         return result, result.ok
 
     with _closing(ledger):
-        outcomes = _on_each_sink(config, names, one)
+        outcomes = on_each_sink(config, names, one)
     if as_json:
         dump_json({"sinks": [outcome.to_json() for outcome, _ in outcomes]})
     else:
@@ -161,7 +146,7 @@ def verify_cmd(state: State, sink: str | None, sample: int | None, as_json: bool
     names = [sink] if sink else byte_sink_names(config)
     ledger = _ledger_if_exists(config)
     with _closing(ledger):
-        reports = _on_each_sink(config, names,
+        reports = on_each_sink(config, names,
                                 lambda target: verify(target, ledger=ledger, sample=sample))
     if as_json:
         dump_json({"passed": all(r.passed for r in reports),

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
 
+from logarchive.api import as_since
 from logarchive.base import StopEvent
 from logarchive.cli.common import State, config_option, dump_json, install_signal_handlers
 from logarchive.engine import export
 from logarchive.errors import ConfigError
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import RunStatus
-
-
-def parse_since(value: str | None) -> datetime | None:
-    """``--since``: a duration back from now (``7d``, ``12h``) or an ISO date (UTC if naive)."""
-    if value is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if value[-1:] in units and value[:-1].isdigit():
-        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a duration (7d, 12h) nor an ISO date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 class RichProgress(Progress):
@@ -112,7 +97,7 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
     stop = StopEvent()
     install_signal_handlers(stop)
     on_terminal = sys.stderr.isatty() and not as_json and state.verbosity >= 0
-    summary = export(config, pipeline, runs=runs, since=parse_since(since), dry_run=dry_run,
+    summary = export(config, pipeline, runs=runs, since=as_since(since), dry_run=dry_run,
                      force=force, workers=workers, stop=stop,
                      progress=RichProgress() if on_terminal else None)
     if as_json:
