@@ -137,7 +137,9 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
 
 def _run_jobs(jobs: list[Job], ledger: Ledger, config: Config, workers: int, force: bool,
               stop: threading.Event, progress: Progress, summary: ExportSummary) -> None:
-    progress.start(len(jobs))
+    hints = [run.size_hint for _, run, _ in jobs]
+    progress.start(len(jobs), sum(h for h in hints if h is not None)
+                   if hints and None not in hints else None)
     dead_sources: dict[int, str | None] = {}
     lock = threading.Lock()
 
