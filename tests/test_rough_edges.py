@@ -73,3 +73,14 @@ def test_source_errors_go_to_stderr_and_data_to_stdout(workdir: Path, run_cli) -
     assert "error:" not in result.stdout and "does not exist" not in result.stdout
     # The summary (stdout) counts what the exit status counts.
     assert "exported 0 run(s)" in result.stdout and "1 source error(s)" in result.stdout
+
+
+def test_dry_run_says_what_it_would_write_per_sink(workdir: Path, run_cli) -> None:
+    result = run_cli("export", "-c", "c.toml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "would export training/run_id=run-1"
+    assert lines[1] == "  archive: would write training/run-1.txt"
+    assert lines[2].startswith("would export 1 run(s)")
+    assert "exported" not in result.stdout
+    assert not (workdir / "archive").exists()

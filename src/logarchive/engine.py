@@ -16,11 +16,13 @@ from datetime import datetime
 
 import structlog
 
-from logarchive.base import StopEvent
+from logarchive.base import ByteSinkConfig, StopEvent
+from logarchive.codec import extension
 from logarchive.config import Config, PipelineConfig
 from logarchive.delivery import export_run, pending_sinks
 from logarchive.errors import ConfigError, LogarchiveError
 from logarchive.ledger import Ledger, SQLiteLedger
+from logarchive.paths import render
 from logarchive.pipeline import Pipeline, instantiate
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.runs import RunRef
@@ -73,7 +75,7 @@ def export(
         if dry_run:
             summary.results.extend(
                 RunResult(p.config.name, r, RunStatus.EXPORTED,
-                          dict.fromkeys(names, "would deliver"))
+                          {name: _would_do(config, name, r) for name in names})
                 for p, r, names in jobs
             )
         else:
@@ -83,6 +85,18 @@ def export(
     if stop.is_set() and summary.interrupted_by is None:
         summary.interrupted_by = stop.signal_number if isinstance(stop, StopEvent) else None
     return summary
+
+
+def _would_do(config: Config, sink: str, run: RunRef) -> str:
+    """What a delivery of ``run`` to ``sink`` would do (``--dry-run``): the object path it would
+    write, or the aggregator it would send to."""
+    cfg = config.sinks[sink].config
+    if not isinstance(cfg, ByteSinkConfig):
+        return f"would send to {config.sinks[sink].plugin.type}"
+    try:
+        return "would write " + render(cfg.path, run, ext=extension(cfg.format, cfg.compression))
+    except LogarchiveError as exc:
+        return f"would fail: {exc}"
 
 
 def _warn_new_ledger(config: Config, selected: list[PipelineConfig], ledger: Ledger,

@@ -77,8 +77,12 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
     for result in summary.results:
         if result.status == RunStatus.SKIPPED:
             continue
+        if dry_run:
+            click.echo(f"would export {result.run.key}" + "".join(
+                f"\n  {sink}: {what}" for sink, what in result.sinks.items()))
+            continue
         line = f"{result.status:<11} {result.run.key}"
-        if result.status == RunStatus.EXPORTED and not dry_run:
+        if result.status == RunStatus.EXPORTED:
             line += f"  ({result.bytes} bytes, {result.lines} lines)"
         if result.error:
             line += f"  {result.error}"
