@@ -3,6 +3,7 @@ diagnostics go to stderr, an unusable state_dir is a config error."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -84,3 +85,31 @@ def test_dry_run_says_what_it_would_write_per_sink(workdir: Path, run_cli) -> No
     assert lines[2].startswith("would export 1 run(s)")
     assert "exported" not in result.stdout
     assert not (workdir / "archive").exists()
+
+
+def test_verbose_explains_why_a_run_is_skipped(workdir: Path, run_cli) -> None:
+    assert run_cli("export", "-c", "c.toml").returncode == 0
+    result = run_cli("export", "-c", "c.toml", "-v")
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [skipped] = [e for e in events if e["event"] == "run_skipped"]
+    assert skipped["run"] == "training/run_id=run-1" and skipped["level"] == "debug"
+    assert skipped["reason"] == "delivered to every sink (ledger)"
+    quiet = run_cli("export", "-c", "c.toml")
+    assert "run_skipped" not in quiet.stderr
+
+
+def test_library_logs_are_json_lines_off_a_terminal() -> None:
+    import io
+    import logging
+
+    from logarchive import logsetup
+
+    stream = io.StringIO()
+    try:
+        logsetup.configure(2, json=True, stream=stream)  # -vv, stderr not a terminal
+        logging.getLogger("botocore.endpoint").debug("Sending request to %s", "s3")
+    finally:
+        logsetup.configure(0)
+    [doc] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert doc["event"] == "Sending request to s3" and doc["logger"] == "botocore.endpoint"
+    assert doc["level"] == "debug"

@@ -132,14 +132,20 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
     jobs: list[Job] = []
     for run in discovered:
         if selectors and not any(run.matches(s) for s in selectors):
+            log.debug("run_skipped", run=run.key, reason="not selected by --run")
             continue
         finished = run.completed or run.started
         if since and finished and finished < since:
+            log.debug("run_skipped", run=run.key, reason="finished before --since",
+                      finished=finished.isoformat())
             continue
         pending = pending_sinks(ledger, run, pipe_cfg.sinks, force)
         if pending is None:
+            log.debug("run_skipped", run=run.key, reason="the ledger marks it gone at the source")
             continue  # gone at source, recorded earlier
         if not pending:
+            log.debug("run_skipped", run=run.key, reason="delivered to every sink (ledger)",
+                      sinks=pipe_cfg.sinks)
             summary.results.append(RunResult(pipe_cfg.name, run, RunStatus.SKIPPED))
         elif run.status not in include:
             summary.results.append(RunResult(pipe_cfg.name, run, RunStatus.NOT_READY))
