@@ -357,3 +357,20 @@ def test_config_check_no_env_accepts_placeholders(tmp_path: Path, run_cli) -> No
     bad = run_cli("config", "check", "--no-env", "-c", "c.toml")
     assert bad.returncode == 2 and "sinks.archive.format" in bad.stderr
     assert "sources.training.url" not in bad.stderr
+
+
+def test_path_template_fields_are_checked_against_the_source(tmp_path: Path) -> None:
+    text = GOOD.replace('format = "ndjson"', 'format = "ndjson"\npath = "{model_id}/{run_id}.{ext}"')
+    error = check(tmp_path, text)
+    assert "sinks.archive.path: {model_id} is not a field of the runs of source 'training'" \
+        in str(error)
+    assert "run_id" in str(error)  # what the runs do have
+    fields = r'fields = "(?P<model_id>[^/]+)/(?P<run_id>[^/.]+)"'
+    config = _load(tmp_path, text.replace('url = "logs"', f"url = \"logs\"\n{fields}"), {})
+    assert config.sinks["archive"].config.path == "{model_id}/{run_id}.{ext}"
+
+
+def test_strftime_codes_are_validated(tmp_path: Path) -> None:
+    text = GOOD.replace('format = "ndjson"', 'format = "ndjson"\npath = "{completed:%Y/%Q}/{run_id}"')
+    error = check(tmp_path, text)
+    assert "sinks.archive.path" in str(error) and "unknown strftime code %Q" in str(error)

@@ -284,6 +284,13 @@ class Source(_Plugin):
     kind: ClassVar[str] = "source"
     Config: ClassVar[type[SourceConfig]] = SourceConfig
 
+    @classmethod
+    def run_fields(cls, config: Any) -> frozenset[str] | None:
+        """The fields every run of this source has, known from ``config`` alone: ``config
+        check`` checks the sinks' path templates against them. None (the default): not known
+        before the runs are listed, so no check."""
+        return None
+
     def discover(self) -> Iterable[Any]:
         """Yield every :class:`~logarchive.runs.RunRef` the source can see, any status."""
         raise NotImplementedError

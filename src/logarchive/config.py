@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from logarchive.base import ByteSinkConfig, PluginConfig
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
+from logarchive.paths import PATH_BUILTINS
 from logarchive.secrets import register_secret
+from logarchive.templates import template_fields
 
 log = structlog.get_logger("logarchive.config")
 CONFIG_ENV = "LOGARCHIVE_CONFIG"
@@ -170,6 +172,7 @@ def parse_config(data: dict[str, Any], *, path: str = "<config>", registry: Regi
         PipelineConfig(name=name, source=name, sinks=list(raw.sinks)) for name in raw.sources
     ]
     _check_pipelines(pipelines, raw, errors)
+    _check_path_fields(pipelines, sources, sinks, errors)
     for section, tables in (("sources", raw.sources), ("sinks", raw.sinks)):
         for name in tables:
             if not re.match(_NAME, name):
@@ -204,6 +207,28 @@ def _check_pipelines(pipelines: list[PipelineConfig], raw: _RawConfig, errors: _
         for position, sink in enumerate(pipeline.sinks):
             if sink not in raw.sinks:
                 errors.add(f"{key}.sinks[{position}]", _unknown(sink, raw.sinks, "sink"))
+
+
+def _check_path_fields(pipelines: list[PipelineConfig], sources: dict[str, PluginInstanceConfig],
+                       sinks: dict[str, PluginInstanceConfig], errors: _Errors) -> None:
+    """A byte sink's path template may name only fields its sources' runs have (when a source
+    declares them: :meth:`Source.run_fields`)."""
+    for pipeline in pipelines:
+        source = sources.get(pipeline.source)
+        fields = source.plugin.cls.run_fields(source.config) if source else None
+        if fields is None:
+            continue
+        for name in pipeline.sinks:
+            sink = sinks.get(name)
+            if sink is None or not isinstance(sink.config, ByteSinkConfig):
+                continue
+            unknown = [f for f in template_fields(sink.config.path)
+                       if f not in fields and f not in PATH_BUILTINS]
+            if unknown:
+                errors.add(f"sinks.{name}.path", f"{', '.join('{' + f + '}' for f in unknown)} "
+                           f"is not a field of the runs of source {pipeline.source!r} (pipeline "
+                           f"{pipeline.name!r}); they have: "
+                           + ", ".join(sorted(fields | PATH_BUILTINS)))
 
 
 class _Errors:

@@ -68,6 +68,11 @@ class FilesSource(Source):
         self.regex = re.compile(config.fields)
         self.chunk_size = context.settings.chunk_size
 
+    @classmethod
+    def run_fields(cls, config: FilesConfig) -> frozenset[str]:
+        """The named groups of the ``fields`` regular expression."""
+        return frozenset(re.compile(config.fields).groupindex)
+
     def discover(self) -> Iterator[RunRef]:
         pattern = f"{self.root}/{self.config.pattern}"
         try:
