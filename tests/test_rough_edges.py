@@ -113,3 +113,12 @@ def test_library_logs_are_json_lines_off_a_terminal() -> None:
     [doc] = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert doc["event"] == "Sending request to s3" and doc["logger"] == "botocore.endpoint"
     assert doc["level"] == "debug"
+
+
+def test_verify_of_an_archive_that_does_not_exist_is_an_error(workdir: Path, run_cli) -> None:
+    result = run_cli("verify", "-c", "c.toml")
+    assert result.returncode == 2 and "sinks.archive.url" in result.stderr
+    assert "no archive at" in result.stderr and "Traceback" not in result.stderr
+    assert run_cli("export", "-c", "c.toml").returncode == 0
+    verified = run_cli("verify", "-c", "c.toml")
+    assert verified.returncode == 0, verified.stderr

@@ -68,7 +68,8 @@ def on_each_sink(config: Config, names: Iterable[str], work: Callable[[ByteSink]
     return results
 
 
-def _existing_ledger(config: Config) -> SQLiteLedger | None:
+def existing_ledger(config: Config) -> SQLiteLedger | None:
+    """The config's ledger if there is one; None, and nothing created, if not (read-only use)."""
     exists = (config.state_dir / "ledger.sqlite3").exists()
     return SQLiteLedger(config.state_dir) if exists else None
 
@@ -78,10 +79,16 @@ def verify(config: Config, sink: str | None = None, *,
     """Re-read the archived objects of ``sink`` (default: every byte sink) and check them
     against their manifests; ``report.passed`` says whether each archive is whole."""
     names = [sink] if sink else byte_sink_names(config)
-    ledger = _existing_ledger(config)
+    ledger = existing_ledger(config)
+
+    def one(target: ByteSink) -> VerifyReport:
+        if not target.exists(""):  # checking nothing must not pass as "all objects match"
+            raise ConfigError(f"no archive at {target.describe('')} (nothing was exported "
+                              "there, or the url is wrong)", key=f"sinks.{target.name}.url")
+        return _verify(target, ledger=ledger, sample=sample)
+
     with contextlib.closing(ledger) if ledger else contextlib.nullcontext():
-        return on_each_sink(config, names,
-                            lambda target: _verify(target, ledger=ledger, sample=sample))
+        return on_each_sink(config, names, one)
 
 
 def _retention_names(config: Config, sink: str | None) -> list[str]:

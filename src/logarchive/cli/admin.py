@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from logarchive.api import on_each_sink
+from logarchive.api import existing_ledger, on_each_sink
 from logarchive.base import ByteSink, StopEvent
 from logarchive.cli.common import (
     Group, State, config_option, dump_json, exit_with, install_signal_handlers, json_option,
@@ -39,11 +39,6 @@ def _known_sink(config: Config, sink: str | None) -> None:
     if sink is not None and sink not in config.sinks:
         raise ConfigError(f"no sink named {sink!r}; expected one of: "
                           + ", ".join(sorted(config.sinks)), key="--sink")
-
-
-def _ledger_if_exists(config: Config) -> SQLiteLedger | None:
-    exists = (config.state_dir / "ledger.sqlite3").exists()
-    return SQLiteLedger(config.state_dir) if exists else None
 
 
 def _closing(ledger: SQLiteLedger | None) -> contextlib.AbstractContextManager[Any]:
@@ -139,15 +134,11 @@ def verify_cmd(state: State, sink: str | None, sample: int | None, as_json: bool
     Example:
       logarchive verify -c logarchive.toml --sample 100
     """
-    from logarchive.verify import verify
+    from logarchive.api import verify
 
     config = state.config()
     _known_sink(config, sink)
-    names = [sink] if sink else byte_sink_names(config)
-    ledger = _ledger_if_exists(config)
-    with _closing(ledger):
-        reports = on_each_sink(config, names,
-                                lambda target: verify(target, ledger=ledger, sample=sample))
+    reports = verify(config, sink, sample=sample)
     if as_json:
         dump_json({"passed": all(r.passed for r in reports),
                    "sinks": [r.to_json() for r in reports]})
@@ -176,7 +167,7 @@ def ledger_show(state: State, sink: str | None, events: bool, as_json: bool) -> 
     """
     config = state.config()
     _known_sink(config, sink)
-    ledger = _ledger_if_exists(config)
+    ledger = existing_ledger(config)
     if ledger is None:
         click.echo(f"no ledger at {config.state_dir} yet", err=True)
     rows = _ledger_rows(ledger, sink, events) if ledger is not None else []

@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
+from logarchive.api import existing_ledger
 from logarchive.cli.common import Group, State, config_option, dump_json, exit_with, json_option
 from logarchive.config import Config
 from logarchive.errors import ConfigError, LogarchiveError
-from logarchive.ledger import Ledger, SQLiteLedger
+from logarchive.ledger import Ledger
 from logarchive.pipeline import close_all, open_source
 from logarchive.plugins import default_registry
 from logarchive.status import RunStatus
@@ -38,8 +39,7 @@ def runs_cmd(state: State, source_name: str | None, as_json: bool) -> None:
         raise ConfigError(f"no source named {source_name!r}; expected one of: "
                           + ", ".join(config.sources), key="--source")
     # Read-only: no ledger is created (a first export must still see a new ledger and warn).
-    ledger_path = config.state_dir / "ledger.sqlite3"
-    ledger = SQLiteLedger(config.state_dir) if ledger_path.exists() else None
+    ledger = existing_ledger(config)
     try:
         rows, ok = _list_runs(config, ledger, source_name)
     finally:
