@@ -13,22 +13,6 @@ import pytest
 import logarchive
 from logarchive.api import as_since
 
-CONFIG = """
-[logarchive]
-state_dir = "state"
-
-[sources.training]
-type = "files"
-url = "logs"
-
-[sinks.archive]
-type = "fs"
-url = "archive"
-
-[sinks.archive.retention]
-keep_last = 1
-"""
-
 SCRIPT = """
 import logarchive
 config = logarchive.load_config("c.toml")
@@ -38,12 +22,8 @@ print("RESULT", summary.exported, summary.exit_code)
 
 
 @pytest.fixture()
-def workdir(tmp_path: Path) -> Path:
-    (tmp_path / "logs").mkdir()
-    for n in (1, 2):
-        (tmp_path / "logs" / f"run-{n}.log").write_text(f"run {n} step 1\nrun {n} step 2\n")
-    (tmp_path / "c.toml").write_text(CONFIG)
-    return tmp_path
+def workdir(files_to_fs) -> Path:
+    return files_to_fs(runs=2, extra="[sinks.archive.retention]\nkeep_last = 1\n")
 
 
 def test_api_logs_go_to_stderr_not_stdout(workdir: Path) -> None:

@@ -9,21 +9,11 @@ import pytest
 
 from logarchive import ConfigError, load_config, parse_config
 from logarchive.secrets import redact
+from logarchive_testsupport.workspace import FILES_TO_FS_TOML
 
 REPO = Path(__file__).resolve().parents[1]
 
-GOOD = """
-[logarchive]
-state_dir = "state"
-
-[sources.training]
-type = "files"
-url = "logs"
-
-[sinks.archive]
-type = "fs"
-url = "archive"
-format = "ndjson"
+GOOD = FILES_TO_FS_TOML + """format = "ndjson"
 compression = "gzip"
 
 [[pipelines]]

@@ -9,28 +9,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-[logarchive]
-state_dir = "state"
-
-[sources.training]
-type = "files"
-url = "logs"
-
-[sinks.archive]
-type = "fs"
-url = "archive"
-"""
-
-
 @pytest.fixture()
-def workdir(tmp_path: Path) -> Path:
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "run-1.log").write_text("step 1\nstep 2\n")
-    (tmp_path / "c.toml").write_text(CONFIG)
-    return tmp_path
+def workdir(files_to_fs) -> Path:
+    return files_to_fs()
 
 
 def test_runs_creates_no_ledger(workdir: Path, run_cli) -> None:
