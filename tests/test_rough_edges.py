@@ -103,3 +103,18 @@ def test_verify_of_an_archive_that_does_not_exist_is_an_error(workdir: Path, run
     assert run_cli("export", "-c", "c.toml").returncode == 0
     verified = run_cli("verify", "-c", "c.toml")
     assert verified.returncode == 0, verified.stderr
+
+
+def test_runs_shows_a_run_the_ledger_marks_gone(workdir: Path, run_cli) -> None:
+    from logarchive.ledger import SQLiteLedger
+    from logarchive.runs import RunRef
+    from logarchive.status import RunStatus
+
+    run = RunRef(source="training", fields={"run_id": "run-1"})
+    ledger = SQLiteLedger(workdir / "state")  # as an export records a RunGone from the source
+    ledger.failed(run, "archive", "log purged at the source", status=RunStatus.GONE)
+    ledger.close()
+    result = run_cli("runs", "-c", "c.toml")
+    assert result.returncode == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if run.key in line]
+    assert line.split()[:2] == ["completed", "gone"]
