@@ -1,5 +1,5 @@
 """Issue 14's rough edges through the real CLI: silent no-ops are errors, `runs` writes nothing,
-diagnostics go to stderr, an unusable state_dir is a config error."""
+diagnostics go to stderr."""
 
 from __future__ import annotations
 
@@ -38,13 +38,6 @@ def test_plugins_env_naming_no_plugin_is_an_error(workdir: Path, run_cli) -> Non
     result = run_cli("config", "check", "-c", "c.toml", env={"LOGARCHIVE_PLUGINS": "files,fss"})
     assert result.returncode == 2
     assert "LOGARCHIVE_PLUGINS names no installed plugin: fss" in result.stderr
-
-
-def test_unusable_state_dir_is_a_config_error(workdir: Path, run_cli) -> None:
-    (workdir / "state").write_text("a file, not a folder")
-    result = run_cli("export", "-c", "c.toml")
-    assert result.returncode == 2 and "logarchive.state_dir" in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_source_errors_go_to_stderr_and_data_to_stdout(workdir: Path, run_cli) -> None:

@@ -124,3 +124,27 @@ def test_verify_does_not_report_what_retention_deleted(tmp_path: Path) -> None:
     result = runner.invoke(main, ["verify", "-c", str(path)])
     assert result.exit_code == 0, result.stdout
     assert "1 object(s) with a manifest" in result.stdout
+
+
+def test_manifest_records_the_declared_size_and_verify_checks_it(tmp_path: Path) -> None:
+    """The files source declares each log's size (its listing): the manifest records it, and a
+    manifest whose source bytes differ from the declared size is reported from the manifest
+    alone (a truncation an older logarchive could have committed)."""
+    make_runs(tmp_path / "logs", {"mdl-a/r01": 1})
+    config = parse_config(archive_config(tmp_path, str(tmp_path / "archive")), base_dir=tmp_path)
+    assert logarchive.export(config).exported == 1
+    sink = open_sink(config, "archive")
+    path = "training/mdl-a/r01.txt.manifest.json"
+    with sink.read(path) as chunks:
+        manifest = json.loads(b"".join(chunks))
+    size = (tmp_path / "logs/mdl-a/r01.log").stat().st_size
+    assert manifest["source_declared"] == {"size": size}
+    assert verify(sink).passed
+    manifest["source_declared"]["size"] = size + 1000
+    writer = sink.open_object(path)
+    writer.write(json.dumps(manifest).encode())
+    writer.commit()
+    report = verify(sink)
+    assert not report.passed
+    assert [f.kind for f in report.findings] == ["corrupt"]
+    assert f"declared {size + 1000} bytes" in report.findings[0].detail

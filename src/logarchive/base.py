@@ -37,6 +37,22 @@ class SourceConfig(PluginConfig):
         description="Run statuses that are exported; others are skipped and picked up later.",
         examples=[["completed", "failed"]],
     )
+    max_log_bytes: int = Field(
+        default=0, ge=0, description="Fail a run whose log grows past this many bytes (an "
+        "endless body); 0: no limit.", examples=[107374182400],
+    )
+    run_timeout: float = Field(
+        default=0, ge=0, description="Fail a run whose log takes longer than this many seconds "
+        "to read; 0: no limit.", examples=[86400],
+    )
+    min_bytes_per_second: float = Field(
+        default=1024, ge=0, description="Fail a run whose source sends fewer bytes per second "
+        "than this over min_rate_window (a trickle); 0: off.", examples=[1024],
+    )
+    min_rate_window: float = Field(
+        default=300, gt=0, description="Seconds over which min_bytes_per_second is measured "
+        "(time spent waiting for the source only).", examples=[300],
+    )
 
 
 class SinkConfig(PluginConfig):
@@ -117,6 +133,13 @@ class ByteSinkConfig(SinkConfig):
     retention: RetentionConfig | None = Field(
         default=None, description="Retention rules applied by `logarchive retention plan|apply` "
         "(see docs/retention.md).", examples=[{"max_age_days": 400, "keep_last": 50}],
+    )
+    allow_non_durable: bool = Field(
+        default=False,
+        description="Accept a root whose objects vanish with the process (memory://): for tests "
+        "and trials only. Without it such a sink is refused; with it, its deliveries are "
+        "recorded as `volatile`, never `delivered`, so every export delivers them again.",
+        examples=[True],
     )
 
     @field_validator("path")
@@ -332,6 +355,15 @@ class ByteSink(_Plugin):
     kind: ClassVar[str] = "bytes"
     Config: ClassVar[type[ByteSinkConfig]] = ByteSinkConfig
 
+    @classmethod
+    def durable(cls, config: ByteSinkConfig) -> bool:
+        """Whether an object committed with ``config`` outlives the process that wrote it (an
+        in-memory root does not). Asked when the config is loaded, without touching the network:
+        a sink that is not durable is refused unless its config sets ``allow_non_durable``, and
+        its deliveries are then recorded as ``volatile``, never ``delivered``. The default:
+        durable."""
+        return True
+
     def open_object(self, path: str) -> ObjectWriter:
         """Start writing ``path`` (relative to the sink's root, already sanitised)."""
         raise NotImplementedError
@@ -353,6 +385,13 @@ class ByteSink(_Plugin):
     def describe(self, path: str) -> str:
         """Where ``path`` is, for humans (a URL without credentials)."""
         return path
+
+    def name_limits(self) -> tuple[int | None, int | None]:
+        """The longest names the store takes, in bytes: (one path segment, the whole path
+        relative to the root; None: no limit). Every object name and its manifest's name are
+        checked against them before the object is written. The default: 255 per segment (local
+        filesystems) and 1024 per path (S3 and GCS keys)."""
+        return (255, 1024)
 
     def object_lock_status(self, path: str) -> dict[str, Any] | None:
         """What protects ``path`` from deletion in the store itself (an S3 Object Lock retention

@@ -24,7 +24,9 @@ split, permanent). Everything else lives here, once:
   acknowledgements get ``stop_grace`` seconds to settle, so that a stopped export resumes
   exactly after what the receiver holds;
 - deterministic event ids (:func:`event_id`) from (source, run key, seq, part) for downstream
-  deduplication of the one batch that may be in flight at a SIGKILL.
+  deduplication of the batches (at most ``max_in_flight`` per run) in flight at a SIGKILL;
+- a batch that used up its retries on network errors (no answer at all) gives the sink up for
+  the rest of the export (:meth:`BatchingSink.give_up_error`): the other runs' retries stop.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ class BatchingSinkConfig(RecordSinkConfig):
     )
     max_in_flight: int = Field(
         default=1, ge=1, le=16,
-        description="Batches sent but not yet accepted at once. 1 keeps the exactly-once "
-        "promise across SIGKILL to one batch; more is faster and may duplicate up to this many.",
+        description="Batches sent but not yet accepted at once, per run. 1 keeps the "
+        "exactly-once promise across SIGKILL to one batch per run being delivered; more is "
+        "faster and may duplicate up to this many per run.",
         examples=[1],
     )
     stop_grace: float = Field(
@@ -291,6 +294,7 @@ class BatchingSink(RecordSink):
     def __init__(self, name: str, config: Any, context: Context) -> None:
         super().__init__(name, config, context)
         self.fatal: SinkError | None = None
+        self.given_up = threading.Event()  # set with ``fatal``: other runs' retries stop too
         self.last_stats: DeliveryStats | None = None
 
     def base_url(self) -> str:
@@ -321,6 +325,22 @@ class BatchingSink(RecordSink):
     def _latch(self, error: BaseException) -> None:
         if isinstance(error, SinkError) and error.fatal_for_sink and self.fatal is None:
             self.fatal = error
+            self.given_up.set()
+
+    def give_up_error(self, error: BaseException, stopping: bool) -> BaseException:
+        """The error a failed batch ends its run with. A batch that exhausted its retries on
+        network errors (no answer at all) gives the sink up for this export: retrying it per
+        run only multiplies the wait. A batch cut short because the sink was given up by
+        another run ends with that run's error."""
+        if self.fatal is not None and isinstance(error, Interrupted) and not stopping:
+            return self.fatal
+        if not isinstance(error, LogarchiveError):
+            return SinkError(f"{self.name}: {type(error).__name__}: {redact(str(error))}")
+        if isinstance(error, SinkError) and error.endpoint and not error.fatal_for_sink:
+            given_up = SinkError(f"unreachable: {error}", fatal_for_sink=True)
+            given_up.endpoint = error.endpoint
+            return given_up
+        return error
 
 
 class BatchingDelivery(RecordDelivery):
@@ -337,8 +357,9 @@ class BatchingDelivery(RecordDelivery):
         self.stop = sink.context.stop
         self.abandon = threading.Event()   # give up everything now (abort, error, grace over)
         self.stats = DeliveryStats()
-        # Data requests stop retrying on SIGTERM; acknowledgement polls only when abandoned.
-        self.client = sink.make_client(_AnyEvent(self.stop, self.abandon))
+        # Data requests stop retrying on SIGTERM (or when another run gave the sink up);
+        # acknowledgement polls only when abandoned.
+        self.client = sink.make_client(_AnyEvent(self.stop, self.abandon, sink.given_up))
         self.ack_client = sink.make_client(self.abandon)
         self.reported = resume_after
         self._events: list[Event] = []
@@ -474,8 +495,7 @@ class BatchingDelivery(RecordDelivery):
                     self._cond.notify_all()
 
     def _fail(self, batch: RequestBatch, exc: BaseException) -> None:
-        if not isinstance(exc, LogarchiveError):
-            exc = SinkError(f"{self.sink.name}: {type(exc).__name__}: {redact(str(exc))}")
+        exc = self.sink.give_up_error(exc, self.stop.is_set())
         self.sink._latch(exc)
         with self._cond:
             if self._error is None:

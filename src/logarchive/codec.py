@@ -34,8 +34,11 @@ RECORD_KEYS = frozenset(
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 _REPLACEMENT_UTF8 = "\ufffd".encode()
 
+# The offset may follow the time after one space (``10:00:00 +0100``, as strftime's ``%z`` after
+# a space writes it): then it must be a full ``+hhmm`` / ``+hh:mm`` not followed by a digit.
 _TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?"
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+    r"(?:Z|z|[+-]\d{2}(?::?\d{2})?| [+-]\d{2}:?\d{2}(?!\d))?"
 )
 _LEVEL_NAMES = {
     "TRACE": "trace", "DEBUG": "debug", "INFO": "info", "NOTICE": "notice", "WARN": "warning",
@@ -77,7 +80,7 @@ def parse_timestamp(text: str) -> str | None:
     match = _TIMESTAMP.match(text)
     if match is None:
         return None
-    raw = match.group(0).replace(",", ".")
+    raw = match.group(0).replace(",", ".").replace(" +", "+").replace(" -", "-")
     try:
         value = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError:

@@ -18,7 +18,7 @@ import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from logarchive.base import ByteSinkConfig, PluginConfig
+from logarchive.base import ByteSink, ByteSinkConfig, PluginConfig
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 from logarchive.paths import PATH_BUILTINS
@@ -291,11 +291,28 @@ def _plugin_config(types: dict[str, PluginType], prefix: tuple[str, str], table:
                        context={"deprecated": deprecated})
     if config is None:
         return None
+    _refuse_non_durable(plugin, config, errors, prefix)
     notes = tuple(f"{section}.{name}.{old} is deprecated: use {section}.{name}.{new}"
                   for old, new in deprecated)
     for note in notes:
         log.warning("config_key_deprecated", file=errors.path, message=note)
     return PluginInstanceConfig(name=name, plugin=plugin, config=config, warnings=notes)
+
+
+def _refuse_non_durable(plugin: PluginType, config: Any, errors: _Errors,
+                        prefix: tuple[str, str]) -> None:
+    """A byte sink whose objects vanish with the process would have the ledger call runs
+    archived that are not: refused unless the config says it is meant."""
+    if not issubclass(plugin.cls, ByteSink) or not isinstance(config, ByteSinkConfig):
+        return
+    if not config.allow_non_durable and not plugin.cls.durable(config):
+        errors.add(
+            ".".join(prefix) + ".allow_non_durable",
+            "this sink keeps its objects in the memory of the process: they vanish when it "
+            "exits, so nothing delivered to it is archived. Use a durable root, or set "
+            "allow_non_durable = true (tests, trials): its deliveries are then recorded as "
+            "volatile and delivered again by every export",
+        )
 
 
 _URL_WITH_CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -32,16 +33,21 @@ from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceSta
 from logarchive.errors import (
     Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
 )
-from logarchive.ledger import Ledger, RunLock, object_lock
+from logarchive.ledger import Delivery, Ledger, RunLock, object_lock, state_error
 from logarchive.manifest import build_manifest, manifest_path, parse_manifest
-from logarchive.paths import render
+from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
 from logarchive.secrets import redact
+from logarchive.sourcestream import (
+    Declared, StreamLimits, check_declared, declared_of, limited,
+)
 from logarchive.status import RunStatus
 
 log = structlog.get_logger("logarchive")
+DEFERRED = RunStatus.DEFERRED.value
+_GIVE_UP = threading.Lock()
 
 
 def pending_sinks(ledger: Ledger, run: RunRef, sinks: list[str], force: bool) -> list[str] | None:
@@ -64,7 +70,11 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
     started = time.monotonic()
     result = RunResult(pipe.config.name, run, RunStatus.EXPORTED)
     lock = RunLock(state_dir, run.key_hash)
-    if not lock.acquire():
+    try:
+        claimed = lock.acquire()
+    except OSError as exc:  # e.g. a file named `locks` in state_dir
+        raise LedgerError(state_error(Path(state_dir), exc)) from None
+    if not claimed:
         result.status = RunStatus.LOCKED
         log.info("run_locked", run=run.key, reason="another export is delivering it")
         return result
@@ -107,10 +117,16 @@ class RunDelivery:
     stats: SourceStats = field(default_factory=SourceStats)
     builder: RecordBuilder | None = None
     targets: list[Target] = field(default_factory=list)
+    declared: Declared = field(default_factory=Declared)
 
     def deliver(self, sinks: list[str], force: bool, progress: Progress) -> None:
         """Start a target per sink, feed them the log, commit each; record every outcome."""
         self.targets = [t for t in (self.start(name, force) for name in sinks) if t]
+        if not self.targets and self.result.sinks and all(
+                state.startswith(DEFERRED) for state in self.result.sinks.values()):
+            self.result.status = RunStatus.DEFERRED  # nothing to feed: the source is not read
+            self.result.error = "; ".join(f"{k}: {v}" for k, v in self.result.sinks.items())
+            return
         # Archives commit before aggregators, whose commit waits for acknowledgements.
         self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
         if any(t.needs_records for t in self.targets):
@@ -127,24 +143,23 @@ class RunDelivery:
             self.commit(target)
         self.result.bytes = self.stats.size
         self.result.lines = self.stats.lines
-        failed = {k: v for k, v in self.result.sinks.items() if v != "delivered"}
-        if self.result.status == RunStatus.EXPORTED and failed:
-            self.result.status = RunStatus.FAILED
-            self.result.error = "; ".join(f"{k}: {v}" for k, v in failed.items())
+        undelivered = {k: v for k, v in self.result.sinks.items() if v != "delivered"}
+        if self.result.status == RunStatus.EXPORTED and undelivered:
+            deferred = all(v.startswith(DEFERRED) for v in undelivered.values())
+            self.result.status = RunStatus.DEFERRED if deferred else RunStatus.FAILED
+            self.result.error = "; ".join(f"{k}: {v}" for k, v in undelivered.items())
 
     def start(self, name: str, force: bool) -> Target | None:
         """The target of sink ``name``, or None (recorded as failed) when it cannot start."""
-        if name in self.pipe.dead_sinks:  # e.g. an invalid token: no request is worth making
-            message = f"not attempted: {self.pipe.dead_sinks[name]}"
-            self.result.sinks[name] = f"failed: {message}"
-            self.ledger.failed(self.run, name, message)
+        if name in self.pipe.dead_sinks:  # an invalid token, unreachable: no request is worth it
+            self.defer(name)
             return None
         sink = self.pipe.sinks[name]
         previous = self.ledger.get(self.run.key, name)
         self.ledger.start(self.run, name)
         try:
             if isinstance(sink, ByteSink):
-                return ByteTarget.open(name, sink, self)
+                return ByteTarget.open(name, sink, self, previous)
             resume_after = 0 if (force or previous is None) else previous.accepted
             log.debug("run_resume_point", run=self.run.key, sink=name, resume_after=resume_after,
                       reason="--force" if force else "ledger" if previous else "first delivery")
@@ -157,8 +172,9 @@ class RunDelivery:
         """Read the run's log once, feeding every live target; raise when none is left."""
         if not self.targets:
             raise SinkError("no sink could start: " + self._states())
-        with self.pipe.source.open(self.run) as stream:
-            for chunk in stream:
+        source = self.pipe.source
+        with source.open(self.run) as stream:
+            for chunk in limited(stream, StreamLimits.of(source.name, source.config)):
                 if self.stop.is_set():
                     raise Interrupted("export stopped before the run finished")
                 if chunk:
@@ -168,6 +184,8 @@ class RunDelivery:
                     break
         if not self.targets:
             raise SinkError("every sink failed: " + self._states())
+        self.declared = declared_of(stream, self.run.size_hint)
+        check_declared(source.name, self.declared, self.stats.size, self.run.size_hint)
         self.feed(None)
 
     def feed(self, chunk: bytes | None) -> None:
@@ -194,7 +212,9 @@ class RunDelivery:
         """Commit one target; a failure is recorded for that target alone."""
         try:
             target.commit(self)
-        except LedgerError:
+        except LedgerError:  # the state is unusable (full state_dir...): stop, nothing partial
+            for each in self.targets:  # aborting a committed target changes nothing
+                each.abort()
             raise
         except Interrupted as exc:
             target.abort()
@@ -206,23 +226,41 @@ class RunDelivery:
             self.fail(target.name, exc)
 
     def delivered(self, name: str, *, object: str | None, sha256: str | None = None,
-                  size: int | None = None, accepted: int = 0) -> None:
+                  size: int | None = None, accepted: int = 0, durable: bool = True) -> None:
         """Record that ``name`` has the run (called by a target's commit); ``sha256`` and
-        ``size`` default to the source's."""
+        ``size`` default to the source's. A sink that forgets what it holds (not ``durable``)
+        is recorded ``volatile``: the next export delivers the run again."""
         self.ledger.delivered(self.run, name, object=object,
                               sha256=self.stats.sha256 if sha256 is None else sha256,
                               size=self.stats.size if size is None else size,
-                              lines=self.stats.lines, accepted=accepted)
+                              lines=self.stats.lines, accepted=accepted,
+                              status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE)
         self.result.sinks[name] = RunStatus.DELIVERED.value
 
     def fail(self, name: str, error: BaseException) -> None:
-        """Record that sink ``name`` failed this run (and, if the error says so, every run)."""
+        """Record that sink ``name`` failed this run; an error fatal for the sink gives it up
+        for the rest of the export (said once; its other runs are deferred)."""
         message = redact(str(error)) or type(error).__name__
-        if isinstance(error, SinkError) and error.fatal_for_sink:
-            self.pipe.dead_sinks.setdefault(name, message)
         self.result.sinks[name] = f"failed: {message}"
+        if isinstance(error, SinkError) and error.fatal_for_sink:
+            with _GIVE_UP:  # runs of one pipeline fail in parallel: one gives the sink up
+                first = name not in self.pipe.dead_sinks
+                self.pipe.dead_sinks.setdefault(name, message)
+            if not first:
+                self.defer(name)  # another run gave it up meanwhile: this one stays pending
+                return
+            self.ledger.failed(self.run, name, message)
+            log.error("sink_given_up", run=self.run.key, sink=name, endpoint=error.endpoint,
+                      error=message, detail=f"sink {name!r} is given up for the rest of this "
+                      "export; its other runs stay pending for the next export")
+            return
         self.ledger.failed(self.run, name, message)
         log.error("sink_failed", run=self.run.key, sink=name, error=message)
+
+    def defer(self, name: str) -> None:
+        """Leave the run pending at sink ``name``, given up in this export: the ledger keeps
+        what it had, the next export delivers it."""
+        self.result.sinks[name] = f"{DEFERRED} (sink given up in this export)"
 
     def end_all(self, exc: BaseException) -> None:
         """The run itself failed (source error, signal, nothing left to feed): abort every
@@ -292,10 +330,16 @@ class ByteTarget(Target):
     size: int = 0
 
     @classmethod
-    def open(cls, name: str, sink: ByteSink, delivery: RunDelivery) -> ByteTarget:
+    def open(cls, name: str, sink: ByteSink, delivery: RunDelivery,
+             previous: Delivery | None = None) -> ByteTarget:
+        """Start the object: where the ledger says the run is archived (a re-export replaces it
+        there, even if the template now renders elsewhere), else where the template says. Both
+        names are checked against the store's limits before anything is written."""
         cfg = sink.config
-        path = render(cfg.path, delivery.run, ext=extension(cfg.format, cfg.compression),
-                      exported=delivery.exported_at)
+        path = archived_path(sink, previous) or render(
+            cfg.path, delivery.run, ext=extension(cfg.format, cfg.compression),
+            exported=delivery.exported_at)
+        check_name_lengths(path, cfg.path, sink.name_limits(), f"sink {name!r}")
         target = cls(name, sink, path, sink.open_object(path), FormatEncoder(cfg.format),
                      Compressor(cfg.compression, cfg.compression_level))
         target.put(target.encoder.header())
@@ -348,7 +392,8 @@ class ByteTarget(Target):
             if not (keep and self.sink.exists(manifest_path(self.path))):
                 self._write_manifest(delivery, digest)
         where = self.sink.describe(self.path)
-        delivery.delivered(self.name, object=where, sha256=digest, size=self.size)
+        delivery.delivered(self.name, object=where, sha256=digest, size=self.size,
+                           durable=self.sink.durable(self.sink.config))
         log.info("run_exported", run=delivery.run.key, sink=self.name, object=where,
                  bytes=stats.size, stored_bytes=self.size, lines=stats.lines)
 
@@ -361,7 +406,7 @@ class ByteTarget(Target):
             invalid_utf8=stats.invalid_utf8,
             records=builder.records if (builder and self.needs_records) else None,
             fmt=cfg.format, compression=cfg.compression, exported=delivery.exported_at,
-            version=__version__,
+            version=__version__, declared=delivery.declared.to_json(),
         )
         writer = self.sink.open_object(manifest_path(self.path))
         try:
@@ -419,6 +464,20 @@ class RecordTarget(Target):
         self.delivery.abort()
 
 
+def archived_path(sink: ByteSink, previous: Delivery | None) -> str | None:
+    """The path (relative to the sink's root) of the object the ledger records for this run,
+    if that object's manifest is still there (and the path is not one 0.1.0 let collide with
+    a manifest)."""
+    if previous is None or not previous.object:
+        return None
+    prefix = sink.describe("")
+    path = previous.object[len(prefix):] if previous.object.startswith(prefix) else ""
+    if (not path or not_a_manifest_name(path) != path or sink.describe(path) != previous.object
+            or not sink.exists(manifest_path(path))):
+        return None
+    return path
+
+
 def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool:
     """Check what is already stored under ``path`` before replacing it.
 
@@ -430,7 +489,9 @@ def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool
     if sink.exists(manifest_path(path)):
         existing = _read_manifest(sink, path)
         owner = existing.get("run", {}).get("key")
-        if owner != run.key:
+        # Release 0.1.0 masked credential-looking run ids in manifests (``basic ***``):
+        # such a manifest is still this run's.
+        if owner not in (run.key, redact(run.key)):
             raise SinkError(
                 f"{where} already holds run {owner}; the path template {sink.config.path!r} maps "
                 f"two runs to one object: add a field that tells them apart"

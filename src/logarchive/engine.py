@@ -181,9 +181,13 @@ def _run_jobs(jobs: list[Job], ledger: Ledger, config: Config, workers: int, for
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
             futures = [pool.submit(work, *job) for job in jobs]
-            for future in as_completed(futures):
-                result = future.result()
-                summary.results.append(result)
-                progress.run_done(result)
+            try:
+                for future in as_completed(futures):
+                    result = future.result()
+                    summary.results.append(result)
+                    progress.run_done(result)
+            except BaseException:  # a ledger or state_dir error: start no other run
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     finally:
         progress.stop()

@@ -14,6 +14,9 @@ class LogarchiveError(Exception):
     """
 
     exit_code: int = ExitCode.FAILED
+    endpoint: str | None = None
+    """``host:port`` of a peer that gave no answer at all (refused, reset, timed out): set on
+    network errors, so a caller can tell "unreachable" from "answered no"."""
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -66,7 +69,9 @@ class RunGone(SourceError):
 
 
 class SinkError(LogarchiveError):
-    """A sink could not store or deliver. ``fatal_for_sink`` stops using the sink for this export."""
+    """A sink could not store or deliver. ``fatal_for_sink`` gives the sink up for the rest of
+    this export (an invalid token, a receiver that stays unreachable): its other runs are not
+    attempted and stay pending for the next export."""
 
     def __init__(
         self, message: str, *, retriable: bool = False, fatal_for_sink: bool = False
@@ -78,6 +83,13 @@ class SinkError(LogarchiveError):
 
 class LedgerError(LogarchiveError):
     """The ledger cannot be read or written."""
+
+
+class StateDirFull(LedgerError):
+    """The filesystem of ``state_dir`` has no space or no inodes left: the export stops at once,
+    exit status 3 (:attr:`ExitCode.STATE_FULL`)."""
+
+    exit_code: int = ExitCode.STATE_FULL
 
 
 class Interrupted(LogarchiveError):

@@ -4,17 +4,24 @@
   plugin exposes as-is.
 - :class:`AuthConfig`: ``bearer | cookie | basic | headers`` with secrets that never print.
 - :class:`HttpClient`: ``request`` with the core retry loop (connection errors, timeouts, 408,
-  429, 5xx, ``Retry-After``) and ``download``: a streaming GET that resumes a dropped or stalled
-  stream with ``Range`` when the server allows it (otherwise it re-reads from the start and skips
-  what was already delivered, after checking that prefix is unchanged), checks
-  ``Content-Length``, and can ask for a fresh URL when a presigned one expires.
-- Every URL that reaches a log line or an error is redacted (no userinfo, no signature).
+  429, 5xx, ``Retry-After``, a body that fails to decode) and ``download``: a streaming GET
+  that resumes a dropped or stalled stream (see :class:`_Download`), checks every
+  ``Content-Length`` and ``Content-Range`` against what the source declared, and can ask for a
+  fresh URL when a presigned one expires.
+- Credentials never leave the origin they were configured for: the client's headers, its
+  ``auth`` (bearer, basic, cookies, secret headers) are attached to a request only when its
+  scheme, host and port are the configured base URL's (or, without one, the first request's);
+  a redirect to another origin carries none of them, nor any header named like a credential.
+- Every URL that reaches a log line or an error is redacted (no userinfo, no signature), and a
+  response body quoted in an error is masked by the values of the link it answers.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +34,11 @@ from logarchive.errors import SourceError
 from logarchive.retry import (
     RetryOptions, Retryable, call_with_retries, parse_retry_after, retrying,
 )
-from logarchive.secrets import RedactFilter, Secret, redact, redact_url, register_secret
+from logarchive.secrets import (
+    SENSITIVE_HEADERS, RedactFilter, Secret, presigned_values, redact, redact_url, redact_with,
+    register_secret,
+)
+from logarchive.sourcestream import Declared, SourceStream
 from logarchive.version import __version__
 
 USER_AGENT = f"logarchive/{__version__}"
@@ -39,6 +50,7 @@ for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2
               "httpcore.proxy"):
     logging.getLogger(_name).addFilter(RedactFilter())
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_LOOP = "too many redirects (a redirect loop?)"
 
 
 class HttpOptions(BaseModel):
@@ -88,7 +100,8 @@ class AuthConfig(BaseModel):
             raise ValueError(f"choose one of bearer, cookie, basic (got {', '.join(chosen)})")
         return self
 
-    def apply(self, headers: dict[str, str], cookies: dict[str, str]) -> httpx.Auth | None:
+    def apply(self, headers: dict[str, str], cookies: dict[str, str]) -> None:
+        """Add the credentials to ``headers`` and ``cookies``."""
         if self.bearer is not None:
             headers["Authorization"] = f"Bearer {self.bearer.get_secret_value()}"
         for name, value in (self.cookie or {}).items():
@@ -96,8 +109,8 @@ class AuthConfig(BaseModel):
         for name, value in (self.headers or {}).items():
             headers[name] = value.get_secret_value()
         if self.basic is not None:
-            return httpx.BasicAuth(self.basic.username, self.basic.password.get_secret_value())
-        return None
+            pair = f"{self.basic.username}:{self.basic.password.get_secret_value()}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -123,7 +136,52 @@ def describe_response(response: httpx.Response, limit: int = 300) -> str:
         body = ""
     request = response.request
     text = f"HTTP {response.status_code} from {request.method} {redact_url(str(request.url))}"
-    return redact(f"{text}: {body}" if body else text)
+    return mask_quoted(response, f"{text}: {body}" if body else text)
+
+
+def mask_quoted(response: httpx.Response, text: str) -> str:
+    """``text`` (which quotes ``response``, its body say) redacted, with the presigned values
+    of the links that led to the response masked too."""
+    return redact_with(text, link_values(response))
+
+
+def link_values(response: httpx.Response) -> list[str]:
+    """The presigned values of every URL that led to ``response`` (redirects included): what a
+    storage error body may echo."""
+    urls = [str(r.request.url) for r in (*response.history, response)]
+    return [v for url in urls for v in presigned_values(url)]
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+_ORIGIN = "logarchive.credential_origin"
+
+
+class _OriginBound:
+    """An httpx request hook (it runs for every hop of a redirect chain): attaches the
+    configured headers and cookies to requests to the configured origin only, and strips them,
+    and any header named like a credential, from a request to any other origin."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], cookies: dict[str, str]) -> None:
+        self.origin = _origin(httpx.URL(base_url)) if base_url else None
+        self.headers = headers
+        self.names = {name.lower() for name in headers} | SENSITIVE_HEADERS
+        self.cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+    def __call__(self, request: httpx.Request) -> None:
+        origin = request.extensions.setdefault(_ORIGIN, self.origin or _origin(request.url))
+        if _origin(request.url) == origin:
+            for name, value in self.headers.items():
+                request.headers.setdefault(name, value)
+            if self.cookie:
+                jar = request.headers.get("Cookie")
+                request.headers["Cookie"] = f"{jar}; {self.cookie}" if jar else self.cookie
+            return
+        for name in list(request.headers.keys()):
+            if name.lower() in self.names:
+                del request.headers[name]
 
 
 class HttpClient:
@@ -137,18 +195,19 @@ class HttpClient:
         self.stop = stop or threading.Event()
         self.log = log
         self.error = error
-        all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        bound = dict(headers or {})
         cookies: dict[str, str] = {}
-        basic = auth.apply(all_headers, cookies) if auth else None
+        if auth is not None:
+            auth.apply(bound, cookies)
         self._client = httpx.Client(
             base_url=base_url,
-            headers=all_headers,
-            cookies=cookies,
-            auth=basic,
+            headers={"User-Agent": USER_AGENT},
             timeout=httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout),
             verify=self.options.verify,
             follow_redirects=True,
+            event_hooks={"request": [_OriginBound(base_url, bound, cookies)]},
         )
+        self._client.headers.pop("Accept", None)  # httpx's */* default: a configured one wins
 
     def close(self) -> None:
         self._client.close()
@@ -177,9 +236,13 @@ class HttpClient:
         def attempt() -> httpx.Response:
             try:
                 response = self._client.request(method, url, **kwargs)
-            except httpx.TransportError as exc:
-                raise Retryable(self.error(f"{what}: {_transport_message(exc)}",
-                                           retriable=True)) from None
+            except httpx.TooManyRedirects:
+                raise self.error(f"{what}: {REDIRECT_LOOP}") from None
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                error = self.error(f"{what}: {_transport_message(exc)}", retriable=True)
+                if isinstance(exc, httpx.TransportError):  # no answer at all: unreachable
+                    error.endpoint = endpoint(exc)
+                raise Retryable(error) from None
             if classify is not None:
                 classify(response)
             if response.status_code in retry_status:
@@ -200,16 +263,20 @@ class HttpClient:
         classify: Callable[[httpx.Response], None] | None = None,
         on_response: Callable[[httpx.Response], None] | None = None,
         resume: bool = True,
-    ) -> Iterator[Iterator[bytes]]:
-        """Stream a GET, resuming across drops and stalls; yields an iterator of chunks.
+        size: int | None = None,
+    ) -> Iterator[SourceStream]:
+        """Stream a GET, resuming across drops and stalls; yields a :class:`SourceStream` of
+        chunks whose ``declared`` holds the length and ETag the server announced.
 
         ``url`` may be a callable returning a fresh URL (presigned links that expire): it is
         called again after a 403/401 from the storage or a dropped connection.
         ``classify(response)`` may raise a final error for known statuses before the body is
         read. ``on_response`` sees the first successful response (headers such as
-        Content-Disposition).
+        Content-Disposition). ``size``: the length the source declared elsewhere (a listing's
+        file size); a response that disagrees is an error.
         """
-        yield _Download(self, url, params, headers, classify, on_response, resume)
+        download = _Download(self, url, params, headers, classify, on_response, resume, size)
+        yield SourceStream(download, download.declared)
 
 
 class _ShortBody(Exception):
@@ -217,10 +284,26 @@ class _ShortBody(Exception):
 
 
 class _Download:
+    """One log's download, over as many requests as drops and refreshed links take.
+
+    - Every response is checked: a ``206`` must carry a ``Content-Range`` whose start is the
+      offset asked for (0 for a request without ``Range``), whose end matches its
+      ``Content-Length`` and whose total matches every length declared before
+      (``Content-Length`` of a ``200``, earlier totals, the caller's ``size``).
+    - A body that ends before the declared total is resumed; the download ends only at the
+      declared total (or, with no length declared, at the end of a complete response).
+    - A resume asks for ``Range: bytes=N-`` only with the first response's strong ``ETag`` as
+      ``If-Range``, and the ``206`` must carry that same ETag: the rest of the same object, not
+      of another one behind a refreshed link. Without an ETag (or after a content-encoded
+      response) it re-reads from the start and checks that the first N bytes are the ones
+      already delivered (sha256) before passing on the rest.
+    """
+
     def __init__(self, client: HttpClient, url: str | Callable[[], str],
                  params: dict[str, Any] | None, headers: dict[str, str] | None,
                  classify: Callable[[httpx.Response], None] | None,
-                 on_response: Callable[[httpx.Response], None] | None, resume: bool) -> None:
+                 on_response: Callable[[httpx.Response], None] | None, resume: bool,
+                 size: int | None) -> None:
         self.client = client
         self.url_source = url
         self.params = params
@@ -228,8 +311,8 @@ class _Download:
         self.classify = classify
         self.on_response = on_response
         self.resume = resume
+        self.declared = Declared(size=size)
         self.offset = 0
-        self.total: int | None = None
         self._sha = hashlib.sha256()  # of the bytes delivered so far, to check a re-read prefix
         self._url: str | None = None
         self._seen_response = False
@@ -238,6 +321,10 @@ class _Download:
         self.failures = 0
         self._progress_mark = 0
         self._refresh = False
+
+    @property
+    def total(self) -> int | None:
+        return self.declared.size
 
     def _current_url(self, refresh: bool = False) -> str:
         if callable(self.url_source):
@@ -250,17 +337,18 @@ class _Download:
         options = self.client.options.retry
         what = f"GET {redact_url(self._current_url())}"
         attempts = retrying(options, stop=self.client.stop, on_retry=self._on_retry(what),
-                            retry_on=(httpx.TransportError, _ShortBody, Retryable),
-                            failures=lambda: self.failures)
+                            retry_on=_TRANSIENT, failures=lambda: self.failures)
         try:
             for attempt in attempts:
                 with attempt:
                     yield from self._resume()
-        except (httpx.TransportError, _ShortBody, Retryable) as exc:
+        except _TRANSIENT as exc:
             raise self.client.error(
                 f"{what}: {_failure_message(exc)} (gave up after {self.failures} tries, "
                 f"{self.offset} bytes received)", retriable=True,
             ) from None
+        except httpx.TooManyRedirects:
+            raise self.client.error(f"{what}: {REDIRECT_LOOP}") from None
 
     def _resume(self) -> Iterator[bytes]:
         """One attempt; a failure is counted (afresh when the stream moved on since the last
@@ -269,7 +357,7 @@ class _Download:
         self._refresh = False
         try:
             yield from self._attempt(url)
-        except (httpx.TransportError, _ShortBody, Retryable) as exc:
+        except _TRANSIENT as exc:
             if self.offset > self._progress_mark:
                 self.failures = 0  # the stream moved on since the last failure: a fresh budget
             self._progress_mark = self.offset
@@ -285,23 +373,24 @@ class _Download:
             report(failures, exc, delay)
         return count
 
-    def _attempt(self, url: str) -> Iterator[bytes]:
+    def _request_headers(self) -> dict[str, str]:
         headers = dict(self.headers)
         # Range offsets count bytes on the wire: after a content-encoded (gzip...) response the
-        # decoded offset means nothing to the server, so re-read and skip instead.
-        if self.resume and self.offset > 0 and not self._encoded:
+        # decoded offset means nothing to the server, so re-read and skip instead. And only the
+        # same object may be resumed: without a strong ETag to send as If-Range, re-read.
+        if self.resume and self.offset > 0 and not self._encoded and self.declared.etag:
             headers["Range"] = f"bytes={self.offset}-"
+            headers["If-Range"] = self.declared.etag
+        return headers
+
+    def _attempt(self, url: str) -> Iterator[bytes]:
+        headers = self._request_headers()
         with self.client._client.stream("GET", url, params=self.params, headers=headers) as resp:
             if not self._accept(resp):
                 return  # asked for a range past the end of a log read whole
-            skip, expected_end = self._extent(resp)
+            skip, end = self._extent(resp, "Range" in headers)
             yield from self._chunks(resp, skip)
-        if expected_end is not None and self.offset < expected_end:
-            raise _ShortBody(f"connection closed after {self.offset} of {expected_end} bytes")
-        if expected_end is not None and self.offset > expected_end:
-            raise self.client.error(
-                f"received {self.offset} bytes but Content-Length said {expected_end}"
-            )
+        self._check_end(end)
 
     def _accept(self, resp: httpx.Response) -> bool:
         """Raise for an error status (Retryable when it may pass); False for a 416 after the
@@ -319,34 +408,70 @@ class _Download:
             raise self.client.error(describe_response_head(resp))
         if not self._seen_response:
             self._seen_response = True
+            self.declared.etag = _strong_etag(resp.headers.get("ETag"))
             if self.on_response is not None:
                 self.on_response(resp)
         return True
 
-    def _extent(self, resp: httpx.Response) -> tuple[int, int | None]:
-        """(bytes of this body already delivered, the offset the body should end at if known)."""
-        encoded = "content-encoding" in resp.headers
+    def _extent(self, resp: httpx.Response, ranged: bool) -> tuple[int, int | None]:
+        """(bytes of this body already delivered, the offset the body should end at if known),
+        after checking the response's lengths and ETag against what was declared before."""
+        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+        encoded = encoding not in ("", "identity")
         self._encoded = self._encoded or encoded
-        length = resp.headers.get("Content-Length")
-        skip = 0
-        if resp.status_code == 206:
-            start = _content_range_start(resp.headers.get("Content-Range"))
-            if start != self.offset:
-                raise self.client.error(
-                    f"server answered Range bytes={self.offset}- with "
-                    f"{resp.headers.get('Content-Range')!r}"
-                )
-            expected_end = self.offset + int(length) if length and not encoded else None
-        else:
-            skip = self.offset  # server ignored Range or this is a re-read: skip the prefix
-            expected_end = int(length) if length and not encoded else None
-        if expected_end is not None:
-            if self.total is not None and expected_end != self.total:
-                raise self.client.error(
-                    f"log size changed while reading ({self.total} then {expected_end} bytes)"
-                )
-            self.total = expected_end
-        return skip, expected_end
+        self._check_etag(resp)
+        length = _int_header(resp.headers.get("Content-Length"))
+        if resp.status_code != 206:
+            # The whole log (a server that ignored Range, or a re-read): skip what was delivered.
+            if length is not None and not encoded:
+                self._declare_total(length, "Content-Length")
+                return self.offset, length
+            return self.offset, None
+        if encoded:
+            raise self.client.error(f"a content-encoded ({encoding}) partial response (206) "
+                                    "cannot be checked against the log's length")
+        start, end, total = _content_range(resp.headers.get("Content-Range"))
+        expected_start = self.offset if ranged else 0
+        # A total of "*" could never prove the log complete: refused like a wrong range.
+        if start != expected_start or end < start or total is None or end >= total:
+            asked = f"Range bytes={self.offset}-" if ranged else "a request without Range"
+            raise self.client.error(f"the server answered {asked} with Content-Range "
+                                    f"{resp.headers.get('Content-Range')!r}")
+        if length is not None and length != end - start + 1:
+            raise self.client.error(f"Content-Length {length} disagrees with Content-Range "
+                                    f"{resp.headers.get('Content-Range')!r}")
+        self._declare_total(total, "Content-Range")
+        return self.offset - start, end + 1
+
+    def _check_etag(self, resp: httpx.Response) -> None:
+        """A response after the first must be of the same object (same strong ETag)."""
+        known = self.declared.etag
+        if known is None or self.offset == 0:
+            return
+        etag = _strong_etag(resp.headers.get("ETag"))
+        if etag != known:
+            raise self.client.error(
+                f"the log changed at the source while reading it (ETag {known} then "
+                f"{etag or 'none'}); nothing was committed")
+
+    def _declare_total(self, total: int, header: str) -> None:
+        known = self.declared.size
+        if known is not None and known != total:
+            raise self.client.error(
+                f"{header} says the log is {total} bytes but {known} bytes were declared "
+                "before; nothing was committed")
+        self.declared.size = total
+
+    def _check_end(self, end: int | None) -> None:
+        """After a body: resume (_ShortBody) when it ended early, raise when it ran long."""
+        for limit, what in ((end, "its Content-Range or Content-Length"),
+                            (self.total, "the declared length")):
+            if limit is not None and self.offset > limit:
+                raise self.client.error(f"received {self.offset} bytes but {what} said {limit}")
+        for limit in (end, self.total):
+            if limit is not None and self.offset < limit:
+                raise _ShortBody(f"connection closed after {self.offset} of {self.total or limit}"
+                                 " bytes")
 
     def _chunks(self, resp: httpx.Response, skip: int) -> Iterator[bytes]:
         """The body's new bytes: its first ``skip`` bytes were delivered before, so they are
@@ -372,6 +497,9 @@ class _Download:
                              f"{self.offset}")
 
 
+_TRANSIENT = (httpx.TransportError, httpx.DecodingError, _ShortBody, Retryable)
+
+
 def describe_response_head(response: httpx.Response) -> str:
     """Like describe_response for a streamed response: reads at most a small error body."""
     if response.status_code >= 400:
@@ -382,32 +510,64 @@ def describe_response_head(response: httpx.Response) -> str:
     return describe_response(response)
 
 
-def _content_range_start(value: str | None) -> int | None:
-    if not value or not value.startswith("bytes "):
-        return None
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _content_range(value: str | None) -> tuple[int, int, int | None]:
+    """``bytes start-end/total`` -> (start, end, total or None for ``*``); -1s when invalid."""
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None:
+        return -1, -2, None
+    total = None if match.group(3) == "*" else int(match.group(3))
+    return int(match.group(1)), int(match.group(2)), total
+
+
+def _int_header(value: str | None) -> int | None:
     try:
-        return int(value[6:].split("-", 1)[0])
+        return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _strong_etag(value: str | None) -> str | None:
+    """A strong ETag (usable in If-Range), or None (absent or weak ``W/``)."""
+    value = (value or "").strip()
+    return value if value.startswith('"') and value.endswith('"') and len(value) > 1 else None
 
 
 def _failure_message(exc: BaseException) -> str:
     return str(exc.error) if isinstance(exc, Retryable) else _transport_message(exc)
 
 
+def endpoint(exc: BaseException) -> str | None:
+    """``host:port`` of the request a transport error happened on (None when unknown)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return None
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return f"{url.host}:{port}" if port else url.host
+
+
 def _transport_message(exc: BaseException) -> str:
+    """What went wrong on the wire, naming the peer's ``host:port``."""
     kind = {
         httpx.ConnectError: "connection refused or unreachable",
         httpx.ConnectTimeout: "connect timed out",
         httpx.ReadTimeout: "stream stalled (read timeout)",
         httpx.RemoteProtocolError: "connection closed mid-response",
         httpx.ReadError: "connection reset",
+        httpx.DecodingError: "the response body could not be decoded (invalid Content-Encoding)",
     }
-    for cls, text in kind.items():
-        if isinstance(exc, cls):
-            return redact(f"{text}: {exc}") if str(exc) else text
-    return redact(str(exc)) or type(exc).__name__
+    text = next((t for cls, t in kind.items() if isinstance(exc, cls)), "")
+    where = endpoint(exc)
+    if where:
+        text = f"{text} at {where}" if text else f"network error at {where}"
+    detail = str(exc)
+    if not text:
+        return redact(detail) or type(exc).__name__
+    return redact(f"{text}: {detail}") if detail else redact(text)
 
 
 __all__ = ["AuthConfig", "BasicAuth", "HttpClient", "HttpOptions", "RETRIABLE_STATUS",
-           "describe_response", "json_object", "register_secret", "retry_after"]
+           "describe_response", "json_object", "mask_quoted", "register_secret", "retry_after"]

@@ -7,6 +7,7 @@ Per-run claims between concurrent processes are file locks (:class:`RunLock`).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from logarchive.errors import ConfigError, LedgerError
+from logarchive.errors import LedgerError, StateDirFull
 from logarchive.runs import iso
 from logarchive.secrets import redact
 from logarchive.status import RunStatus
@@ -98,7 +99,8 @@ class Ledger:
     def start(self, run: Any, sink: str) -> Delivery: ...
     def set_accepted(self, run_key: str, sink: str, ordinal: int) -> None: ...
     def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
-                  size: int | None, lines: int | None, accepted: int = 0) -> None: ...
+                  size: int | None, lines: int | None, accepted: int = 0,
+                  status: RunStatus = RunStatus.DELIVERED) -> None: ...
     def failed(self, run: Any, sink: str, error: str, *,
                status: RunStatus = RunStatus.FAILED) -> None: ...
     def deliveries(self, sink: str | None = None) -> Iterator[Delivery]: ...
@@ -113,30 +115,41 @@ class SQLiteLedger(Ledger):
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / "ledger.sqlite3"
-        self.created = not self.path.exists()  # a new (or lost) ledger: nothing is known delivered
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            (self.state_dir / "locks").mkdir(exist_ok=True)
+            # Overlapping exports (cron) on a fresh state_dir: one creates and migrates the
+            # ledger, the others wait their turn instead of failing with "database is locked".
+            with _file_lock(self.state_dir / "locks" / "ledger-open.lock"):
+                self.created = not self.path.exists()  # new (or lost): nothing known delivered
+                self._db = self._open()
+        except OSError as exc:
+            raise LedgerError(state_error(self.state_dir, exc)) from None
+        self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, then create or migrate the schema (the caller holds the open lock)."""
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
+                             isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                                 (str(SCHEMA_VERSION),))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                           (str(SCHEMA_VERSION),))
             elif int(row[0]) > SCHEMA_VERSION:
                 raise LedgerError(f"{self.path}: written by a newer logarchive (schema {row[0]})")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"ledger {self.path} cannot be opened: {exc}. If it is corrupt, move it away and "
-                "run `logarchive ledger rebuild` to restore it from the archive manifests."
-            ) from None
-        except OSError as exc:  # a config error (exit 2): the setting names a place we cannot use
-            raise ConfigError(f"{self.state_dir} is not usable: {exc.strerror}",
-                              key="logarchive.state_dir") from None
-        self._lock = threading.Lock()
+            advice = _corruption_advice(db)
+            db.close()
+            raise LedgerError(f"ledger {self.path} cannot be opened: {exc}. {advice}") from None
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         try:
@@ -175,7 +188,8 @@ class SQLiteLedger(Ledger):
         )
 
     def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
-                  size: int | None, lines: int | None, accepted: int = 0) -> None:
+                  size: int | None, lines: int | None, accepted: int = 0,
+                  status: RunStatus = RunStatus.DELIVERED) -> None:
         now = _now()
         self._write(
             """INSERT INTO deliveries (run_key, sink, source, fields, status, object, sha256, size,
@@ -186,7 +200,7 @@ class SQLiteLedger(Ledger):
                    size=excluded.size, lines=excluded.lines, accepted=excluded.accepted,
                    error=NULL, updated_at=excluded.updated_at,
                    delivered_at=excluded.delivered_at""",
-            (run.key, sink, run.source, json.dumps(run.fields), RunStatus.DELIVERED, object, sha256,
+            (run.key, sink, run.source, json.dumps(run.fields), status, object, sha256,
              size, lines, accepted, iso(run.completed), now, now),
         )
 
@@ -236,11 +250,121 @@ class SQLiteLedger(Ledger):
             self._db.close()
 
 
+def state_error(state_dir: Path, exc: OSError) -> str:
+    """One line for an OSError on the state directory, naming the path that failed."""
+    where = exc.filename if exc.filename is not None else state_dir
+    reason = "exists and is not a directory" if isinstance(exc, FileExistsError) else (
+        exc.strerror or str(exc))
+    return f"state_dir {state_dir} is not usable: {where}: {reason}"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive, blocking ``flock`` on ``path`` (released by the kernel if we die)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _corruption_advice(db: sqlite3.Connection) -> str:
+    """Advise moving the ledger away only when SQLite itself says it is corrupt: a lost ledger
+    re-delivers every run to aggregators, so a busy or unreadable ledger is never moved."""
+    try:
+        verdict = db.execute("PRAGMA integrity_check").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if "malformed" not in str(exc) and "not a database" not in str(exc):
+            return (f"Its integrity could not be checked ({exc}): do not move it away unless "
+                    "`PRAGMA integrity_check` reports corruption; retry when it is free.")
+        verdict = (str(exc),)
+    if verdict and verdict[0] == "ok":
+        return "The integrity check passed: do not move it away; retry when it is free."
+    return ("The integrity check says it is corrupt: move it away and run `logarchive ledger "
+            "rebuild` to restore it from the archive manifests (aggregators cannot be rebuilt: "
+            "runs delivered to them are sent again).")
+
+
 def _delivery(row: tuple[Any, ...]) -> Delivery:
     (run_key, sink, source, fields, status, obj, sha, size, lines, accepted, attempts, error,
      completed, updated_at, delivered_at) = row
     return Delivery(run_key, sink, source, json.loads(fields), status, obj, sha, size, lines,
                     accepted, attempts, error, completed, updated_at, delivered_at)
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def state_dir_full(state_dir: str | os.PathLike[str], error: BaseException) -> StateDirFull | None:
+    """The error to report when ``error`` (or what caused it: an ``OSError`` or a SQLite error)
+    is the filesystem of ``state_dir`` out of space or inodes; None for any other error."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _FULL_ERRNOS:
+            break
+        if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            break
+        cause = cause.__cause__ or cause.__context__
+    try:
+        stats = os.statvfs(state_dir)
+    except OSError:
+        stats = None
+    no_inodes = stats is not None and stats.f_files > 0 and stats.f_favail == 0
+    no_space = stats is not None and stats.f_bavail == 0
+    if cause is None and not (no_inodes or no_space):
+        return None
+    what = ("no inodes left" if no_inodes else "no space left" if no_space
+            else "no space or inodes left")  # ENOSPC is both; some may be free again by now
+    return StateDirFull(
+        f"state_dir {state_dir} is full ({what}): the ledger and the run locks cannot be "
+        "written, so the export stopped. What the ledger records as delivered is archived; "
+        "the next export delivers the rest. Free space and inodes there, or set "
+        "[logarchive] state_dir to a larger filesystem."
+    )
+
+
+def _lock_file(path: Path, blocking: bool) -> int | None:
+    """Open and ``flock`` the lock file ``path``; its descriptor, or None when another process
+    holds it (``blocking=False``).
+
+    Lock files are removed by their holder on release (:func:`_unlock_file`), so the state
+    directory holds a lock file only while a run or an object is being delivered. The usual race
+    of unlink after flock is handled here: a process that got the lock on a file its holder has
+    just unlinked finds that the path no longer names its inode, and tries again on a new file.
+    """
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise state_dir_full(path.parent.parent, exc) or exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)  # the previous holder removed this file after we opened it
+
+
+def _unlock_file(path: Path, fd: int) -> None:
+    """Remove the lock file, then release it: whoever waits on the old inode retries."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 @contextmanager
@@ -249,21 +373,19 @@ def object_lock(state_dir: Path, sink: str, path: str) -> Iterator[None]:
     runs that a template maps to the same name cannot both see it free."""
     digest = hashlib.sha256(f"{sink}\0{path}".encode()).hexdigest()[:32]
     lock_path = Path(state_dir) / "locks" / f"object-{digest}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _lock_file(lock_path, blocking=True)
+    assert fd is not None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        _unlock_file(lock_path, fd)
 
 
 class RunLock:
     """An exclusive, non-blocking claim on one run across processes (``fcntl.flock``).
 
     The kernel drops the lock when the process dies, even by SIGKILL, so a crashed export never
-    leaves a run claimed forever.
+    leaves a run claimed forever (its lock file stays until the next holder releases it).
     """
 
     def __init__(self, state_dir: Path, key_hash: str) -> None:
@@ -271,18 +393,10 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
+        self._fd = _lock_file(self.path, blocking=False)
+        return self._fd is not None
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            _unlock_file(self.path, self._fd)
             self._fd = None

@@ -1,7 +1,10 @@
 """Manifests: ``<object>.manifest.json`` beside every archived object.
 
 An auditor can verify an archive with the manifest alone: sha256 and size of the stored
-object and of the source bytes, line count, format, compression, the run and its metadata.
+object and of the source bytes, line count, format, compression, the run and its metadata, and
+what the source declared about the log before sending it (``source_declared``: its length, ETag
+or checksum), so a log shorter or longer than its source announced is provable from the
+manifest alone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def build_manifest(
     *, run: RunRef, sink: str, object_path: str, object_sha256: str, object_size: int,
     source_sha256: str, source_size: int, lines: int, invalid_utf8: int, records: int | None,
     fmt: str, compression: str, exported: datetime, version: str, extra: dict[str, Any] | None = None,
+    declared: dict[str, Any] | None = None,
 ) -> bytes:
     document = {
         "manifest_version": MANIFEST_VERSION,
@@ -42,6 +46,7 @@ def build_manifest(
             "lines": lines,
             "invalid_utf8": invalid_utf8,
         },
+        "source_declared": declared or {},
         "format": fmt,
         "compression": compression,
         "records": records,
@@ -49,7 +54,18 @@ def build_manifest(
         "run": run.to_json(),
         **(extra or {}),
     }
-    return orjson.dumps(redact_value(document), option=orjson.OPT_INDENT_2) + b"\n"
+    return orjson.dumps(_redact_all_but_identity(document, run), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _redact_all_but_identity(document: dict[str, Any], run: RunRef) -> dict[str, Any]:
+    """Mask secret-looking values (metadata, extras), but never the run's identity or the object
+    path: a run id like ``basic training`` or ``exp;code=7`` is stored verbatim, or ``--force``,
+    ``ledger rebuild`` and legal holds could never match the run again."""
+    redacted = redact_value(document)
+    redacted["sink"] = document["sink"]
+    redacted["object"]["path"] = document["object"]["path"]
+    redacted["run"].update(source=run.source, key=run.key, fields=dict(run.fields))
+    return redacted
 
 
 def parse_manifest(data: bytes) -> dict[str, Any]:

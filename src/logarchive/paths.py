@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from logarchive.errors import SinkError
+from logarchive.manifest import MANIFEST_SUFFIX, manifest_path
 from logarchive.runs import RunRef
 from logarchive.templates import UnknownFields, render_template
 
@@ -51,10 +52,18 @@ def path_value(value: Any, spec: str) -> str:
     """One value of a path template as safe path text: a time by its strftime ``spec``,
     ``{field:path}`` as sanitised segments joined by ``/``, anything else as one segment."""
     if isinstance(value, datetime):
-        return sanitize_path(value.strftime(spec or "%Y-%m-%dT%H-%M-%SZ"))
+        return sanitize_path(utc(value).strftime(spec or "%Y-%m-%dT%H-%M-%SZ"))
     if spec == "path":
         return sanitize_path(value)
     return sanitize_segment(format(value, spec))
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive time is taken as UTC. Path times are always rendered in UTC,
+    as manifests and the ledger store them."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 _PARSER = string.Formatter()
@@ -112,7 +121,38 @@ def render(template: str, run: RunRef, *, ext: str = "", exported: datetime | No
             f"path template {template!r} uses {', '.join('{' + m + '}' for m in exc.names)} but "
             f"run {run.key} has only {', '.join(sorted(values))}"
         ) from None
-    return ensure_relative(rendered)
+    return not_a_manifest_name(ensure_relative(rendered))
+
+
+def not_a_manifest_name(path: str) -> str:
+    """An object path never ends like a manifest (``<object>.manifest.json``, in any case), so an
+    object can never overwrite a manifest nor be taken for one: ``x.json.manifest.json`` (format
+    json, run ``x.json.manifest``) is stored as ``x.json_manifest.json``."""
+    if path.lower().endswith(MANIFEST_SUFFIX):
+        return path[:-len(MANIFEST_SUFFIX)] + "_" + path[-len(MANIFEST_SUFFIX) + 1:]
+    return path
+
+
+def check_name_lengths(path: str, template: str, limits: tuple[int | None, int | None],
+                       where: str) -> None:
+    """Refuse, before anything is written, an object whose name or whose manifest's name the
+    store would reject: ``limits`` is (bytes per path segment, bytes of the whole path)."""
+    segment_max, path_max = limits
+    for name in (path, manifest_path(path)):
+        longest = max(name.split("/"), key=lambda s: len(s.encode()))
+        if segment_max is not None and len(longest.encode()) > segment_max:
+            raise SinkError(
+                f"path template {template!r} makes {name!r} whose part {longest[:60]!r}... is "
+                f"{len(longest.encode())} bytes; {where} takes at most {segment_max} bytes per "
+                "path segment (a manifest adds " f"{len(MANIFEST_SUFFIX)}): shorten the template "
+                "or the field values it uses. Nothing was written."
+            )
+        if path_max is not None and len(name.encode()) > path_max:
+            raise SinkError(
+                f"path template {template!r} makes {name[:60]!r}... of {len(name.encode())} "
+                f"bytes; {where} takes at most {path_max} bytes per path (a manifest adds "
+                f"{len(MANIFEST_SUFFIX)}): shorten the template. Nothing was written."
+            )
 
 
 def ensure_relative(path: str) -> str:

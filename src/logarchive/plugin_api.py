@@ -40,12 +40,13 @@ from logarchive.hookspecs import hookimpl
 from logarchive.paths import sanitize_path, sanitize_segment
 from logarchive.runs import STATUSES, TERMINAL, RunRef, iso, parse_time
 from logarchive.secrets import Secret, redact, redact_url, register_secret
+from logarchive.sourcestream import Declared, SourceStream
 
 __all__ = [
-    "STATUSES", "TERMINAL", "ByteSink", "ByteSinkConfig", "ConfigError", "Context",
+    "STATUSES", "TERMINAL", "ByteSink", "ByteSinkConfig", "ConfigError", "Context", "Declared",
     "LogarchiveError", "ObjectWriter", "PluginConfig", "RecordDelivery", "RecordSink",
     "RecordSinkConfig", "RunGone", "RunNotReady", "RunRef", "Secret", "SinkConfig", "SinkError",
-    "Source", "SourceConfig", "SourceError", "StoredObject", "hookimpl", "iso", "parse_level",
+    "Source", "SourceConfig", "SourceError", "SourceStream", "StoredObject", "hookimpl", "iso", "parse_level",
     "parse_time", "parse_timestamp", "redact", "redact_url", "register_secret", "sanitize_path",
     "sanitize_segment", "timestamp_to_epoch",
 ]
@@ -54,14 +55,14 @@ __all__ = [
 # blocks, and what a ``classify`` callback needs to sort responses.
 from logarchive.http import (  # noqa: E402
     RETRIABLE_STATUS, AuthConfig, BasicAuth, HttpClient, HttpOptions, describe_response,
-    describe_response_head, json_object, retry_after,
+    describe_response_head, json_object, mask_quoted, retry_after,
 )
 from logarchive.retry import RetryOptions, Retryable, call_with_retries  # noqa: E402
 
 __all__ += [
     "RETRIABLE_STATUS", "AuthConfig", "BasicAuth", "HttpBaseUrl", "HttpClient", "HttpOptions",
     "RetryOptions", "Retryable", "call_with_retries", "describe_response",
-    "describe_response_head", "json_object", "retry_after",
+    "describe_response_head", "json_object", "mask_quoted", "retry_after",
 ]
 
 

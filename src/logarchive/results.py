@@ -69,15 +69,17 @@ class ExportSummary:
     @property
     def exit_code(self) -> int:
         """OK when everything was delivered or there was nothing to do, FAILED when some runs
-        failed, 128 + the signal number when a signal stopped the export."""
+        failed or were deferred (a sink given up), 128 + the signal number when a signal stopped the export."""
         if self.interrupted_by is not None:
             return ExitCode.for_signal(self.interrupted_by)
-        return ExitCode.FAILED if (self.failed or self.errors) else ExitCode.OK
+        undelivered = self.failed or self.count(RunStatus.DEFERRED)
+        return ExitCode.FAILED if (undelivered or self.errors) else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         return {
             "exported": self.exported, "skipped": self.skipped, "failed": self.failed,
             "not_ready": self.count(RunStatus.NOT_READY), "locked": self.count(RunStatus.LOCKED),
+            "deferred": self.count(RunStatus.DEFERRED),
             "interrupted": self.count(RunStatus.INTERRUPTED), "bytes": self.bytes,
             "lines": self.lines, "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
             "errors": self.errors, "warnings": self.warnings, "exit_code": self.exit_code,
@@ -93,6 +95,7 @@ class ExportSummary:
         ]
         for status, words in ((RunStatus.NOT_READY, "not ready"),
                               (RunStatus.LOCKED, "in progress elsewhere"),
+                              (RunStatus.DEFERRED, "deferred to the next export"),
                               (RunStatus.INTERRUPTED, "interrupted")):
             if self.count(status):
                 parts.append(f"{words} {self.count(status)}")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+import structlog
+
 from logarchive.codec import RECORD_KEYS
+
+log = structlog.get_logger("logarchive")
+_LEAP_SECOND = re.compile(r"\d{4}-\d\d-\d\d[T ]23:59:60")
 
 Status = Literal["pending", "running", "completed", "failed", "killed", "unknown"]
 STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "killed", "unknown")
@@ -52,8 +58,15 @@ class RunRef:
 
     @cached_property
     def key(self) -> str:
-        """Stable identity across exports: ``source/field=value/...``. The ledger key."""
-        return self.source + "/" + "/".join(f"{k}={v}" for k, v in self.fields.items())
+        """Stable identity across exports: ``source/field=value/...``. The ledger key.
+
+        Injective: a value with an ``=`` after a ``/`` (``p/run_id=x``: it would read as two
+        fields, and two runs could share a key) or starting with ``=`` is written ``field==`` +
+        the value with ``%``, ``/`` and ``=`` percent-encoded. Every other value is written as
+        is (``exp;code=7``, ``50%``, ``logs/train.log``: a ``/``-piece without ``=`` can only
+        continue the value before it), so the keys of such runs are what they always were.
+        """
+        return self.source + "/" + "/".join(f"{k}={key_value(v)}" for k, v in self.fields.items())
 
     @property
     def key_hash(self) -> str:
@@ -94,6 +107,16 @@ class RunRef:
         }
 
 
+_KEY_ESCAPES = {"%": "%25", "/": "%2F", "=": "%3D"}
+
+
+def key_value(value: str) -> str:
+    """A field value as it appears in a run key (see :attr:`RunRef.key`)."""
+    if "=" not in value.partition("/")[2] and not value.startswith("="):
+        return value
+    return "=" + "".join(_KEY_ESCAPES.get(c, c) for c in value)
+
+
 def iso(value: datetime | None) -> str | None:
     """ISO-8601 in UTC with a ``Z`` (a naive time counts as UTC), as manifests and the ledger
     store times."""
@@ -118,6 +141,10 @@ def parse_time(value: Any) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError:
+            if _LEAP_SECOND.match(text):
+                log.warning("leap_second_dropped", time=text,
+                            reason="a leap second is not a time Python can hold: the time is "
+                                   "dropped (paths use the start or the export date)")
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     return None

@@ -3,6 +3,18 @@
 Every :class:`Secret` value that passes config validation is registered here; :func:`redact`
 replaces registered values, URL credentials and presigned query parameters in any text. The
 logging pipeline and every :class:`~logarchive.errors.LogarchiveError` go through it.
+
+The masking rule (README, Guarantees):
+
+- a registered secret of :data:`MIN_SUBSTRING` characters or more is masked wherever it
+  appears, inside any text;
+- a shorter one is masked only where it stands as a whole value: a header (``Name: value``), a
+  query parameter or cookie (``name=value``), URL userinfo; never inside ordinary words;
+- the values of a presigned link (its signature, credential, token, access key, expiry) are
+  masked by value in whatever quotes the response to that link (:func:`redact_with` with
+  :func:`presigned_values`), without being registered for the life of the process; the
+  credential elements of a storage error body (``<AWSAccessKeyId>``, ``<SignatureProvided>``,
+  ``<StringToSign>``, ``<CanonicalRequest>``...) are masked whatever their value.
 """
 
 from __future__ import annotations
@@ -16,12 +28,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import AfterValidator, SecretStr
 
 MASK = "***"
+MIN_SUBSTRING = 6
+"""Secrets at least this long are masked inside any text; shorter ones only as whole values."""
 
 # Query parameters of presigned URLs (S3 v2/v4, OBS, GCS, Azure SAS) and common token names.
 SENSITIVE_QUERY_KEYS = frozenset(
     k.lower()
     for k in (
-        "AWSAccessKeyId", "Signature", "Expires", "X-Amz-Signature", "X-Amz-Credential",
+        "AWSAccessKeyId", "AccessKeyId", "GoogleAccessId", "Signature", "Expires",
+        "X-Obs-Credential", "X-Obs-Signature", "SecurityToken", "X-Amz-Signature", "X-Amz-Credential",
         "X-Amz-Security-Token", "X-Amz-Date", "X-Goog-Signature", "X-Goog-Credential",
         "x-obs-security-token", "sig", "se", "sv", "token", "access_token", "api_key",
         "apikey", "key", "password", "secret", "client_secret", "code",
@@ -36,22 +51,34 @@ SENSITIVE_HEADERS = frozenset(
 )
 
 _registry: set[str] = set()
+_short: frozenset[str] = frozenset()
 _registry_lock = threading.Lock()
 _pattern: re.Pattern[str] | None = None
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]*(?::[^/\s@]*)?@")
 _QUERY = re.compile(r"(?P<sep>[?&;])(?P<key>[A-Za-z0-9_.-]+)=(?P<value>[^&\s\"'<>#]*)")
 _AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic|splunk)\s+[A-Za-z0-9._~+/=-]{4,}")
+# A whole value: after ``=`` (query, cookie) or ``: `` (header), up to a separator.
+_WHOLE_VALUE = re.compile(
+    r"(?P<pre>(?:[=]|:[ \t]*))(?P<value>[^\s&;,\"'<>=]+={0,2})(?=$|[\s&;,\"'<>])")
+# Credential elements of S3/OBS/GCS XML error bodies, which echo the presigned request.
+_XML_CREDENTIALS = re.compile(
+    r"<(?P<tag>AWSAccessKeyId|SignatureProvided|StringToSign(?:Bytes)?|CanonicalRequest(?:Bytes)?"
+    r"|Signature|SecurityToken|X-Amz-Security-Token|GoogleAccessId|AccessKeyId)>"
+    r"(?P<value>[^<]*)</(?P=tag)>", re.IGNORECASE)
 
 
 def register_secret(value: str) -> None:
     """Make ``value`` redacted from every log line and error from now on."""
-    global _pattern
-    if not value or len(value) < 4:
-        # Too short to redact safely without mangling ordinary text; still never printed by Secret.
+    global _pattern, _short
+    if not value:
         return
     with _registry_lock:
-        if value in _registry:
+        if value in _registry or value in _short:
+            return
+        if len(value) < MIN_SUBSTRING:
+            # Too short to mask inside text without mangling it: masked as a whole value only.
+            _short = _short | {value}
             return
         _registry.add(value)
         ordered = sorted(_registry, key=len, reverse=True)
@@ -70,7 +97,43 @@ def redact(text: str) -> str:
     if "=" in text:
         text = _QUERY.sub(_mask_query_match, text)
     text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} {MASK}", text)
-    return text
+    if "<" in text:
+        text = _XML_CREDENTIALS.sub(lambda m: f"<{m.group('tag')}>{MASK}</{m.group('tag')}>",
+                                    text)
+    return _mask_whole_values(text, _short)
+
+
+def _mask_whole_values(text: str, values: frozenset[str]) -> str:
+    if not values or ("=" not in text and ":" not in text):
+        return text
+
+    def mask(match: re.Match[str]) -> str:
+        return match.group("pre") + MASK if match.group("value") in values else match.group(0)
+    return _WHOLE_VALUE.sub(mask, text)
+
+
+def presigned_values(url: str) -> list[str]:
+    """The secret values of a (presigned) URL: its sensitive query parameters' values, the
+    parts of a ``Credential`` scope (the access key), and its userinfo."""
+    try:
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=False)
+    except ValueError:
+        return []
+    values = [v for k, v in pairs if k.lower() in SENSITIVE_QUERY_KEYS]
+    values += [part for v in list(values) if "/" in v for part in v.split("/")]
+    values += [v for v in (parts.username, parts.password) if v]
+    return [v for v in dict.fromkeys(values) if v]
+
+
+def redact_with(text: str, values: list[str]) -> str:
+    """:func:`redact`, and mask ``values`` too (per the rule above: the long ones anywhere,
+    the short ones as whole values) without registering them for the rest of the process."""
+    long_values = sorted((v for v in values if len(v) >= MIN_SUBSTRING), key=len, reverse=True)
+    for value in long_values:
+        text = text.replace(value, MASK)
+    short = frozenset(v for v in values if len(v) < MIN_SUBSTRING)
+    return _mask_whole_values(redact(text), short)
 
 
 def _mask_query_match(match: re.Match[str]) -> str:

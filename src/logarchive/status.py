@@ -20,6 +20,7 @@ class RunStatus(enum.StrEnum):
     EXPORTED = "exported"          # delivered to every sink it was pending at
     SKIPPED = "skipped"            # every sink had it already
     LOCKED = "locked"              # another export is delivering it right now
+    DEFERRED = "deferred"          # a sink it is pending at was given up in this export
     # Both an outcome and a ledger state.
     FAILED = "failed"              # retried by the next export
     NOT_READY = "not_ready"        # the source says it is not finished: picked up later
@@ -27,6 +28,8 @@ class RunStatus(enum.StrEnum):
     # Ledger states of a run at one sink.
     IN_PROGRESS = "in_progress"    # a delivery started and has not ended (or its process died)
     DELIVERED = "delivered"        # committed (objects) or every record accepted (aggregators)
+    VOLATILE = "volatile"          # committed to a sink that forgets it (allow_non_durable):
+                                   # never counted as delivered, so every export delivers again
     GONE = "gone"                  # purged at the source: never asked again
 
 
@@ -36,6 +39,7 @@ class ExitCode(enum.IntEnum):
     OK = 0                 # everything delivered, or nothing to do; the check or report passed
     FAILED = 1             # some runs (or checks, deletions) failed; the rest were done
     USAGE = 2              # usage or configuration error: nothing was done
+    STATE_FULL = 3         # the state directory's filesystem is full (space or inodes): stopped
     SIGHUP = 129           # stopped by SIGHUP (128 + 1)
     SIGINT = 130           # stopped by SIGINT (Ctrl-C): 128 + 2
     SIGTERM = 143          # stopped by SIGTERM (128 + 15)
@@ -55,6 +59,7 @@ class ExitCode(enum.IntEnum):
             cls.OK: "everything delivered, or nothing to do",
             cls.FAILED: "some runs, checks or deletions failed (the rest were done)",
             cls.USAGE: "usage or configuration error (nothing was done)",
+            cls.STATE_FULL: "state_dir is full (no space or inodes left): stopped",
             cls.SIGHUP: "stopped by SIGHUP", cls.SIGINT: "stopped by SIGINT (Ctrl-C)",
             cls.SIGTERM: "stopped by SIGTERM",
         }

@@ -3,8 +3,9 @@
 Only the objects whose manifest names the sink are its archive (sinks may share a root; see
 :mod:`logarchive.archive`). Findings, per sink:
 
-- ``corrupt``: an object whose size or sha256 differs from its manifest, or a manifest that is
-  not a readable logarchive manifest;
+- ``corrupt``: an object whose size or sha256 differs from its manifest, a manifest whose
+  source bytes differ in length from what the source declared (``source_declared.size``: a
+  truncated log), or a manifest that is not a readable logarchive manifest;
 - ``orphan_manifest``: a manifest whose object is not there;
 - ``orphan_object``: an object without a manifest (nothing proves what it is);
 - ``missing``: the ledger says the run was delivered here, but neither the object nor its
@@ -101,7 +102,7 @@ def verify(sink: ByteSink, *, ledger: Any = None, sample: int | None = None,
             report.findings.append(Finding("corrupt", entry.path,
                                            f"cannot be read: {redact(str(exc))}"))
             continue
-        problems = []
+        problems = _declared_problems(entry.manifest)
         if expected.get("size") != size:
             problems.append(f"size {size}, manifest says {expected.get('size')}")
         if expected.get("sha256") != digest.hexdigest():
@@ -115,6 +116,15 @@ def verify(sink: ByteSink, *, ledger: Any = None, sample: int | None = None,
     if ledger is not None:
         report.findings.extend(_missing(sink, ledger, listing))
     return report
+
+
+def _declared_problems(manifest: dict[str, Any]) -> list[str]:
+    """A log whose length differs from what its source declared, from the manifest alone."""
+    declared = (manifest.get("source_declared") or {}).get("size")
+    received = (manifest.get("source_bytes") or {}).get("size")
+    if declared is None or declared == received:
+        return []
+    return [f"the source declared {declared} bytes, the archive holds {received} (truncated?)"]
 
 
 def _missing(sink: ByteSink, ledger: Any, listing: Any) -> list[Finding]:

@@ -34,11 +34,18 @@ SPLUNK_ANSWERS = {
     "200 code 9": (http_response("200 OK", b'{"text":"Server is busy","code":9}', JSON), 3),
     "200 other code": (http_response("200 OK", b'{"text":"Invalid data format","code":6}',
                                      JSON), 1),
+    # Only the integer 0 is HEC's success: false, 0.0 and "0" compare equal to 0 in loose code.
+    "200 code false": (http_response("200 OK", b'{"text":"Success","code":false}', JSON), 1),
+    "200 code 0.0": (http_response("200 OK", b'{"text":"Success","code":0.0}', JSON), 1),
+    "200 code string": (http_response("200 OK", b'{"text":"Success","code":"0"}', JSON), 1),
 }
 DATADOG_ANSWERS = {
     **ANSWERS,
     "200 {}": (http_response("200 OK", b"{}", JSON), 1),
     "202 html": (http_response("202 Accepted", b"<html>queued</html>", HTML), 1),
+    # The intake's success body is {}: a 202 that carries errors is no acceptance.
+    "202 errors": (http_response("202 Accepted", b'{"errors":[{"status":"400"}]}', JSON), 1),
+    "202 status error": (http_response("202 Accepted", b'{"status":"error"}', JSON), 1),
 }
 
 SCENARIO = pytest.mark.scenario(

@@ -234,5 +234,5 @@ def test_missing_or_changed_artifact_fails_the_run_only(tmp_path: Path, lab: Mod
     outcome = {r.run.fields["artifact_path"]: (r.status, r.error or "") for r in summary.results}
     assert outcome["stdout.txt"][0] == "exported"
     assert outcome["gone.txt"][0] == "failed" and "not found" in outcome["gone.txt"][1]
-    assert outcome["short.txt"][0] == "failed" and "listing says 10" in outcome["short.txt"][1]
+    assert outcome["short.txt"][0] == "failed" and "declared 10" in outcome["short.txt"][1]
     assert not (tmp_path / "archive" / "lab" / "42" / "short.txt").exists()

@@ -4,10 +4,13 @@ the error boundary that turns every exception into one line on stderr and an :cl
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
@@ -72,23 +75,55 @@ def exit_with(ok: bool) -> NoReturn:
 def install_signal_handlers(
     stop: StopEvent, doing: str = "finishing current batches, taking no new runs",
 ) -> None:
-    """SIGTERM/SIGINT set ``stop`` (and say ``doing``: what the command does before it stops);
-    a second one stops the process now."""
+    """SIGTERM, SIGINT and SIGHUP set ``stop`` (and say ``doing``: what the command does before
+    it stops); a second one stops the process now.
+
+    SIGHUP (the terminal or the ssh session went away) is a stop like the others: without a
+    handler it would kill the process mid-run, skipping the clean stop. Its notice may have no
+    terminal left to go to: a failed write never escapes the handler.
+    """
 
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
             # Second signal: stop now, even if a run is stuck in a read that never returns (the
             # worker threads would be joined forever). Like a kill: nothing partial is visible
             # under a final name, the kernel drops the run claims, the ledger says in_progress.
-            click.echo(f"received {signal.Signals(signum).name} again: stopping now", err=True)
-            sys.stderr.flush()
+            _notice(f"received {signal.Signals(signum).name} again: stopping now")
             os._exit(ExitCode.for_signal(signum))
         stop.signal_number = signum
         stop.set()
-        click.echo(f"received {signal.Signals(signum).name}: {doing}", err=True)
+        _notice(f"received {signal.Signals(signum).name}: {doing}")
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def _notice(message: str) -> None:
+    """One line on stderr, if stderr can still be written (after SIGHUP it may not)."""
+    try:
+        click.echo(message, err=True)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+_GONE_ERRNOS = (errno.EPIPE, errno.EIO)  # the reader closed the pipe; the terminal hung up
+
+
+@contextmanager
+def printing_may_stop() -> Iterator[None]:
+    """Print a command's results to a stdout whose reader may go away (``| head -1``, a closed
+    terminal): the printing stops there, the command goes on and exits with its own status.
+    What is left to print is discarded (stdout becomes /dev/null, so the final flush at exit
+    cannot fail either)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _GONE_ERRNOS:
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _verbatim(text: str) -> str:

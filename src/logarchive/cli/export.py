@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
@@ -14,13 +16,39 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from logarchive.api import as_since
 from logarchive.base import StopEvent
-from logarchive.cli.common import State, config_option, dump_json, install_signal_handlers
+from logarchive.cli.common import (
+    State, config_option, dump_json, install_signal_handlers, printing_may_stop,
+)
 from logarchive.engine import export
-from logarchive.errors import ConfigError
+from logarchive.errors import ConfigError, LedgerError
+from logarchive.ledger import state_dir_full
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import RunStatus
+
+
+_SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"([0-9]+)([smhdw])")
+
+
+def parse_since(ctx: click.Context, param: click.Parameter, value: str | None
+                ) -> datetime | None:
+    """``--since``: a duration back from now (``7d``, ``12h``) or an ISO date (UTC if naive).
+    Anything else is a usage error naming the option (exit 2), never a traceback."""
+    if value is None:
+        return None
+    match = _DURATION.fullmatch(value)
+    try:
+        if match:
+            seconds = int(match[1]) * _SINCE_UNITS[match[2]]
+            return datetime.now(timezone.utc) - timedelta(seconds=seconds)
+        parsed = datetime.fromisoformat(value)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} reaches back before the year 1") from None
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a duration (digits 0-9 and one of "
+                                 "s, m, h, d, w: 7d, 12h) nor an ISO date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 class RichProgress(Progress):
@@ -98,14 +126,15 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
 @click.option("--pipeline", "-p", help="Only this pipeline.")
 @click.option("--run", "runs", multiple=True, metavar="ID",
               help="Only runs with this field value, key or field=value (repeatable).")
-@click.option("--since", metavar="WHEN", help="Only runs completed since (7d, 12h, or ISO date).")
+@click.option("--since", metavar="WHEN", callback=parse_since,
+              help="Only runs completed since (7d, 12h, or ISO date).")
 @click.option("--dry-run", is_flag=True, help="Show what would be exported; write nothing.")
 @click.option("--force", is_flag=True, help="Re-deliver runs the ledger says are delivered.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), help="Runs in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @config_option
 @click.pass_obj
-def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since: str | None,
+def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since: datetime | None,
                dry_run: bool, force: bool, workers: int | None, as_json: bool) -> None:
     """Export every finished run that is not delivered yet (the main job).
 
@@ -117,13 +146,17 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
     stop = StopEvent()
     install_signal_handlers(stop)
     on_terminal = sys.stderr.isatty() and not as_json and state.verbosity >= 0
-    summary = export(config, pipeline, runs=runs, since=as_since(since), dry_run=dry_run,
-                     force=force, workers=workers, stop=stop,
-                     progress=RichProgress() if on_terminal else None)
-    if as_json:
-        dump_json(summary.to_json())
-    else:
-        print_summary(summary, dry_run)
+    try:
+        summary = export(config, pipeline, runs=runs, since=since, dry_run=dry_run,
+                         force=force, workers=workers, stop=stop,
+                         progress=RichProgress() if on_terminal else None)
+    except (LedgerError, OSError) as exc:  # out of space or inodes: one error, its exit code
+        raise state_dir_full(config.state_dir, exc) or exc
+    with printing_may_stop():  # `logarchive export | head -1`: the delivery's status all the same
+        if as_json:
+            dump_json(summary.to_json())
+        else:
+            print_summary(summary, dry_run)
     _refuse_unmatched(runs, summary)
     sys.exit(summary.exit_code)
 

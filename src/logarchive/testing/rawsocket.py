@@ -8,6 +8,10 @@ answer, so a test can send exactly what a proxy, a login portal or a misbehaving
     with RawResponder([b"HTTP/1.1 301 Moved Permanently\\r\\nLocation: https://x/\\r\\n"
                        b"Content-Length: 0\\r\\n\\r\\n"]) as server:
         ...  # point the client at server.url; server.requests holds what arrived
+
+An entry may also be a callable returning an iterable of byte strings, sent one by one as it
+yields them (it may sleep between them): a body that trickles, or one that never ends (the
+answer stops when the client closes the connection).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Union
+
+Answer = Union[bytes, Callable[[], Iterable[bytes]]]
 
 
 @dataclass
@@ -42,7 +49,7 @@ def http_response(status: str, body: bytes = b"", headers: dict[str, str] | None
 class RawResponder:
     """Answers the n-th request with ``script[n]`` (the last entry once the script ends)."""
 
-    def __init__(self, script: list[bytes]) -> None:
+    def __init__(self, script: list[Answer]) -> None:
         if not script:
             raise ValueError("a RawResponder needs at least one answer")
         self.script = list(script)
@@ -95,7 +102,8 @@ class RawResponder:
                 self.requests.append(request)
                 answer = self.script[min(len(self.requests), len(self.script)) - 1]
             try:
-                conn.sendall(answer)
+                for piece in (answer() if callable(answer) else [answer]):
+                    conn.sendall(piece)
                 conn.shutdown(socket.SHUT_WR)
             except OSError:
                 pass

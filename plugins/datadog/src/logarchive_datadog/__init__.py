@@ -163,7 +163,7 @@ class IntakeProtocol(BatchProtocol):
                 for i, text in enumerate(texts)]
 
     def classify(self, response: httpx.Response, batch: RequestBatch) -> None:
-        """Accept only the intake's own success: ``202`` with a JSON object body (``{}``)."""
+        """Accept only the intake's own success: ``202`` with its empty JSON object ``{}``."""
         status = response.status_code
         if status in (408, 429) or status >= 500:
             raise retriable_error(response)
@@ -178,15 +178,16 @@ class IntakeProtocol(BatchProtocol):
         if status == 400:
             raise SinkError(f"Datadog refused {batch.describe()} of {self.run.key} as a bad "
                             f"payload: {describe_response(response)}")
-        if status != 202 or not _json_object(response):
-            raise SinkError(f"Datadog answered without its success reply (202 with a JSON "
-                            f"body): {describe_response(response)}; is url the logs intake?",
+        if status != 202 or not _empty_json_object(response):
+            raise SinkError(f"Datadog answered without its success reply (202 with {{}}): "
+                            f"{describe_response(response)}; is url the logs intake?",
                             fatal_for_sink=True)
 
 
-def _json_object(response: httpx.Response) -> bool:
+def _empty_json_object(response: httpx.Response) -> bool:
+    """The intake's documented success body is ``{}``; a 202 carrying errors is no acceptance."""
     try:
-        return isinstance(response.json(), dict)
+        return response.json() == {}
     except ValueError:
         return False
 

@@ -102,7 +102,9 @@ class FilesSource(Source):
                 completed=datetime.fromtimestamp(mtime, timezone.utc) if mtime else None,
                 metadata={"path": relative, "size": info.get("size")},
                 locator=path,
-                size_hint=info.get("size"),
+                # The listed size of a regular file is what core checks the log against; a
+                # FIFO or device has no size to declare.
+                size_hint=info.get("size") if info.get("type") == "file" else None,
             )
 
     @contextmanager

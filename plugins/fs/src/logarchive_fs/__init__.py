@@ -133,11 +133,26 @@ class FsSink(ByteSink):
                 self.log.info("temp_files_removed", count=removed, folder=str(self.temp_dir),
                               reason="left by writers that died")
 
+    @classmethod
+    def durable(cls, config: FsConfig) -> bool:  # type: ignore[override]
+        """``memory://`` keeps objects in this process only: they vanish when it exits."""
+        return config.url.partition("://")[0].lower() != "memory"
+
     def _full(self, path: str) -> str:
         return f"{self.root}/{path}"
 
     def describe(self, path: str) -> str:
         return display_url(self.protocol, self._full(path))
+
+    def name_limits(self) -> tuple[int | None, int | None]:
+        """Local: 255 bytes per name, 4095 per full path (Linux NAME_MAX, PATH_MAX); S3/GCS:
+        1024 bytes per key, the root's prefix included; memory: none."""
+        if self.protocol in LOCAL_PROTOCOLS:
+            return (255, 4095 - len(self.root.encode()) - 1)
+        if self.protocol == "memory":
+            return (None, None)
+        prefix = self.root.partition("/")[2]  # the key prefix after the bucket
+        return (None, 1024 - len(prefix.encode()) - (1 if prefix else 0))
 
     def open_object(self, path: str) -> ObjectWriter:
         full = self._full(path)

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from logarchive.plugin_api import (
-    RETRIABLE_STATUS, AuthConfig, HttpClient, Retryable, RunGone, SourceError, retry_after,
+    RETRIABLE_STATUS, AuthConfig, HttpClient, Retryable, RunGone, SourceError, mask_quoted,
+    retry_after,
 )
 from logarchive_mlflow.artifacts import ArtifactPatterns, read_location
 
@@ -31,7 +32,7 @@ def status_classifier(what: str, error_text: Callable[[httpx.Response], str], au
                 response.read()
             except httpx.HTTPError:
                 pass
-        message = f"{what}: HTTP {code}: {error_text(response)}"
+        message = mask_quoted(response, f"{what}: HTTP {code}: {error_text(response)}")
         if code in RETRIABLE_STATUS:
             raise Retryable(SourceError(message, retriable=True), retry_after(response))
         if code in (401, 403):
@@ -68,9 +69,9 @@ class ApiClient:
 
     @contextmanager
     def open(self, run: Any) -> Iterator[Iterator[bytes]]:
-        """Stream a log artifact from its storage location (fsspec), checking its size."""
+        """Stream a log artifact from its storage location (fsspec); core checks its size."""
         locator = run.locator
         with read_location(locator.url, storage_options=self.config.storage_options,
                            base_dir=self.base_dir, chunk_size=self.chunk_size,
-                           expected_size=locator.size, what=self.describe(run)) as chunks:
+                           what=self.describe(run)) as chunks:
             yield chunks

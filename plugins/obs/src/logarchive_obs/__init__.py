@@ -196,7 +196,7 @@ class ObsSource(Source):
                 raise RunGone(f"{what}: log object not found or purged at source (HTTP 404)")
 
         with self.storage.download(lambda: self._fresh_link(run), classify=classify) as chunks:
-            yield iter(chunks)
+            yield chunks  # a SourceStream: its declared length and ETag reach the manifest
 
     def _classify(self, response: httpx.Response, what: str) -> None:
         code = response.status_code

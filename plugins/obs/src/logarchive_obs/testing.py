@@ -80,7 +80,7 @@ class OBSStorage:
         match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
         if self.ranges:
             headers["Accept-Ranges"] = "bytes"
-            if match:
+            if match and req.headers.get("If-Range") in (None, headers["ETag"]):
                 start = int(match.group(1))
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 
 from logarchive.plugin_api import (
-    HttpClient, RunGone, RunNotReady, RunRef, Source, SourceError, describe_response_head,
-    fill_template, hookimpl, list_runs,
+    Declared, HttpClient, RunGone, RunNotReady, RunRef, Source, SourceError, SourceStream,
+    describe_response_head, fill_template, hookimpl, list_runs,
 )
 from logarchive_rest.config import (
     TRAINING, TRAINING_LEGACY_URL, TRAINING_URL, WORKFLOW, WORKFLOW_URL, RestConfig,
@@ -154,14 +154,17 @@ class RestSource(Source):
             classify=lambda response: self._classify(response, run.fields),
             resume=self.config.range_resume,
         ) as chunks:
-            stream: Iterator[bytes] = iter(chunks)
+            stream: Iterator[bytes] = chunks
+            # The declared length is the body's: it no longer describes JSON turned into lines.
+            declared = chunks.declared
             if self.config.format == "json" or self.config.response == "json-array":
                 stream = json_array_lines(stream, self.config.json_line_field)
+                declared = Declared(etag=chunks.declared.etag)
             if self.preset == WORKFLOW:
                 stream = filter_trailer(stream, WORKFLOW_TRAILER)
             elif self.config.error_trailer:
                 stream = filter_trailer(stream, self.config.error_trailer.encode())
-            yield stream
+            yield SourceStream(stream, declared)
 
     # -- error classification -----------------------------------------------------------------
 

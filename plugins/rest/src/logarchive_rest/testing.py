@@ -4,6 +4,7 @@ logs) byte for byte, with fault injection: reset mid-stream, stall, short Conten
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -62,7 +63,9 @@ class FaultyBodies:
         range_header = req.headers.get("Range")
         if range_header:
             self.range_requests.append(range_header)
-        if ranges and range_header and not chunked:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if_range = req.headers.get("If-Range")
+        if ranges and range_header and not chunked and if_range in (None, etag):
             match = re.fullmatch(r"bytes=(\d+)-", range_header)
             if match:
                 start = int(match.group(1))
@@ -74,8 +77,9 @@ class FaultyBodies:
                            "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
         payload = body[start:]
         all_headers = dict(headers)
-        if ranges and not chunked:
+        if ranges and not chunked:  # a server with Range support has validators (RFC 9110)
             all_headers["Accept-Ranges"] = "bytes"
+            all_headers["ETag"] = etag
         if chunked:
             all_headers["Transfer-Encoding"] = "chunked"
         else:

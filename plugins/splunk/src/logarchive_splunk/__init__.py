@@ -83,6 +83,11 @@ class SplunkConfig(BatchingSinkConfig):
                                      examples=[1])
 
 
+def is_success_code(code: Any) -> bool:
+    """HEC's success is the JSON integer 0: not false, 0.0 or "0", which loose code takes as 0."""
+    return type(code) is int and code == 0
+
+
 class HecProtocol(BatchProtocol):
     def __init__(self, sink: SplunkSink, run: Any) -> None:
         cfg = sink.config
@@ -148,7 +153,7 @@ class HecProtocol(BatchProtocol):
     def classify(self, response: httpx.Response, batch: RequestBatch) -> None:
         """Accept only HEC's own success, ``{"text": "Success", "code": 0}``."""
         body = self._refuse_errors(response, batch)
-        if body.get("code") != 0:
+        if not is_success_code(body.get("code")):
             raise SinkError(f"Splunk HEC answered without its success reply (code 0): "
                             f"{describe_response(response)}; is url the HEC endpoint?",
                             fatal_for_sink=True)

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,12 +19,15 @@ import zstandard
 EXE = str(Path(sys.executable).parent / "logarchive")
 
 
-def make_logs(root: Path, runs: int, lines_per_run: int) -> dict[str, bytes]:
-    """Runs named m/run-N.log with realistic lines; returns {run_id: bytes}."""
+def make_logs(root: Path, runs: int, lines_per_run: int, blank_every: int = 0
+              ) -> dict[str, bytes]:
+    """Runs named m/run-N.log with realistic lines (every ``blank_every``-th one blank or
+    whitespace only, alternately); returns {run_id: bytes}."""
     logs = {}
     for n in range(runs):
         body = b"".join(
-            f"2026-03-13T10:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z [INFO] run {n} "
+            (b"\n" if i % (2 * blank_every) else b" \t \n") if blank_every and i % blank_every == 0
+            else f"2026-03-13T10:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z [INFO] run {n} "
             f"step {i} loss={1 / (i + 1):.6f}\n".encode()
             for i in range(lines_per_run)
         )
@@ -79,6 +83,20 @@ def kill_after(process: subprocess.Popen[str], seconds: float, sig: int = signal
     process.send_signal(sig)
     process.wait(timeout=60)
     return True
+
+
+def ledger_statuses(state: Path) -> list[str]:
+    """The status of every (run, sink) in the ledger under ``state``, read while an export may
+    be writing it; none before the ledger exists."""
+    if not (state / "ledger.sqlite3").exists():
+        return []
+    db = sqlite3.connect(f"file:{state / 'ledger.sqlite3'}?mode=ro", uri=True, timeout=30)
+    try:
+        return sorted(row[0] for row in db.execute("SELECT status FROM deliveries"))
+    except sqlite3.OperationalError:  # created, no table yet
+        return []
+    finally:
+        db.close()
 
 
 def decode_object(path: str, data: bytes) -> bytes:

@@ -1,0 +1,44 @@
+"""The masking rule: long secrets anywhere, short ones as whole values only, presigned link
+values by value in what quotes the response, credential elements of storage error bodies."""
+
+from __future__ import annotations
+
+from logarchive.secrets import (
+    MASK, MIN_SUBSTRING, presigned_values, redact, redact_with, register_secret,
+)
+
+
+def test_a_long_secret_is_masked_inside_any_text() -> None:
+    register_secret("longsecret-77aa")
+    assert redact("body said xxlongsecret-77aayy") == f"body said xx{MASK}yy"
+
+
+def test_a_short_secret_is_masked_only_as_a_whole_value() -> None:
+    short = "q7z"
+    assert len(short) < MIN_SUBSTRING
+    register_secret(short)
+    assert redact(f"GET /log?user={short}&page=2") == f"GET /log?user={MASK}&page=2"
+    assert redact(f"Cookie: sid={short}; theme=dark") == f"Cookie: sid={MASK}; theme=dark"
+    assert redact(f"X-Pin: {short}") == f"X-Pin: {MASK}"
+    assert redact("the word aq7zb stays") == "the word aq7zb stays"
+
+
+def test_presigned_values_are_masked_by_value_without_being_registered() -> None:
+    url = ("https://obs.example/b/k.log?AWSAccessKeyId=AKIAPRESIGNED000001&Expires=1900000000"
+           "&Signature=c2lnbmF0dXJlLXZhbHVl&X-Amz-Credential=AKIAV4CRED0000000002/20260101/"
+           "us-east-1/s3/aws4_request")
+    values = presigned_values(url)
+    assert {"AKIAPRESIGNED000001", "c2lnbmF0dXJlLXZhbHVl", "AKIAV4CRED0000000002"} <= set(values)
+    echoed = "the key AKIAPRESIGNED000001 and AKIAV4CRED0000000002 signed c2lnbmF0dXJlLXZhbHVl"
+    masked = redact_with(echoed, values)
+    assert "AKIA" not in masked and "c2lnbmF0" not in masked
+    assert redact(echoed) == echoed  # not registered for the rest of the process
+
+
+def test_credential_elements_of_a_storage_error_body_are_masked() -> None:
+    body = ("<Error><Code>SignatureDoesNotMatch</Code><AWSAccessKeyId>AKIAX</AWSAccessKeyId>"
+            "<SignatureProvided>abc</SignatureProvided><StringToSign>GET\n/b/k</StringToSign>"
+            "<RequestId>42</RequestId></Error>")
+    masked = redact(body)
+    assert "AKIAX" not in masked and ">abc<" not in masked and "GET\n/b/k" not in masked
+    assert "<Code>SignatureDoesNotMatch</Code>" in masked and "<RequestId>42</RequestId>" in masked
