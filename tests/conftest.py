@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from logarchive_testsupport.workspace import FILES_TO_FS_TOML
 
 @pytest.fixture
 def run_cli(tmp_path: Path):
@@ -19,3 +20,18 @@ def run_cli(tmp_path: Path):
                               timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def files_to_fs(tmp_path: Path):
+    """``write(runs=1, extra="")``: ``logs/run-N.log`` files and ``c.toml`` (a files source, an fs
+    sink ``archive`` and ``extra`` TOML) in ``tmp_path``, which it returns."""
+
+    def write(runs: int = 1, extra: str = "") -> Path:
+        (tmp_path / "logs").mkdir(exist_ok=True)
+        for n in range(1, runs + 1):
+            (tmp_path / "logs" / f"run-{n}.log").write_text(f"run {n} step 1\nrun {n} step 2\n")
+        (tmp_path / "c.toml").write_text(FILES_TO_FS_TOML + extra)
+        return tmp_path
+
+    return write

@@ -9,21 +9,11 @@ import pytest
 
 from logarchive import ConfigError, load_config, parse_config
 from logarchive.secrets import redact
+from logarchive_testsupport.workspace import FILES_TO_FS_TOML
 
 REPO = Path(__file__).resolve().parents[1]
 
-GOOD = """
-[logarchive]
-state_dir = "state"
-
-[sources.training]
-type = "files"
-url = "logs"
-
-[sinks.archive]
-type = "fs"
-url = "archive"
-format = "ndjson"
+GOOD = FILES_TO_FS_TOML + """format = "ndjson"
 compression = "gzip"
 
 [[pipelines]]
@@ -266,3 +256,111 @@ def test_flat_sink_key_without_the_loader_warns_in_python() -> None:
                       "http.retry.max_retries"):
         config = DatadogConfig(api_key="k", max_retries=1)
     assert config.http.retry.max_retries == 1 and config.http.read_timeout == 30.0
+
+
+# Interpolation as in shells and Compose, secret files, strict literals, every error at once.
+
+def _load(tmp_path: Path, text: str, environ: dict[str, str], **kwargs: object):
+    (tmp_path / "c.toml").write_text(text)
+    return load_config(tmp_path / "c.toml", environ=environ, **kwargs)
+
+
+@pytest.mark.parametrize("expr,environ,expected", [
+    ("${STATE:-.state}", {}, ".state"),
+    ("${STATE:-.state}", {"STATE": ""}, ".state"),  # ':-' also replaces an empty value
+    ("${STATE-.state}", {"STATE": ""}, ""),  # '-' only an unset one
+    ("${STATE:-.state}", {"STATE": "st"}, "st"),
+    ("${STATE:?set STATE}", {"STATE": "st"}, "st"),
+    ("pre-${STATE:-a}-${OTHER:-b}", {"OTHER": "o"}, "pre-a-o"),
+])
+def test_shell_style_defaults(tmp_path: Path, expr: str, environ: dict[str, str],
+                              expected: str) -> None:
+    config = _load(tmp_path, GOOD.replace('state_dir = "state"', f'state_dir = "{expr}"'), environ)
+    assert config.settings.state_dir == expected
+
+
+def test_required_variable_message(tmp_path: Path) -> None:
+    error = check(tmp_path, GOOD.replace('url = "logs"', 'url = "${LOG_DIR:?mount the logs}"'))
+    assert "sources.training.url: environment variable ${LOG_DIR} is not set: mount the logs" \
+        in str(error)
+
+
+def test_malformed_interpolation_is_an_error(tmp_path: Path) -> None:
+    error = check(tmp_path, GOOD.replace('url = "logs"', 'url = "${1BAD}"'))
+    assert "sources.training.url" in str(error) and "not a valid interpolation" in str(error)
+
+
+def test_secret_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t-from-file\n")
+    text = GOOD + f'\n[sinks.hec]\ntype = "splunk"\nurl = "http://127.0.0.1:9"\n' \
+        f'token = "${{file:{secret}}}"\n'
+    config = _load(tmp_path, text.replace('sinks = ["archive"]', 'sinks = ["archive", "hec"]'), {})
+    token = config.sinks["hec"].config.token
+    assert token.get_secret_value() == "s3cr3t-from-file"  # trailing newline stripped
+    assert "s3cr3t-from-file" not in repr(config.sinks["hec"].config)
+    assert redact("token s3cr3t-from-file") == "token ***"  # masked like every secret
+    secret.unlink()
+    error = check(tmp_path, text)
+    assert "sinks.hec.token" in str(error) and "cannot read the secret file" in str(error)
+    assert str(secret) in str(error)
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ('state_dir = "state"', 'state_dir = "state"\nworkers = "4"', "logarchive.workers"),
+    ('compression = "gzip"', 'compression = "gzip"\nimmutable = "yes"', "sinks.archive.immutable"),
+])
+def test_literal_values_are_not_coerced(tmp_path: Path, old: str, new: str, key: str) -> None:
+    error = check(tmp_path, GOOD.replace(old, new))
+    assert f"{key}: " in str(error) and "literal TOML value is not converted" in str(error)
+
+
+def test_interpolated_values_are_parsed_for_the_key_type(tmp_path: Path) -> None:
+    text = GOOD.replace('state_dir = "state"', 'state_dir = "state"\nworkers = "${WORKERS}"')
+    text = text.replace('compression = "gzip"', 'compression = "gzip"\nimmutable = "${IMM}"')
+    config = _load(tmp_path, text, {"WORKERS": "7", "IMM": "true"})
+    assert config.settings.workers == 7 and config.sinks["archive"].config.immutable is True
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path, run_cli) -> None:
+    text = (GOOD.replace('state_dir = "state"', 'state_dir = "state"\nworkers = "4"')
+            .replace('url = "logs"', 'url = "${NOPE}"')
+            .replace('format = "ndjson"', 'format = "ndjsn"')
+            .replace('source = "training"', 'source = "trainin"'))
+    (tmp_path / "bad.toml").write_text(text)
+    result = run_cli("config", "check", "-c", "bad.toml", )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    for key in ("logarchive.workers", "sources.training.url", "sinks.archive.format",
+                "pipelines[0].source"):
+        assert f"{key}: " in result.stderr, (key, result.stderr)
+    assert "4 errors" in result.stderr
+
+
+def test_config_check_no_env_accepts_placeholders(tmp_path: Path, run_cli) -> None:
+    text = (GOOD.replace('url = "logs"', 'url = "${LOG_DIR}"')
+            .replace('state_dir = "state"', 'state_dir = "state"\nworkers = "${WORKERS}"'))
+    (tmp_path / "c.toml").write_text(text)
+    assert run_cli("config", "check", "-c", "c.toml").returncode == 2
+    ok = run_cli("config", "check", "--no-env", "-c", "c.toml")
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "c.toml").write_text(text.replace('format = "ndjson"', 'format = "ndjsn"'))
+    bad = run_cli("config", "check", "--no-env", "-c", "c.toml")
+    assert bad.returncode == 2 and "sinks.archive.format" in bad.stderr
+    assert "sources.training.url" not in bad.stderr
+
+
+def test_path_template_fields_are_checked_against_the_source(tmp_path: Path) -> None:
+    text = GOOD.replace('format = "ndjson"', 'format = "ndjson"\npath = "{model_id}/{run_id}.{ext}"')
+    error = check(tmp_path, text)
+    assert "sinks.archive.path: {model_id} is not a field of the runs of source 'training'" \
+        in str(error)
+    assert "run_id" in str(error)  # what the runs do have
+    fields = r'fields = "(?P<model_id>[^/]+)/(?P<run_id>[^/.]+)"'
+    config = _load(tmp_path, text.replace('url = "logs"', f"url = \"logs\"\n{fields}"), {})
+    assert config.sinks["archive"].config.path == "{model_id}/{run_id}.{ext}"
+
+
+def test_strftime_codes_are_validated(tmp_path: Path) -> None:
+    text = GOOD.replace('format = "ndjson"', 'format = "ndjson"\npath = "{completed:%Y/%Q}/{run_id}"')
+    error = check(tmp_path, text)
+    assert "sinks.archive.path" in str(error) and "unknown strftime code %Q" in str(error)

@@ -335,6 +335,13 @@ class Source(_Plugin):
         #: the others (bad data in an item) as warnings, so a skipped run is never silent.
         self.skipped: list[tuple[str, bool]] = []
 
+    @classmethod
+    def run_fields(cls, config: Any) -> frozenset[str] | None:
+        """The fields every run of this source has, known from ``config`` alone: ``config
+        check`` checks the sinks' path templates against them. None (the default): not known
+        before the runs are listed, so no check."""
+        return None
+
     def discover(self) -> Iterable[Any]:
         """Yield every :class:`~logarchive.runs.RunRef` the source can see, any status."""
         raise NotImplementedError

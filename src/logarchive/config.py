@@ -11,18 +11,22 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
+import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from logarchive.base import ByteSink, ByteSinkConfig, PluginConfig
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
+from logarchive.paths import PATH_BUILTINS
+from logarchive.secrets import register_secret
+from logarchive.templates import template_fields
 
 log = structlog.get_logger("logarchive.config")
 CONFIG_ENV = "LOGARCHIVE_CONFIG"
-_VAR = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -115,8 +119,10 @@ class Config:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, *, registry: Registry | None = None,
-                environ: dict[str, str] | None = None) -> Config:
-    """Read and validate a config file (``$LOGARCHIVE_CONFIG`` or ``logarchive.toml`` by default)."""
+                environ: Mapping[str, str] | None = None, no_env: bool = False) -> Config:
+    """Read and validate a config file (``$LOGARCHIVE_CONFIG`` or ``logarchive.toml`` by default).
+
+    ``environ`` replaces ``os.environ`` for ``${VAR}``; ``no_env``: see :func:`parse_config`."""
     path = os.fspath(path) if path is not None else os.environ.get(CONFIG_ENV, "logarchive.toml")
     try:
         with open(path, "rb") as handle:
@@ -132,64 +138,120 @@ def load_config(path: str | os.PathLike[str] | None = None, *, registry: Registr
                           file=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
-    return parse_config(data, path=path, registry=registry, environ=environ,
+    return parse_config(data, path=path, registry=registry, environ=environ, no_env=no_env,
                         base_dir=Path(path).resolve().parent)
 
 
 def parse_config(data: dict[str, Any], *, path: str = "<config>", registry: Registry | None = None,
-                 environ: dict[str, str] | None = None, base_dir: Path | None = None) -> Config:
-    """Validate an already-parsed TOML document."""
-    registry = registry or default_registry()
-    env = os.environ if environ is None else environ
-    data = _interpolate(data, env, path, ())
-    try:
-        raw = _RawConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(exc, path, (), _RawConfig) from None
+                 environ: Mapping[str, str] | None = None, base_dir: Path | None = None,
+                 no_env: bool = False) -> Config:
+    """Validate an already-parsed TOML document.
 
-    sources = {
-        name: _plugin_config(registry.sources, "sources", name, table, path, "source")
-        for name, table in raw.sources.items()
-    }
-    sinks = {
-        name: _plugin_config(registry.sinks, "sinks", name, table, path, "sink")
-        for name, table in raw.sinks.items()
-    }
-    if not sources:
-        raise ConfigError("no [sources.NAME] table: nothing to export", file=path, key="sources")
-    if not sinks:
-        raise ConfigError("no [sinks.NAME] table: nowhere to deliver", file=path, key="sinks")
+    Every error in the document is reported at once, in one :class:`ConfigError`. With
+    ``no_env`` the environment is not read: each ``${...}`` without a default is a placeholder
+    that satisfies any key (``logarchive config check --no-env``).
+    """
+    registry = registry or default_registry()
+    errors = _Errors(path)
+    interpolation = Interpolation(os.environ if environ is None else environ, errors,
+                                  no_env=no_env, base_dir=base_dir or Path.cwd())
+    data = interpolation.apply(data)
+    raw = _validate(_RawConfig, data, errors, (), interpolation)
+    sources = _plugin_configs(registry.sources, "sources", _tables(data, raw, "sources"), errors,
+                              interpolation)
+    sinks = _plugin_configs(registry.sinks, "sinks", _tables(data, raw, "sinks"), errors,
+                            interpolation)
+    if raw is None:
+        raise errors.error()
+    if not raw.sources:
+        errors.add("sources", "no [sources.NAME] table: nothing to export")
+    if not raw.sinks:
+        errors.add("sinks", "no [sinks.NAME] table: nowhere to deliver")
     # Without [[pipelines]], every source goes to every sink.
     pipelines = raw.pipelines or [
-        PipelineConfig(name=name, source=name, sinks=list(sinks)) for name in sources
+        PipelineConfig(name=name, source=name, sinks=list(raw.sinks)) for name in raw.sources
     ]
-    seen: set[str] = set()
-    for index, pipeline in enumerate(pipelines):
-        key = f"pipelines[{index}]"
-        if pipeline.name in seen:
-            raise ConfigError(f"pipeline name {pipeline.name!r} is used twice", file=path,
-                              key=f"{key}.name")
-        seen.add(pipeline.name)
-        if pipeline.source not in sources:
-            raise ConfigError(_unknown(pipeline.source, sources, "source"), file=path,
-                              key=f"{key}.source")
-        for position, sink in enumerate(pipeline.sinks):
-            if sink not in sinks:
-                raise ConfigError(_unknown(sink, sinks, "sink"), file=path,
-                                  key=f"{key}.sinks[{position}]")
-    for name in raw.sources:
-        _check_name(name, path, f"sources.{name}")
-    for name in raw.sinks:
-        _check_name(name, path, f"sinks.{name}")
+    _check_pipelines(pipelines, raw, errors)
+    _check_path_fields(pipelines, sources, sinks, errors)
+    for section, tables in (("sources", raw.sources), ("sinks", raw.sinks)):
+        for name in tables:
+            if not re.match(_NAME, name):
+                errors.add(f"{section}.{name}", "names may contain letters, digits, '_', '.', '-'")
+    errors.raise_if_any()
     return Config(
         path=path, base_dir=base_dir or Path.cwd(), settings=raw.logarchive, sources=sources,
         sinks=sinks, pipelines=pipelines, registry=registry,
     )
 
 
-def _check_name(name: str, path: str, key: str) -> None:
-    if not re.match(_NAME, name):
-        raise ConfigError("names may contain letters, digits, '_', '.', '-'", file=path, key=key)
+def _tables(data: Any, raw: _RawConfig | None, section: str) -> dict[str, dict[str, Any]]:
+    """The ``[sources.*]`` or ``[sinks.*]`` tables, also when the document as a whole is invalid
+    (so their errors are reported with the others)."""
+    if raw is not None:
+        return dict(getattr(raw, section))
+    tables = data.get(section) if isinstance(data, dict) else None
+    if not isinstance(tables, dict):
+        return {}
+    return {k: v for k, v in tables.items() if isinstance(v, dict)}
+
+
+def _check_pipelines(pipelines: list[PipelineConfig], raw: _RawConfig, errors: _Errors) -> None:
+    seen: set[str] = set()
+    for index, pipeline in enumerate(pipelines):
+        key = f"pipelines[{index}]"
+        if pipeline.name in seen:
+            errors.add(f"{key}.name", f"pipeline name {pipeline.name!r} is used twice")
+        seen.add(pipeline.name)
+        if pipeline.source not in raw.sources:
+            errors.add(f"{key}.source", _unknown(pipeline.source, raw.sources, "source"))
+        for position, sink in enumerate(pipeline.sinks):
+            if sink not in raw.sinks:
+                errors.add(f"{key}.sinks[{position}]", _unknown(sink, raw.sinks, "sink"))
+
+
+def _check_path_fields(pipelines: list[PipelineConfig], sources: dict[str, PluginInstanceConfig],
+                       sinks: dict[str, PluginInstanceConfig], errors: _Errors) -> None:
+    """A byte sink's path template may name only fields its sources' runs have (when a source
+    declares them: :meth:`Source.run_fields`)."""
+    for pipeline in pipelines:
+        source = sources.get(pipeline.source)
+        fields = source.plugin.cls.run_fields(source.config) if source else None
+        if fields is None:
+            continue
+        for name in pipeline.sinks:
+            sink = sinks.get(name)
+            if sink is None or not isinstance(sink.config, ByteSinkConfig):
+                continue
+            unknown = [f for f in template_fields(sink.config.path)
+                       if f not in fields and f not in PATH_BUILTINS]
+            if unknown:
+                errors.add(f"sinks.{name}.path", f"{', '.join('{' + f + '}' for f in unknown)} "
+                           f"is not a field of the runs of source {pipeline.source!r} (pipeline "
+                           f"{pipeline.name!r}); they have: "
+                           + ", ".join(sorted(fields | PATH_BUILTINS)))
+
+
+class _Errors:
+    """Every error found in one config file, each as (key path, message)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.items: list[tuple[str | None, str]] = []
+
+    def add(self, key: str | None, message: str) -> None:
+        if (key, message) not in self.items:
+            self.items.append((key, message))
+
+    def error(self) -> ConfigError:
+        if len(self.items) == 1:
+            key, message = self.items[0]
+            return ConfigError(message, file=self.path, key=key)
+        lines = [f"{key}: {message}" if key else message for key, message in self.items]
+        return ConfigError(f"{len(lines)} errors:\n  " + "\n  ".join(lines), file=self.path)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise self.error()
 
 
 def _unknown(value: str, known: dict[str, Any], what: str) -> str:
@@ -199,92 +261,263 @@ def _unknown(value: str, known: dict[str, Any], what: str) -> str:
     return f"unknown {what} {value!r}{hint}; expected one of: {choices}"
 
 
-def _plugin_config(types: dict[str, PluginType], section: str, name: str, table: dict[str, Any],
-                   path: str, what: str) -> PluginInstanceConfig:
-    prefix = (section, name)
+def _plugin_configs(types: dict[str, PluginType], section: str, tables: dict[str, dict[str, Any]],
+                    errors: _Errors, interpolation: Interpolation) -> dict[str, PluginInstanceConfig]:
+    out = {}
+    for name, table in tables.items():
+        instance = _plugin_config(types, (section, name), table, errors, interpolation)
+        if instance is not None:
+            out[name] = instance
+    return out
+
+
+def _plugin_config(types: dict[str, PluginType], prefix: tuple[str, str], table: dict[str, Any],
+                   errors: _Errors, interpolation: Interpolation) -> PluginInstanceConfig | None:
+    section, name = prefix
+    what = "source" if section == "sources" else "sink"
     type_name = table.get("type")
     if not isinstance(type_name, str):
-        raise ConfigError(
-            f"missing or not a string; expected one of the installed {what} types: "
-            + ", ".join(sorted(types)), file=path, key=f"{section}.{name}.type",
-        )
+        errors.add(f"{section}.{name}.type", "missing or not a string; expected one of the "
+                   f"installed {what} types: " + ", ".join(sorted(types)))
+        return None
     plugin = types.get(type_name)
     if plugin is None:
-        raise ConfigError(
-            _unknown(type_name, types, f"{what} type") + " (see `logarchive plugins`)",
-            file=path, key=f"{section}.{name}.type",
-        )
-    _refuse_url_credentials(table, path, prefix)
+        errors.add(f"{section}.{name}.type",
+                   _unknown(type_name, types, f"{what} type") + " (see `logarchive plugins`)")
+        return None
+    _refuse_url_credentials(table, errors, prefix)
     deprecated: list[tuple[str, str]] = []
-    try:
-        config = plugin.cls.Config.model_validate(table, context={"deprecated": deprecated})
-    except ValidationError as exc:
-        raise _config_error(exc, path, prefix, plugin.cls.Config) from None
-    _refuse_non_durable(plugin, config, path, prefix)
+    config = _validate(plugin.cls.Config, table, errors, prefix, interpolation,
+                       context={"deprecated": deprecated})
+    if config is None:
+        return None
+    _refuse_non_durable(plugin, config, errors, prefix)
     notes = tuple(f"{section}.{name}.{old} is deprecated: use {section}.{name}.{new}"
                   for old, new in deprecated)
     for note in notes:
-        log.warning("config_key_deprecated", file=path, message=note)
+        log.warning("config_key_deprecated", file=errors.path, message=note)
     return PluginInstanceConfig(name=name, plugin=plugin, config=config, warnings=notes)
 
 
-def _refuse_non_durable(plugin: PluginType, config: Any, path: str,
+def _refuse_non_durable(plugin: PluginType, config: Any, errors: _Errors,
                         prefix: tuple[str, str]) -> None:
     """A byte sink whose objects vanish with the process would have the ledger call runs
     archived that are not: refused unless the config says it is meant."""
     if not issubclass(plugin.cls, ByteSink) or not isinstance(config, ByteSinkConfig):
         return
     if not config.allow_non_durable and not plugin.cls.durable(config):
-        raise ConfigError(
+        errors.add(
+            ".".join(prefix) + ".allow_non_durable",
             "this sink keeps its objects in the memory of the process: they vanish when it "
             "exits, so nothing delivered to it is archived. Use a durable root, or set "
             "allow_non_durable = true (tests, trials): its deliveries are then recorded as "
             "volatile and delivered again by every export",
-            file=path, key=".".join(prefix) + ".allow_non_durable",
         )
 
 
 _URL_WITH_CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")
 
 
-def _refuse_url_credentials(value: Any, path: str, key: tuple[str | int, ...]) -> None:
+def _refuse_url_credentials(value: Any, errors: _Errors, key: tuple[str | int, ...]) -> None:
     """Credentials inside a URL would travel into logs, errors and manifests as part of the URL:
     refuse them and point to the keys that are secrets."""
     if isinstance(value, str):
         if _URL_WITH_CREDENTIALS.match(value):
-            raise ConfigError(
-                "credentials inside a URL are not allowed (they would end up in logs and "
-                "manifests); put them in the plugin's auth/token/api_key/storage_options keys, "
-                "which are secrets, and use ${ENV_VAR}", file=path, key=_dotted(key),
-            )
+            errors.add(_dotted(key),
+                       "credentials inside a URL are not allowed (they would end up in logs and "
+                       "manifests); put them in the plugin's auth/token/api_key/storage_options "
+                       "keys, which are secrets, and use ${ENV_VAR}")
     elif isinstance(value, dict):
         for k, v in value.items():
-            _refuse_url_credentials(v, path, (*key, k))
+            _refuse_url_credentials(v, errors, (*key, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _refuse_url_credentials(v, path, (*key, i))
+            _refuse_url_credentials(v, errors, (*key, i))
 
 
-def _interpolate(value: Any, env: Any, path: str, key: tuple[str | int, ...]) -> Any:
-    if isinstance(value, str):
-        if "$" not in value:
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], data: Any, errors: _Errors, prefix: tuple[str, ...],
+              interpolation: Interpolation, context: dict[str, Any] | None = None) -> M | None:
+    """``model`` from ``data`` (None if it cannot be built), each error added to ``errors``.
+
+    Two passes: the lax one builds the model (a value from ``${...}`` is text, parsed for its
+    key's type); the strict one refuses a literal TOML value of the wrong type (``workers = "4"``,
+    ``immutable = "yes"``) instead of converting it.
+    """
+    reported: set[tuple[Any, ...]] = set()
+    result: M | None = None
+    try:
+        result = model.model_validate(data, context=context)
+    except ValidationError as exc:
+        for loc, message in _messages(exc, model, data):
+            if not interpolation.is_placeholder((*prefix, *loc)):
+                errors.add(_dotted((*prefix, *loc)), message)
+                reported.add(loc)
+    try:
+        model.model_validate_json(orjson.dumps(data, default=str), strict=True,
+                                  context={**(context or {}), "deprecated": []})
+    except (ValidationError, orjson.JSONEncodeError) as exc:
+        if isinstance(exc, ValidationError):
+            _strict_errors(exc, model, data, prefix, errors, interpolation, reported)
+    if result is None and not reported and interpolation.no_env:
+        return _without_placeholders(model, data, prefix, interpolation, context)
+    return result  # also when only the strict pass failed: its errors are in ``errors``
+
+
+def _without_placeholders(model: type[M], data: Any, prefix: tuple[str, ...],
+                          interpolation: Interpolation, context: dict[str, Any] | None) -> M | None:
+    """``--no-env``: the model with each placeholder key left to its default (a placeholder
+    that fits no type, ``workers = "${WORKERS}"``), or built unvalidated if even that fails."""
+    def strip(value: Any, loc: tuple[Any, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v, (*loc, k)) for k, v in value.items()
+                    if (*loc, k) not in interpolation.placeholders}
+        return value
+
+    stripped = strip(data, prefix)
+    try:
+        return model.model_validate(stripped, context=context)
+    except ValidationError:
+        return model.model_construct(**stripped) if isinstance(stripped, dict) else None
+
+
+def _strict_errors(exc: ValidationError, model: type[BaseModel], data: Any,
+                   prefix: tuple[str, ...], errors: _Errors, interpolation: Interpolation,
+                   reported: set[tuple[Any, ...]]) -> None:
+    for loc, message in _messages(exc, model, data):
+        full = (*prefix, *loc)
+        if loc in reported or interpolation.is_interpolated(full):
+            continue
+        errors.add(_dotted(full), f"{message} (a literal TOML value is not converted: write "
+                   "it without quotes, or as the type the key takes)")
+        reported.add(loc)
+
+
+def _messages(exc: ValidationError, model: type[BaseModel],
+              data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """(location in ``data``, message) for each error; union member tags are dropped."""
+    out = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = _data_loc(error["loc"], data, keep_last=error["type"] in ("missing",
+                                                                         "extra_forbidden"))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            known = _known_keys(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1) if known else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = f"unknown key{hint}; expected one of: {', '.join(known)}"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        out.append((loc, message))
+    return out
+
+
+def _data_loc(loc: tuple[Any, ...], data: Any, *, keep_last: bool) -> tuple[Any, ...]:
+    """The longest prefix of ``loc`` that is a path in ``data`` (plus the missing key itself)."""
+    out: list[Any] = []
+    current = data
+    for position, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            if keep_last and position == len(loc) - 1:
+                out.append(part)
+            break
+        out.append(part)
+    return tuple(out)
+
+
+_VAR = re.compile(r"\$(\$|\{([^}]*)\})")
+_EXPR = re.compile(r"^(?:file:(?P<file>.+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+                   r"(?:(?P<colon>:?)(?P<op>[-?])(?P<arg>.*))?)$", re.DOTALL)
+
+
+class Interpolation:
+    """``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?message}``,
+    ``${VAR?message}`` (as in POSIX shells and Compose), ``${file:PATH}`` (a file's text without
+    its trailing newline, registered as a secret) and ``$$`` (a literal ``$``).
+
+    Remembers which keys took a value from outside the file (``interpolated``: parsed for their
+    key's type) and which are placeholders (``--no-env``: accepted whatever the key's type).
+    """
+
+    def __init__(self, env: Mapping[str, str], errors: _Errors, *, no_env: bool = False,
+                 base_dir: Path) -> None:
+        self.env = env
+        self.errors = errors
+        self.no_env = no_env
+        self.base_dir = base_dir
+        self.interpolated: set[tuple[Any, ...]] = set()
+        self.placeholders: set[tuple[Any, ...]] = set()
+
+    def apply(self, value: Any, key: tuple[Any, ...] = ()) -> Any:
+        if isinstance(value, dict):
+            return {k: self.apply(v, (*key, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.apply(v, (*key, i)) for i, v in enumerate(value)]
+        if not isinstance(value, str) or "$" not in value:
             return value
+        return _VAR.sub(lambda match: self._substitute(match, key), value)
 
-        def substitute(match: re.Match[str]) -> str:
-            if match.group(1) == "$":
-                return "$"
-            var = match.group(2)
-            if var not in env:
-                raise ConfigError(f"environment variable ${{{var}}} is not set", file=path,
-                                  key=_dotted(key))
-            return env[var]
+    def is_interpolated(self, loc: tuple[Any, ...]) -> bool:
+        return any(loc[:len(k)] == k for k in self.interpolated)
 
-        return _VAR.sub(substitute, value)
-    if isinstance(value, dict):
-        return {k: _interpolate(v, env, path, (*key, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, env, path, (*key, i)) for i, v in enumerate(value)]
-    return value
+    def is_placeholder(self, loc: tuple[Any, ...]) -> bool:
+        return any(loc[:len(k)] == k for k in self.placeholders)
+
+    def _substitute(self, match: re.Match[str], key: tuple[Any, ...]) -> str:
+        if match.group(1) == "$":
+            return "$"
+        self.interpolated.add(key)
+        expr = _EXPR.match(match.group(2))
+        if expr is None:
+            self.errors.add(_dotted(key), f"{match.group(0)} is not a valid interpolation; "
+                            "expected ${VAR}, ${VAR:-default}, ${VAR:?message} or ${file:PATH} "
+                            "(write $$ for a literal $)")
+            return match.group(0)
+        if expr["file"]:
+            return self._file(expr["file"], key)
+        return self._variable(expr, key)
+
+    def _variable(self, expr: re.Match[str], key: tuple[Any, ...]) -> str:
+        name, op, arg = expr["name"], expr["op"], expr["arg"]
+        value = None if self.no_env else self.env.get(name)
+        unset = value is None or (expr["colon"] == ":" and value == "")
+        if not unset:
+            return value or ""
+        if op == "-":
+            return arg
+        if self.no_env:
+            self.placeholders.add(key)
+            return f"${{{name}}}"
+        if op == "?":
+            self.errors.add(_dotted(key), f"environment variable ${{{name}}} is not set"
+                            + (f": {arg}" if arg else ""))
+        else:
+            self.errors.add(_dotted(key), f"environment variable ${{{name}}} is not set")
+        self.placeholders.add(key)
+        return ""
+
+    def _file(self, name: str, key: tuple[Any, ...]) -> str:
+        if self.no_env:
+            self.placeholders.add(key)
+            return f"${{file:{name}}}"
+        path = Path(name).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            self.errors.add(_dotted(key), f"cannot read the secret file {str(path)!r}: {reason}")
+            self.placeholders.add(key)
+            return ""
+        text = text.removesuffix("\n").removesuffix("\r")
+        register_secret(text)
+        return text
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
@@ -295,28 +528,6 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
-
-
-def _config_error(exc: ValidationError, path: str, prefix: tuple[str, ...],
-                  model: type[BaseModel]) -> ConfigError:
-    lines = []
-    first_key = None
-    for error in exc.errors(include_url=False, include_input=False):
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        key = _dotted((*prefix, *loc))
-        first_key = first_key or key
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            known = _known_keys(model, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1) if known else []
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            message = f"unknown key{hint}; expected one of: {', '.join(known)}"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        lines.append(f"{key}: {message}")
-    if len(lines) == 1:
-        return ConfigError(lines[0].split(": ", 1)[1], file=path, key=first_key)
-    return ConfigError("\n  " + "\n  ".join(lines), file=path, key=None)
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

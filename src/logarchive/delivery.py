@@ -161,6 +161,8 @@ class RunDelivery:
             if isinstance(sink, ByteSink):
                 return ByteTarget.open(name, sink, self, previous)
             resume_after = 0 if (force or previous is None) else previous.accepted
+            log.debug("run_resume_point", run=self.run.key, sink=name, resume_after=resume_after,
+                      reason="--force" if force else "ledger" if previous else "first delivery")
             return RecordTarget.open(name, sink, self, resume_after)
         except Exception as exc:  # one sink that cannot start must not stop the others
             self.fail(name, exc)

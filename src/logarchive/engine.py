@@ -16,11 +16,13 @@ from datetime import datetime
 
 import structlog
 
-from logarchive.base import StopEvent
+from logarchive.base import ByteSinkConfig, StopEvent
+from logarchive.codec import extension
 from logarchive.config import Config, PipelineConfig
 from logarchive.delivery import export_run, pending_sinks
 from logarchive.errors import ConfigError, LogarchiveError
 from logarchive.ledger import Ledger, SQLiteLedger
+from logarchive.paths import render
 from logarchive.pipeline import Pipeline, instantiate
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.runs import RunRef
@@ -73,7 +75,7 @@ def export(
         if dry_run:
             summary.results.extend(
                 RunResult(p.config.name, r, RunStatus.EXPORTED,
-                          dict.fromkeys(names, "would deliver"))
+                          {name: _would_do(config, name, r) for name in names})
                 for p, r, names in jobs
             )
         else:
@@ -83,6 +85,18 @@ def export(
     if stop.is_set() and summary.interrupted_by is None:
         summary.interrupted_by = stop.signal_number if isinstance(stop, StopEvent) else None
     return summary
+
+
+def _would_do(config: Config, sink: str, run: RunRef) -> str:
+    """What a delivery of ``run`` to ``sink`` would do (``--dry-run``): the object path it would
+    write, or the aggregator it would send to."""
+    cfg = config.sinks[sink].config
+    if not isinstance(cfg, ByteSinkConfig):
+        return f"would send to {config.sinks[sink].plugin.type}"
+    try:
+        return "would write " + render(cfg.path, run, ext=extension(cfg.format, cfg.compression))
+    except LogarchiveError as exc:
+        return f"would fail: {exc}"
 
 
 def _warn_new_ledger(config: Config, selected: list[PipelineConfig], ledger: Ledger,
@@ -121,14 +135,20 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
     jobs: list[Job] = []
     for run in discovered:
         if selectors and not any(run.matches(s) for s in selectors):
+            log.debug("run_skipped", run=run.key, reason="not selected by --run")
             continue
         finished = run.completed or run.started
         if since and finished and finished < since:
+            log.debug("run_skipped", run=run.key, reason="finished before --since",
+                      finished=finished.isoformat())
             continue
         pending = pending_sinks(ledger, run, pipe_cfg.sinks, force)
         if pending is None:
+            log.debug("run_skipped", run=run.key, reason="the ledger marks it gone at the source")
             continue  # gone at source, recorded earlier
         if not pending:
+            log.debug("run_skipped", run=run.key, reason="delivered to every sink (ledger)",
+                      sinks=pipe_cfg.sinks)
             summary.results.append(RunResult(pipe_cfg.name, run, RunStatus.SKIPPED))
         elif run.status not in include:
             summary.results.append(RunResult(pipe_cfg.name, run, RunStatus.NOT_READY))
@@ -140,7 +160,9 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
 
 def _run_jobs(jobs: list[Job], ledger: Ledger, config: Config, workers: int, force: bool,
               stop: threading.Event, progress: Progress, summary: ExportSummary) -> None:
-    progress.start(len(jobs))
+    hints = [run.size_hint for _, run, _ in jobs]
+    progress.start(len(jobs), sum(h for h in hints if h is not None)
+                   if hints and None not in hints else None)
     dead_sources: dict[int, str | None] = {}
     lock = threading.Lock()
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import structlog
 
 from logarchive.secrets import RedactFilter, redact, redact_value
@@ -58,10 +60,38 @@ def configure(verbosity: int = 0, *, json: bool | None = None, stream: Any = Non
     # quieter than ours, and redacted.
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_JsonFormatter() if json
+                         else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    """A library's log record as one JSON line, like our own events (``-vv`` off a terminal)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"event": record.getMessage(), "logger": record.name,
+               "level": record.levelname.lower(),
+               "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat()}
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(redact_value(doc)).decode()
+
+
+def default_to_stderr() -> None:
+    """Library use: structlog prints to stdout unless configured; send our events to stderr
+    instead, leaving a configuration the embedding program made (and the stdlib's) alone."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True), redact_processor,
+                    structlog.processors.format_exc_info, _redact_rendered,
+                    structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),
+    )
 
 
 class _Stderr:

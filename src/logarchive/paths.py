@@ -69,6 +69,12 @@ def utc(value: datetime) -> datetime:
 _PARSER = string.Formatter()
 
 
+# The C89 codes Python documents as portable, plus the ISO 8601 week ones (%G %u %V).
+_STRFTIME_CODES = "aAwdbBmyYHIpMSfzZjUWcxXGuV%"
+# Names every run has for a path template, whatever its source (see render()).
+PATH_BUILTINS = frozenset(("source", "ext", "run_path", *TIME_FIELDS))
+
+
 def validate_template(template: str) -> str:
     try:
         parsed = [(name, spec) for _, name, spec, _ in _PARSER.parse(template)
@@ -78,6 +84,11 @@ def validate_template(template: str) -> str:
     for name, spec in parsed:
         if not name or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"template {template!r}: field {{{name}}} must be a plain name")
+        bad = [code for code in re.findall(r"%(.?)", spec) if code not in _STRFTIME_CODES]
+        if name in TIME_FIELDS and bad:
+            raise ValueError(f"template {template!r}: {{{name}:{spec}}}: unknown strftime code "
+                             f"%{bad[0]}; expected one of "
+                             + " ".join("%" + c for c in _STRFTIME_CODES))
         if name not in TIME_FIELDS and spec not in ("", "path"):
             raise ValueError(
                 f"template {template!r}: {{{name}:{spec}}}: only the times "

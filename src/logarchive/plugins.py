@@ -68,7 +68,13 @@ class Registry:
         """
         selection = only if only is not None else os.environ.get(LOAD_ENV)
         wanted = None if selection is None else {s.strip() for s in selection.split(",") if s}
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        available = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        unknown = sorted((wanted or set()) - {ep.name for ep in available})
+        if unknown:
+            raise PluginError(
+                f"{LOAD_ENV} names no installed plugin: {', '.join(unknown)}; installed: "
+                + (", ".join(sorted({ep.name for ep in available})) or "(none)"))
+        for ep in available:
             if wanted is not None and ep.name not in wanted:
                 continue
             if self.pm.has_plugin(ep.name):

@@ -99,6 +99,8 @@ class ExportSummary:
                               (RunStatus.INTERRUPTED, "interrupted")):
             if self.count(status):
                 parts.append(f"{words} {self.count(status)}")
+        if self.errors:  # the exit status counts them: so does the summary
+            parts.append(f"{len(self.errors)} source error(s)")
         return (
             ", ".join(parts)
             + f"; {human_bytes(self.bytes)}, {self.lines} lines in {self.seconds:.2f}s"
@@ -117,7 +119,8 @@ def human_bytes(n: int) -> str:
 class Progress:
     """Hooks the CLI uses to draw a progress bar; the default does nothing."""
 
-    def start(self, total_runs: int) -> None: ...
+    def start(self, total_runs: int, total_bytes: int | None = None) -> None:
+        """``total_bytes``: the sum of the runs' ``size_hint`` when every run has one."""
     def advance(self, nbytes: int) -> None: ...
     def run_done(self, result: RunResult) -> None: ...
     def stop(self) -> None: ...

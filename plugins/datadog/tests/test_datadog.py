@@ -193,3 +193,15 @@ def test_fast_entry_encoding_equals_the_dict_encoding() -> None:
         fast = protocol._whole_line(record)
         slow = orjson.dumps(protocol._entry(record, record["message"], None, 0, 1))
         assert fast == slow
+
+
+def test_service_and_tags_are_templates_of_run_fields(tmp_path, intake):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "run-7.log").write_text("one line\n")
+    config = _config(tmp_path, intake, service="train-{run_id}",
+                     ddtags="env:prod,run:{run_id},src:{source}")
+    assert logarchive.export(config).exit_code == 0
+    [entry] = (e.raw for e in intake.events())
+    assert entry["service"] == "train-run-7"
+    assert entry["ddtags"] == "env:prod,run:run-7,src:logs"

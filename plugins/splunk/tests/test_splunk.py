@@ -174,3 +174,16 @@ def test_unknown_template_field_is_a_clear_error(tmp_path, hec):
     summary = logarchive.export(_config(tmp_path, hec, source="{model_id}"))
     assert summary.failed == 1
     assert "model_id" in summary.results[0].sinks["splunk"]
+
+
+@pytest.mark.parametrize("endpoint", ["event", "raw"])
+def test_index_and_sourcetype_are_templates_of_run_fields(tmp_path, hec, endpoint):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "run-7.log").write_text("one line\n")
+    config = _config(tmp_path, hec, endpoint=endpoint, index="ml_{run_id}",
+                     sourcetype="training:{source}")
+    assert logarchive.export(config).exit_code == 0
+    [event] = (e.raw for e in hec.events())
+    sent = event["query"] if endpoint == "raw" else event
+    assert sent["index"] == "ml_run-7" and sent["sourcetype"] == "training:logs"

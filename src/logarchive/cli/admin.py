@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from logarchive.api import existing_ledger, on_each_sink
 from logarchive.base import ByteSink, StopEvent
 from logarchive.cli.common import (
     Group, State, config_option, dump_json, exit_with, install_signal_handlers, json_option, say,
@@ -22,11 +22,8 @@ from logarchive.cli.common import (
 from logarchive.config import Config
 from logarchive.errors import ConfigError
 from logarchive.ledger import SQLiteLedger
-from logarchive.pipeline import byte_sink_names, close_all, open_sink
+from logarchive.pipeline import byte_sink_names, open_sink
 from logarchive.status import ExitCode
-
-T = TypeVar("T")
-
 
 def _retention_sinks(config: Config, sink: str | None) -> list[str]:
     if sink is not None:
@@ -38,25 +35,15 @@ def _retention_sinks(config: Config, sink: str | None) -> list[str]:
     return [n for n in byte_sink_names(config) if config.sinks[n].config.retention is not None]
 
 
-def _ledger_if_exists(config: Config) -> SQLiteLedger | None:
-    exists = (config.state_dir / "ledger.sqlite3").exists()
-    return SQLiteLedger(config.state_dir) if exists else None
+def _known_sink(config: Config, sink: str | None) -> None:
+    """``--sink NAME`` must name a configured sink: a typo is an error, not an empty answer."""
+    if sink is not None and sink not in config.sinks:
+        raise ConfigError(f"no sink named {sink!r}; expected one of: "
+                          + ", ".join(sorted(config.sinks)), key="--sink")
 
 
 def _closing(ledger: SQLiteLedger | None) -> contextlib.AbstractContextManager[Any]:
     return contextlib.closing(ledger) if ledger is not None else contextlib.nullcontext()
-
-
-def _on_each_sink(config: Config, names: list[str], work: Callable[[ByteSink], T]) -> list[T]:
-    """``work`` on each byte sink of ``names`` in turn, each opened alone and closed after."""
-    results = []
-    for name in names:
-        target = open_sink(config, name)
-        try:
-            results.append(work(target))
-        finally:
-            close_all([target])
-    return results
 
 
 @click.group("retention", cls=Group)
@@ -87,7 +74,7 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
         return result, result.ok
 
     with _closing(ledger):
-        outcomes = _on_each_sink(config, names, one)
+        outcomes = on_each_sink(config, names, one)
     if as_json:
         dump_json({"sinks": [outcome.to_json() for outcome, _ in outcomes]})
     else:
@@ -148,14 +135,11 @@ def verify_cmd(state: State, sink: str | None, sample: int | None, as_json: bool
     Example:
       logarchive verify -c logarchive.toml --sample 100
     """
-    from logarchive.verify import verify
+    from logarchive.api import verify
 
     config = state.config()
-    names = [sink] if sink else byte_sink_names(config)
-    ledger = _ledger_if_exists(config)
-    with _closing(ledger):
-        reports = _on_each_sink(config, names,
-                                lambda target: verify(target, ledger=ledger, sample=sample))
+    _known_sink(config, sink)
+    reports = verify(config, sink, sample=sample)
     if as_json:
         dump_json({"passed": all(r.passed for r in reports),
                    "sinks": [r.to_json() for r in reports]})
@@ -183,7 +167,8 @@ def ledger_show(state: State, sink: str | None, events: bool, as_json: bool) -> 
       logarchive ledger show -c logarchive.toml --json
     """
     config = state.config()
-    ledger = _ledger_if_exists(config)
+    _known_sink(config, sink)
+    ledger = existing_ledger(config)
     if ledger is None:
         click.echo(f"no ledger at {config.state_dir} yet", err=True)
     rows = _ledger_rows(ledger, sink, events) if ledger is not None else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from logarchive.check import run_checks
-from logarchive.cli.common import State, config_option, dump_json, exit_with, json_option
+from logarchive.cli.common import State, config_option, dump_json, exit_with, json_option, say
 
 
 @click.command("check")
@@ -27,5 +27,5 @@ def check_cmd(state: State, pipeline: str | None, as_json: bool) -> None:
         dump_json({"ok": ok, "checks": [r.to_json() for r in results]})
     else:
         for result in results:
-            click.echo(result.text())
+            say(result.text())
     exit_with(ok)

@@ -9,6 +9,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.filesize import decimal
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn, TextColumn, TimeElapsedColumn,
+)
+from rich.text import Text
 
 from logarchive import metrics
 from logarchive.base import StopEvent
@@ -16,7 +22,7 @@ from logarchive.cli.common import (
     State, config_option, dump_json, install_signal_handlers, printing_may_stop, say, say_block,
 )
 from logarchive.engine import export
-from logarchive.errors import LedgerError
+from logarchive.errors import ConfigError, LedgerError
 from logarchive.ledger import state_dir_full
 from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import ExitCode, RunStatus
@@ -47,42 +53,52 @@ def parse_since(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 class RichProgress(Progress):
-    """A rich progress bar on a terminal (stderr)."""
+    """A rich progress bar on a terminal (stderr): runs done of total, bytes (of the total when
+    the sources know their runs' sizes) and the byte rate."""
 
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn, DownloadColumn, MofNCompleteColumn, Progress as Bar, TextColumn,
-            TimeElapsedColumn, TransferSpeedColumn,
-        )
-
+    def __init__(self, console: Any = None) -> None:
         self._bar = Bar(
             TextColumn("[progress.description]{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("runs"), DownloadColumn(), TransferSpeedColumn(),
-            TimeElapsedColumn(), transient=True, console=Console(stderr=True),
+            MofNCompleteColumn(), TextColumn("runs"), _BytesColumn(), TimeElapsedColumn(),
+            transient=True, console=console or Console(stderr=True),
         )
         self._task: Any = None
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def start(self, total_runs: int) -> None:
+    def start(self, total_runs: int, total_bytes: int | None = None) -> None:
         if total_runs:
             self._bar.start()
-            self._task = self._bar.add_task("exporting", total=total_runs)
+            self._task = self._bar.add_task("exporting", total=total_runs, bytes=0,
+                                            total_bytes=total_bytes)
 
     def advance(self, nbytes: int) -> None:
         if self._task is not None:
             with self._lock:
                 self._bytes += nbytes
-                self._bar.update(self._task, completed_bytes=self._bytes)
+                self._bar.update(self._task, bytes=self._bytes)
 
     def run_done(self, result: RunResult) -> None:
         if self._task is not None:
             self._bar.advance(self._task)
 
+    def refresh(self) -> None:
+        self._bar.refresh()
+
     def stop(self) -> None:
         if self._task is not None:
             self._bar.stop()
+
+
+class _BytesColumn(ProgressColumn):
+    """``1.5 MB / 3.0 MB  750.0 kB/s``: bytes read (of the known total) and the rate."""
+
+    def render(self, task: Any) -> Text:
+        done, total = task.fields.get("bytes", 0), task.fields.get("total_bytes")
+        elapsed = task.elapsed or 0
+        rate = f"{decimal(int(done / elapsed))}/s" if elapsed > 0 else "?/s"
+        text = decimal(done) + (f" / {decimal(total)}" if total else "")
+        return Text(f"{text}  {rate}", style="progress.download")
 
 
 def print_summary(summary: ExportSummary, dry_run: bool) -> None:
@@ -90,14 +106,18 @@ def print_summary(summary: ExportSummary, dry_run: bool) -> None:
     for result in summary.results:
         if result.status == RunStatus.SKIPPED:
             continue
+        if dry_run:
+            click.echo(f"would export {result.run.key}" + "".join(
+                f"\n  {sink}: {what}" for sink, what in result.sinks.items()))
+            continue
         line = f"{result.status:<11} {result.run.key}"
-        if result.status == RunStatus.EXPORTED and not dry_run:
+        if result.status == RunStatus.EXPORTED:
             line += f"  ({result.bytes} bytes, {result.lines} lines)"
         if result.error:
             line += f"  {result.error}"
         say(line)
     for error in summary.errors:
-        say(f"error: {error}")
+        say(f"error: {error}", err=True)
     for warning in summary.warnings:
         say(f"warning: {warning}", err=True)
     say_block(summary.text())
@@ -150,4 +170,14 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
         if error:
             click.echo(f"error: {error}", err=True)
             sys.exit(max(summary.exit_code, ExitCode.FAILED))
+    _refuse_unmatched(runs, summary)
     sys.exit(summary.exit_code)
+
+
+def _refuse_unmatched(selectors: tuple[str, ...], summary: ExportSummary) -> None:
+    """``--run X`` that matches no run the sources listed is a usage error (exit 2), not a
+    silent "nothing to do" (unless a source could not list its runs: then it may be there)."""
+    unmatched = [s for s in selectors if not any(r.run.matches(s) for r in summary.results)]
+    if unmatched and not summary.errors:
+        raise ConfigError(f"{', '.join(map(repr, unmatched))} matches no run the sources list "
+                          "(see `logarchive runs`)", key="--run")

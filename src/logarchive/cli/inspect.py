@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
+from logarchive.api import existing_ledger
 from logarchive.cli.common import (
     Group, State, config_option, dump_json, exit_with, json_option, say,
 )
 from logarchive.config import Config
 from logarchive.errors import ConfigError, LogarchiveError
-from logarchive.ledger import Ledger, SQLiteLedger
+from logarchive.ledger import Ledger
 from logarchive.pipeline import close_all, open_source
 from logarchive.plugins import default_registry
 from logarchive.status import RunStatus
@@ -39,22 +40,25 @@ def runs_cmd(state: State, source_name: str | None, as_json: bool) -> None:
     if source_name and source_name not in config.sources:
         raise ConfigError(f"no source named {source_name!r}; expected one of: "
                           + ", ".join(config.sources), key="--source")
-    ledger = SQLiteLedger(config.state_dir)
+    # Read-only: no ledger is created (a first export must still see a new ledger and warn).
+    ledger = existing_ledger(config)
     try:
         rows, ok = _list_runs(config, ledger, source_name)
     finally:
-        ledger.close()
+        if ledger is not None:
+            ledger.close()
     if as_json:
         dump_json(rows)
     else:
         for row in rows:
-            mark = RunStatus.DELIVERED if row["delivered"] else PENDING
+            gone = RunStatus.GONE in row["sinks"].values()
+            mark = RunStatus.GONE if gone else RunStatus.DELIVERED if row["delivered"] else PENDING
             say(f"{row['status']:<10} {mark:<10} {row['key']}")
         say(f"{len(rows)} run(s)")
     exit_with(ok)
 
 
-def _list_runs(config: Config, ledger: Ledger,
+def _list_runs(config: Config, ledger: Ledger | None,
                source_name: str | None) -> tuple[list[dict[str, Any]], bool]:
     """One row per run of every pipeline (of ``source_name``); False if a source failed."""
     rows: list[dict[str, Any]] = []
@@ -65,8 +69,7 @@ def _list_runs(config: Config, ledger: Ledger,
         source = open_source(config, pipeline.source, threading.Event())
         try:
             for run in source.discover():
-                sinks = {sink: (d.status if (d := ledger.get(run.key, sink)) else PENDING)
-                         for sink in pipeline.sinks}
+                sinks = {sink: _sink_status(ledger, run.key, sink) for sink in pipeline.sinks}
                 rows.append({"pipeline": pipeline.name, **run.to_json(), "sinks": sinks,
                              "delivered": all(v == RunStatus.DELIVERED for v in sinks.values())})
             for problem, failed in source.skipped:
@@ -79,6 +82,11 @@ def _list_runs(config: Config, ledger: Ledger,
         finally:
             close_all([source])
     return rows, ok
+
+
+def _sink_status(ledger: Ledger | None, key: str, sink: str) -> str:
+    delivery = ledger.get(key, sink) if ledger is not None else None
+    return str(delivery.status) if delivery is not None else PENDING
 
 
 @click.command("plugins")
@@ -109,18 +117,21 @@ def config_group() -> None:
 
 
 @config_group.command("check")
+@click.option("--no-env", is_flag=True,
+              help="Do not read environment variables or secret files: each ${...} without a "
+              "default is a placeholder that any key accepts.")
 @config_option
 @click.pass_obj
-def config_check(state: State) -> None:
-    """Validate the config without touching the network.
+def config_check(state: State, no_env: bool) -> None:
+    """Validate the config without touching the network; report every error at once.
 
     \b
     Example:
-      logarchive config check -c logarchive.toml
+      logarchive config check -c logarchive.toml --no-env
     """
-    from logarchive.config import overlapping_roots
+    from logarchive.config import load_config, overlapping_roots
 
-    config = state.config()
+    config = load_config(state.config_path, no_env=no_env)
     for warning in overlapping_roots(config):
         say(f"warning: {warning}", err=True)
     click.echo(

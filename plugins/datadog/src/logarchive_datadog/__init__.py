@@ -18,8 +18,8 @@ from pydantic import Field
 
 from logarchive.plugin_api import (
     BatchingSink, BatchingSinkConfig, BatchProtocol, EventIds, HttpBaseUrl, HttpClient,
-    RequestBatch,
-    Secret, SinkError, describe_response, epoch_seconds, hookimpl, retriable_error,
+    RequestBatch, Secret, SinkError, describe_response, epoch_seconds, hookimpl,
+    render_run_template, retriable_error,
 )
 
 SITES = {
@@ -46,12 +46,14 @@ class DatadogConfig(BatchingSinkConfig):
                                     examples=["http://127.0.0.1:9000"])
     api_key: Secret = Field(description="API key, sent as DD-API-KEY.",
                             examples=["${DD_API_KEY}"])
-    service: str | None = Field(default=None, description="service of every entry.",
-                                examples=["training"])
+    service: str | None = Field(
+        default=None, description="service of every entry: a template of {source}, {run_key}, "
+        "{run_id} and run fields.", examples=["training", "train-{model_id}"])
     ddsource: str = Field(default="logarchive", description="ddsource of every entry.",
                           examples=["logarchive"])
-    ddtags: str | None = Field(default=None, description="Tags, comma-separated k:v.",
-                               examples=["env:prod,team:ml"])
+    ddtags: str | None = Field(default=None, description="Tags, comma-separated k:v: a "
+                               "template like `service`.",
+                               examples=["env:prod,team:ml", "env:prod,model:{model_id}"])
     hostname: str | None = Field(default=None,
                                  description="hostname of every entry (default: this machine).",
                                  examples=["exporter-1"])
@@ -82,9 +84,9 @@ class IntakeProtocol(BatchProtocol):
         self.run = run
         self.base = {"ddsource": cfg.ddsource, "hostname": cfg.hostname or socket.gethostname()}
         if cfg.service:
-            self.base["service"] = cfg.service
+            self.base["service"] = render_run_template(cfg.service, run)
         if cfg.ddtags:
-            self.base["ddtags"] = cfg.ddtags
+            self.base["ddtags"] = render_run_template(cfg.ddtags, run)
         self.fields = {k: v for k, v in run.record_fields().items() if k != "source"}
         self.fields["logarchive_source"] = run.source
         self.ids = EventIds(run.source, run.key)

@@ -79,6 +79,11 @@ class FilesSource(Source):
             raise SourceError(f"cannot list {self.config.url}: {exc}") from None
         return f"folder {self.config.url} exists and can be listed"
 
+    @classmethod
+    def run_fields(cls, config: FilesConfig) -> frozenset[str]:
+        """The named groups of the ``fields`` regular expression."""
+        return frozenset(re.compile(config.fields).groupindex)
+
     def discover(self) -> Iterator[RunRef]:
         pattern = f"{self.root}/{self.config.pattern}"
         try:

@@ -51,10 +51,12 @@ class SplunkConfig(BatchingSinkConfig):
                              examples=["https://splunk.example.com:8088"])
     token: Secret = Field(description="HEC token, sent as `Authorization: Splunk <token>`.",
                           examples=["${SPLUNK_HEC_TOKEN}"])
-    index: str | None = Field(default=None, description="Target index (token default if unset).",
-                              examples=["ml"])
-    sourcetype: str = Field(default="logarchive", description="Splunk sourcetype.",
-                            examples=["logarchive"])
+    index: str | None = Field(
+        default=None, description="Target index (token default if unset): a template of "
+        "{source}, {run_key}, {run_id} and run fields, like `source`.",
+        examples=["ml", "ml_{model_id}"])
+    sourcetype: str = Field(default="logarchive", description="Splunk sourcetype: a template "
+                            "like `source`.", examples=["logarchive", "training:{model_id}"])
     source: str = Field(
         default="{source}:{run_id}",
         description="Splunk source: template of {source}, {run_key}, {run_id} and run fields.",
@@ -95,6 +97,8 @@ class HecProtocol(BatchProtocol):
         self.ack_timeout = cfg.ack_timeout
         self.ack_poll_interval = cfg.ack_poll_interval
         self.source = render_run_template(cfg.source, run)
+        self.sourcetype = render_run_template(cfg.sourcetype, run)
+        self.index = render_run_template(cfg.index, run) if cfg.index else None
         self.host = cfg.host or socket.gethostname()
         when = run.completed or run.started or datetime.now(timezone.utc)
         self.run_time = round(when.timestamp(), 3)
@@ -116,9 +120,9 @@ class HecProtocol(BatchProtocol):
         if not self.raw:
             return None
         params = {"channel": self.channel, "host": self.host, "source": self.source,
-                  "sourcetype": self.cfg.sourcetype}
-        if self.cfg.index:
-            params["index"] = self.cfg.index
+                  "sourcetype": self.sourcetype}
+        if self.index:
+            params["index"] = self.index
         return params
 
     def encode(self, record: dict[str, Any]) -> list[bytes]:
@@ -140,10 +144,10 @@ class HecProtocol(BatchProtocol):
         elif is_blank(message):
             event = {"message": message}  # HEC refuses a blank string event (code 13)
         doc = {"time": round(epoch, 3) if epoch is not None else self.run_time,
-               "host": self.host, "source": self.source, "sourcetype": self.cfg.sourcetype,
+               "host": self.host, "source": self.source, "sourcetype": self.sourcetype,
                "event": event, "fields": fields}
-        if self.cfg.index:
-            doc["index"] = self.cfg.index
+        if self.index:
+            doc["index"] = self.index
         return [orjson.dumps(doc)]
 
     def classify(self, response: httpx.Response, batch: RequestBatch) -> None:

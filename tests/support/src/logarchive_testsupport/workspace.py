@@ -6,6 +6,21 @@ from pathlib import Path
 from typing import Any
 
 
+# The smallest TOML config: a files source over ./logs, an fs sink into ./archive.
+FILES_TO_FS_TOML = """
+[logarchive]
+state_dir = "state"
+
+[sources.training]
+type = "files"
+url = "logs"
+
+[sinks.archive]
+type = "fs"
+url = "archive"
+"""
+
+
 def write_logs(root: Path, logs: dict[str, bytes]) -> Path:
     for name, data in logs.items():
         path = root / name
