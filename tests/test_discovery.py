@@ -61,6 +61,16 @@ def test_parse_time_refuses_numbers_that_are_no_time(value: float) -> None:
         parse_time(value)
 
 
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_parse_time_refuses_times_outside_utc_range(value: str) -> None:
+    """Found by review: such a time overflowed when stored as UTC and aborted the export."""
+    from logarchive.runs import iso, parse_time
+
+    with pytest.raises(ValueError, match="out of range in UTC"):
+        parse_time(value)
+    assert iso(parse_time("9999-12-31T23:59:59+00:00")) == "9999-12-31T23:59:59Z"
+
+
 def test_parse_time_reads_seconds_and_milliseconds() -> None:
     from logarchive.runs import parse_time
 

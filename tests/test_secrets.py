@@ -42,3 +42,11 @@ def test_credential_elements_of_a_storage_error_body_are_masked() -> None:
     masked = redact(body)
     assert "AKIAX" not in masked and ">abc<" not in masked and "GET\n/b/k" not in masked
     assert "<Code>SignatureDoesNotMatch</Code>" in masked and "<RequestId>42</RequestId>" in masked
+
+
+def test_a_secret_echoed_percent_encoded_is_masked() -> None:
+    """Found by review: a server echoing a URL encoded `_` as %5F and the key went unmasked."""
+    register_secret("k3y-Secret_77+/=")
+    for spelling in ("k3y-Secret_77+/=", "k3y-Secret%5F77%2B%2F%3D", "k3y-Secret_77%2b%2f%3d"):
+        assert redact(f"error: {spelling} refused") == "error: *** refused"
+    assert redact("k3y-Secret_78") == "k3y-Secret_78"  # another value stays readable

@@ -142,7 +142,7 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return _in_utc_range(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _epoch(value)
     if isinstance(value, str):
@@ -155,8 +155,18 @@ def parse_time(value: Any) -> datetime | None:
                             reason="a leap second is not a time Python can hold: the time is "
                                    "dropped (paths use the start or the export date)")
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return _in_utc_range(parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc))
     return None
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    """``value`` if it is a time in UTC too: ``9999-12-31T23:59:59-01:00`` is not (year 10000)."""
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"time {value.isoformat()!r} is out of range in UTC (years 1-9999)"
+                         ) from None
+    return value
 
 
 def _epoch(value: int | float) -> datetime:

@@ -82,7 +82,17 @@ def register_secret(value: str) -> None:
             return
         _registry.add(value)
         ordered = sorted(_registry, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _pattern = re.compile("|".join(_any_spelling(v) for v in ordered))
+
+
+def _any_spelling(value: str) -> str:
+    """A pattern for ``value`` as is or with any of its characters percent-encoded (a server
+    that echoes a URL or a form may encode '+', '/', '=' of base64-style tokens, or more)."""
+    def char(c: str) -> str:
+        encoded = "".join(f"%[{h[0]}{h[0].lower()}][{h[1]}{h[1].lower()}]"
+                          for h in (f"{b:02X}" for b in c.encode()))
+        return f"(?:{re.escape(c)}|{encoded}" + ("|\\+)" if c == " " else ")")
+    return "".join(char(c) for c in value)
 
 
 def redact(text: str) -> str:
