@@ -415,6 +415,18 @@ class _Download:
                 self.on_response(resp)
         return True
 
+    def _refuse_partial_range(self, resp: httpx.Response, length: int | None) -> None:
+        """A whole-log answer (200) that carries a Content-Range naming less than the whole
+        (``bytes 0-999/8090``) says its body is a part: never archive it as the log."""
+        header = resp.headers.get("Content-Range")
+        if header is None:
+            return
+        start, end, total = _content_range(header)
+        if not (start == 0 and total is not None and end + 1 == total
+                and length in (None, total)):
+            raise self.client.error(f"the server answered {resp.status_code} with Content-Range "
+                                    f"{header!r}: the body is not the whole log")
+
     def _extent(self, resp: httpx.Response, ranged: bool) -> tuple[int, int | None]:
         """(bytes of this body already delivered, the offset the body should end at if known),
         after checking the response's lengths and ETag against what was declared before."""
@@ -425,6 +437,7 @@ class _Download:
         length = _int_header(resp.headers.get("Content-Length"))
         if resp.status_code != 206:
             # The whole log (a server that ignored Range, or a re-read): skip what was delivered.
+            self._refuse_partial_range(resp, length)
             if length is not None and not encoded:
                 self._declare_total(length, "Content-Length")
                 return self.offset, length

@@ -107,13 +107,14 @@ def response(status: str, body: bytes, headers: dict[str, str], *, cut: int | No
     "a source that lies about lengths and ranges",
     "raw-socket log servers: a Content-Length larger than the body, a 206 to a request "
     "without Range (bytes 0-999 of the log), a resume answered with the wrong Content-Range "
-    "start, end or total, an unknown total (*), or a Content-Length that "
+    "start, end or total, an unknown total (*), a 200 whose Content-Range names a part, or a "
+    "Content-Length that "
     "disagrees with it: never archived as complete (exit 1, nothing archived, the run failed in "
     "the ledger, no traceback), or resumed to the whole log (sha256 equal)",
 )
 @pytest.mark.parametrize("case", [
     "content-length-lies", "206-without-range", "wrong-start", "wrong-end", "wrong-total",
-    "unknown-total", "length-disagrees",
+    "unknown-total", "length-disagrees", "200-with-partial-range",
 ])
 def test_lying_lengths_are_never_archived(tmp_path: Path, case: str) -> None:
     first_cut = 1000
@@ -134,6 +135,9 @@ def test_lying_lengths_are_never_archived(tmp_path: Path, case: str) -> None:
             "ETag": ETAG, "Content-Range": f"bytes {first_cut}-{total - 1}/*"})],
         "length-disagrees": [first, response("206 Partial Content", rest[:500], {
             "ETag": ETAG, "Content-Range": f"bytes {first_cut}-{total - 1}/{total}"})],
+        # Found by review: a 200 whose Content-Range names a part was archived as the log.
+        "200-with-partial-range": [response("200 OK", LOG[:first_cut], {
+            "Content-Range": f"bytes 0-{first_cut - 1}/{total}"})],
     }[case]
     with RawResponder(answers) as server:
         result = export(rest_config(tmp_path, server.url))
