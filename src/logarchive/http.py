@@ -23,6 +23,7 @@ import hashlib
 import logging
 import re
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -494,7 +495,7 @@ class _Download:
         prefix = hashlib.sha256()
         # Chunks as they arrive (at most one network read each): re-chunking to a fixed size
         # here would lose up to that many bytes of progress on every drop.
-        for chunk in resp.iter_bytes():
+        for chunk in _decoded(resp):
             if skip:
                 take = min(skip, len(chunk))
                 prefix.update(chunk[:take])
@@ -513,6 +514,31 @@ class _Download:
 
 
 _TRANSIENT = (httpx.TransportError, httpx.DecodingError, _ShortBody, Retryable)
+
+
+def _decoded(resp: httpx.Response) -> Iterator[bytes]:
+    """The body, gzip/deflate decoded here rather than by httpx, whose decoder accepts a
+    compressed stream cut before its end marker as complete: such a body is short (retried like
+    a dropped connection), never a whole log. Other codings go through httpx's decoders."""
+    coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        yield from resp.iter_bytes()
+        return
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header
+    first = True
+    for raw in resp.iter_raw():
+        try:
+            out = decoder.decompress(raw)
+        except zlib.error as exc:
+            if not (first and coding == "deflate"):
+                raise httpx.DecodingError(f"invalid {coding} body: {exc}") from None
+            decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # deflate without its zlib header
+            out = decoder.decompress(raw)
+        first = False
+        if out:
+            yield out
+    if not decoder.eof:
+        raise _ShortBody(f"the {coding} body ended before its end marker (a cut stream)")
 
 
 def describe_response_head(response: httpx.Response) -> str:

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -397,6 +398,14 @@ def bad_gzip() -> bytes:
     "mangling): retried as transient, the second answer (valid gzip) archived with sha256 "
     "equal; when every answer is invalid: exit 1, one line naming the run, no traceback",
 )
+def cut_gzip() -> bytes:
+    """The gzip of the log's first 3000 bytes, flushed but without its final block and trailer:
+    a stream cut at a flush point, whose Content-Length matches the bytes sent."""
+    compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
+    body = compressor.compress(LOG[:3000]) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return response("200 OK", body, {"Content-Encoding": "gzip"})
+
+
 @pytest.mark.parametrize("recovers", [True, False], ids=["recovers", "always-bad"])
 def test_invalid_gzip_is_retried_as_transient(tmp_path: Path, recovers: bool) -> None:
     good = response("200 OK", gzip.compress(LOG), {"Content-Encoding": "gzip"})
@@ -412,6 +421,20 @@ def test_invalid_gzip_is_retried_as_transient(tmp_path: Path, recovers: bool) ->
         output = assert_clean_failure(result, tmp_path, "decoded", "run-1")
         assert count == 1 + FAST["retry"]["max_retries"]
         assert "Traceback" not in output
+
+
+def test_gzip_cut_before_its_end_marker_is_never_archived(tmp_path: Path) -> None:
+    """Found by review: a gzip body cut at a flush point (no final block, no trailer) was
+    decoded as complete and 3000 of the log's bytes archived as the whole log."""
+    good = response("200 OK", gzip.compress(LOG), {"Content-Encoding": "gzip"})
+    with RawResponder([cut_gzip(), good]) as server:
+        result = export(rest_config(tmp_path, server.url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sha(archived(tmp_path)["api/run-1.txt"]) == sha(LOG)
+    (tmp_path / "again").mkdir()
+    with RawResponder([cut_gzip()]) as server:
+        result = export(rest_config(tmp_path / "again", server.url))
+    assert_clean_failure(result, tmp_path / "again", "end marker", "run-1")
 
 
 @pytest.mark.scenario(
