@@ -81,10 +81,9 @@ class RestSource(Source):
         for fields in [*cfg.runs, *cfg.jobs]:
             yield RunRef(self.name, dict(fields), status="unknown",
                          metadata={"listed": "config"})
-        for model_id in cfg.models:
-            run = self._latest_run(model_id)
-            if run is not None:
-                yield run
+        for model_id in cfg.models:  # one model's odd answer never hides the others' runs
+            yield from item_runs(self._latest_runs, model_id, log=self.log,
+                                 what=f"model {model_id!r}", skipped=self.skipped)
         if cfg.discover is not None:
             for listed in list_runs(self.client, cfg.discover, classify=self._classify_list,
                                     log=self.log, key=f"sources.{self.name}.discover.max_pages",
@@ -98,9 +97,7 @@ class RestSource(Source):
         completed run of its model)."""
         metadata = {k: v for k, v in listed.metadata.items() if v is not None}
         if self.preset == TRAINING and "run_id" not in listed.fields:
-            run = self._latest_run(listed.fields["model_id"])
-            if run is not None:
-                yield run
+            yield from self._latest_runs(listed.fields["model_id"])
             return
         if self.preset == TRAINING:
             fields = {"model_id": listed.fields["model_id"], "run_id": listed.fields["run_id"]}
@@ -111,6 +108,11 @@ class RestSource(Source):
             fields = listed.fields
         yield RunRef(self.name, fields, status=listed.status, started=listed.started,
                      completed=listed.completed, metadata={"listed": "discover", **metadata})
+
+    def _latest_runs(self, model_id: str) -> Iterator[RunRef]:
+        run = self._latest_run(model_id)
+        if run is not None:
+            yield run
 
     def _latest_run(self, model_id: str) -> RunRef | None:
         """The latest completed run of a model: a GET without run_id, headers only."""
