@@ -50,3 +50,28 @@ def test_a_secret_echoed_percent_encoded_is_masked() -> None:
     for spelling in ("k3y-Secret_77+/=", "k3y-Secret%5F77%2B%2F%3D", "k3y-Secret_77%2b%2f%3d"):
         assert redact(f"error: {spelling} refused") == "error: *** refused"
     assert redact("k3y-Secret_78") == "k3y-Secret_78"  # another value stays readable
+
+
+def test_library_header_traces_never_show_header_values() -> None:
+    """Found by review: at -vv httpcore printed a presigned access key a server echoed in an
+    arbitrary header, and a 4-character token inside `realm="..."`; header values are not
+    logged, the event names are."""
+    import io
+    import logging
+
+    import logarchive.http  # noqa: F401  (installs the filters on the library loggers)
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    logger = logging.getLogger("httpcore.http11")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.debug("receive_response_headers.complete return_value=%s",
+                     "(b'HTTP/1.1', 401, [(b'WWW-Authenticate', b'Bearer realm=\"Qz7k\"'), "
+                     "(b'X-Echo-Key', b'AKIAECHOED')])")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert buffer.getvalue() == "receive_response_headers.complete (header values not logged)\n"

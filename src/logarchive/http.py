@@ -47,8 +47,21 @@ USER_AGENT = f"logarchive/{__version__}"
 
 # httpx logs every request URL at INFO (a presigned link with its signature): redact at the
 # logger itself, so no handler (an embedder's, pytest's caplog) ever sees it raw.
+class _NoHeaderValues(logging.Filter):
+    """httpcore's debug trace (``-vv``) prints every header a server sends: a presigned link's
+    access key echoed in an arbitrary header, or a short token inside a quoted parameter, would
+    slip past redaction by value. Header events keep their name, never their values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(("send_request_headers", "receive_response_headers")):
+            record.msg, record.args = message.split(" ", 1)[0] + " (header values not logged)", None
+        return True
+
+
 for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
               "httpcore.proxy"):
+    logging.getLogger(_name).addFilter(_NoHeaderValues())
     logging.getLogger(_name).addFilter(RedactFilter())
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_LOOP = "too many redirects (a redirect loop?)"
