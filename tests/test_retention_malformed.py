@@ -15,7 +15,8 @@ from logarchive_testsupport.archives import (
 )
 
 
-def shared_root(tmp_path: Path, keep_path: str, short_path: str, short_url: str = "") -> Path:
+def shared_root(tmp_path: Path, keep_path: str, short_path: str, short_url: str = "",
+                sinks: tuple[str, ...] = ("keep", "short")) -> Path:
     make_runs(tmp_path / "logs", {"m/r1": 100, "m/r2": 100})
     root = str(tmp_path / "archive")
     document = {
@@ -26,6 +27,7 @@ def shared_root(tmp_path: Path, keep_path: str, short_path: str, short_url: str 
             "short": {"type": "fs", "url": short_url or root, "path": short_path,
                       "retention": {"max_age_days": 30}},
         },
+        "pipelines": [{"name": "p", "source": "s", "sinks": list(sinks)}],
     }
     return write_config(tmp_path / "logarchive.toml", document)
 
@@ -48,27 +50,25 @@ def test_sinks_that_render_the_same_object_path_are_refused(tmp_path: Path,
 
 
 def test_a_commit_never_replaces_another_sinks_object(tmp_path: Path, run_cli: Any) -> None:
-    # Not textually equal ({ext} vs txt), so the config passes; the rendered paths collide.
-    path = shared_root(tmp_path, "{model_id}/{run_id}.{ext}", "{model_id}/{run_id}.txt")
+    # Not equal as templates, so the config passes; the rendered paths collide (model_id is m).
+    templates = ("{model_id}/{run_id}.{ext}", "m/{run_id}.{ext}")
+    path = shared_root(tmp_path, *templates, sinks=("keep",))
+    assert run_cli("export", "-c", str(path)).returncode == 0  # keep first
+    archived_at_completion(open_sink(logarchive.load_config(path), "keep"))
+    path = shared_root(tmp_path, *templates)
     assert run_cli("config", "check", "-c", str(path)).returncode == 0
     export = run_cli("export", "-c", str(path))
     assert export.returncode != 0
+    assert ("m/r1.txt is already archived by sink 'keep', not 'short'; two sinks render the "
+            "same object path" in export.stdout + export.stderr)
     archive = tmp_path / "archive/m"
-    owners = {json.loads((archive / f"{r}.txt.manifest.json").read_text())["sink"]
-              for r in ("r1", "r2")}
-    assert len(owners) == 1  # the first sink to commit owns both; the other was refused
-    [owner] = owners
-    other = "short" if owner == "keep" else "keep"
-    assert (f"is already archived by sink '{owner}', not '{other}'" in export.stdout + export.stderr)
-    archived_at_completion(open_sink(logarchive.load_config(path), owner))
+    for run in ("r1", "r2"):
+        assert json.loads((archive / f"{run}.txt.manifest.json").read_text())["sink"] == "keep"
     apply = run_cli("retention", "apply", "--sink", "short", "-c", str(path))
-    assert apply.returncode == 0, apply.stderr
+    assert apply.returncode == 0 and "deleted 0, failed 0" in apply.stdout, apply.stderr
     verify = run_cli("verify", "--sink", "keep", "-c", str(path))
-    if owner == "keep":  # short's retention never touched what keep holds
-        assert "deleted 0, failed 0" in apply.stdout
-        assert verify.returncode == 0, verify.stdout
-    assert {p.name for p in archive.glob("*.txt")} == (
-        {"r1.txt", "r2.txt"} if owner == "keep" else set())
+    assert verify.returncode == 0, verify.stdout
+    assert {p.name for p in archive.glob("*.txt")} == {"r1.txt", "r2.txt"}
 
 
 def aged_sink(tmp_path: Path, runs: dict[str, float], retention: dict[str, Any]) -> Path:
