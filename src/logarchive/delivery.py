@@ -520,10 +520,11 @@ def _check_owner_sink(sink: ByteSink, path: str, existing: dict[str, Any]) -> No
     path templates render the same object path): that sink's retention would manage it."""
     if existing.get("sink") == sink.name:
         return
+    owner = describe_value(existing, "sink")
     raise SinkError(
-        f"{sink.describe(path)} is already archived by sink {describe_value(existing, 'sink')}, not "
-        f"{sink.name!r}; two sinks render the same object path: give them different roots or "
-        "path templates. Nothing was overwritten."
+        f"{sink.describe(path)} is already archived by sink {owner}, not {sink.name!r}; two "
+        "sinks render the same object path: give them different roots or path templates. "
+        "Nothing was overwritten."
     )
 
 
