@@ -8,10 +8,16 @@ A sink manages exactly the objects whose manifest names it (``"sink"``: the sink
 config, its identity). Sinks may share a root or nest one root in another: a manifest naming
 another sink, and the object beside it, belong to that sink and are listed apart
 (:attr:`ArchiveListing.others`), never as this sink's entries or orphans.
+
+A manifest that cannot be used (not JSON, or a shape or time that does not parse: see
+:func:`manifest_problem`) is listed in :attr:`ArchiveListing.bad_manifests` with the reason, and
+its object is neither an entry nor an orphan: retention never deletes it, ``verify`` reports it,
+``ledger rebuild`` skips it; the rest of the sink carries on.
 """
 
 from __future__ import annotations
 
+import reprlib
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +27,7 @@ from typing import Any
 
 from logarchive.base import ByteSink
 from logarchive.errors import LogarchiveError
-from logarchive.manifest import MANIFEST_SUFFIX, is_manifest, parse_manifest
+from logarchive.manifest import MANIFEST_SUFFIX, describe_value, is_manifest, parse_manifest
 from logarchive.runs import parse_time
 from logarchive.secrets import redact
 
@@ -61,13 +67,59 @@ class Archived:
 
     @property
     def exported(self) -> datetime | None:
-        """When the object was archived (the manifest's ``exported_at``)."""
-        return parse_time(self.manifest.get("exported_at"))
+        """When the object was archived (the manifest's ``exported_at``, an ISO-8601 string as
+        logarchive writes it); None when that cannot be read (missing, a number, a leap second)."""
+        value = self.manifest.get("exported_at")
+        return _time(value) if isinstance(value, str) else None
 
     @property
     def completed(self) -> datetime | None:
         """The run's completion time; the export time when the source gave none."""
-        return parse_time(self.run.get("completed")) or parse_time(self.manifest.get("exported_at"))
+        return _time(self.run.get("completed")) or _time(self.manifest.get("exported_at"))
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return parse_time(value)
+    except Exception:  # read_archive lists manifests with such times as unreadable
+        return None
+
+
+def manifest_problem(document: dict[str, Any]) -> str | None:
+    """Why a parsed manifest cannot be used (its shape or times are wrong), or None."""
+    obj, run, sink = document.get("object"), document.get("run"), describe_value(document, "sink")
+    checks = [
+        (isinstance(obj, dict), f'"object" is {_shown(obj)}, not a mapping'),
+        (isinstance(obj, dict) and isinstance(obj.get("sha256"), str),
+         '"object.sha256" is not a string'),
+        (isinstance(obj, dict) and _is_size(obj.get("size")),
+         '"object.size" is not a non-negative integer'),
+        (isinstance(run, dict), f'"run" is {_shown(run)}, not a mapping'),
+        (isinstance(run, dict) and isinstance(run.get("key"), str), '"run.key" is not a string'),
+        (isinstance(run, dict) and isinstance(run.get("fields"), dict),
+         '"run.fields" is not a mapping'),
+        (isinstance(document.get("sink"), str),
+         f'"sink" is {sink}, not a sink name'),
+    ]
+    problem = next((why for ok, why in checks if not ok), None)
+    if problem is not None:
+        return problem
+    times = {"exported_at": document.get("exported_at"), "run.started": run.get("started"),
+             "run.completed": run.get("completed")}
+    for name, value in times.items():
+        try:
+            parse_time(value)
+        except Exception as exc:  # any value the parser chokes on (1e20: OverflowError, OSError)
+            return f'"{name}" {_shown(value)} is not a time ({type(exc).__name__})'
+    return None
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shown(value: Any) -> str:
+    return "missing or null" if value is None else redact(reprlib.repr(value))
 
 
 @dataclass
@@ -110,9 +162,10 @@ def read_archive(sink: ByteSink) -> ArchiveListing:
     def load(mpath: str) -> dict[str, Any] | str:
         try:
             with sink.read(mpath) as chunks:
-                return parse_manifest(b"".join(chunks))
+                document = parse_manifest(b"".join(chunks))
         except (ValueError, OSError, LogarchiveError) as exc:
             return redact(str(exc)) or type(exc).__name__
+        return manifest_problem(document) or document
 
     # Manifests are small: on object stores the round trips dominate, so read several at once.
     with ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="manifest") as pool:

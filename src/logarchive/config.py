@@ -19,6 +19,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from logarchive.base import ByteSink, ByteSinkConfig, PluginConfig
+from logarchive.codec import extension
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 from logarchive.paths import PATH_BUILTINS
@@ -178,10 +179,12 @@ def parse_config(data: dict[str, Any], *, path: str = "<config>", registry: Regi
             if not re.match(_NAME, name):
                 errors.add(f"{section}.{name}", "names may contain letters, digits, '_', '.', '-'")
     errors.raise_if_any()
-    return Config(
+    config = Config(
         path=path, base_dir=base_dir or Path.cwd(), settings=raw.logarchive, sources=sources,
         sinks=sinks, pipelines=pipelines, registry=registry,
     )
+    _check_colliding_paths(config)
+    return config
 
 
 def _tables(data: Any, raw: _RawConfig | None, section: str) -> dict[str, dict[str, Any]]:
@@ -558,23 +561,53 @@ def _model_in(annotation: Any) -> Any:
 def overlapping_roots(config: Config) -> list[str]:
     """Warnings for byte sinks whose archive roots (``url``) are the same or nested. That works (each
     sink manages only the objects whose manifest names it), but renaming one of them orphans
-    its objects, and a tool other than logarchive sees one mixed archive."""
+    its objects, and a tool other than logarchive sees one mixed archive. Sinks that would render
+    the same object path are refused when the config is loaded (:func:`_check_colliding_paths`)."""
+    return [f"sinks {first!r} and {second!r} have {how}: each manages only the objects whose "
+            "manifest names it; see docs/retention.md"
+            for first, second, how, _ in _overlaps(config)]
+
+
+def _check_colliding_paths(config: Config) -> None:
+    """Refuse two byte sinks whose roots are equal or nested and whose path templates (with the
+    format's extension) render the same object path: one would replace the other's objects and
+    manifests, and its retention would delete what the other keeps. Templates that are not
+    equal once the nesting is accounted for are left to the overlapping-roots warning."""
+    for first, second, how, same in _overlaps(config):
+        if same:
+            raise ConfigError(
+                f"sinks {first!r} and {second!r} have {how} and path templates that render the "
+                "same object path: give them different roots or path templates",
+                file=config.path, key=f"sinks.{second}.path")
+
+
+def _overlaps(config: Config) -> list[tuple[str, str, str, bool]]:
+    """(first, second, how, same object paths) for byte sinks with equal or nested roots."""
     roots = {}
     for name, sink in sorted(config.sinks.items()):
         url = getattr(sink.config, "url", None)  # the fs sink's root (record sinks: no archive)
         if isinstance(sink.config, ByteSinkConfig) and isinstance(url, str):
             roots[name] = _normalised_root(url, config.base_dir)
-    warnings = []
+    out = []
     names = list(roots)
     for i, first in enumerate(names):
         for second in names[i + 1:]:
             a, b = roots[first], roots[second]
             if a == b or b.startswith(a + "/") or a.startswith(b + "/"):
-                how = "the same root" if a == b else "nested roots"
-                warnings.append(f"sinks {first!r} and {second!r} have {how} ({a}, {b}): each "
-                                "manages only the objects whose manifest names it; see "
-                                "docs/retention.md")
-    return warnings
+                how = f"the same root ({a})" if a == b else f"nested roots ({a}, {b})"
+                outer, inner = (first, second) if len(a) <= len(b) else (second, first)
+                sub = roots[inner][len(roots[outer]):].lstrip("/")
+                same = (_full_template(config, outer)
+                        == "/".join(filter(None, [sub, _full_template(config, inner)])))
+                out.append((first, second, how, same))
+    return out
+
+
+def _full_template(config: Config, name: str) -> str:
+    """A sink's path template with its extension filled in, ``/`` runs collapsed."""
+    cfg = config.sinks[name].config
+    template = cfg.path.replace("{ext}", extension(cfg.format, cfg.compression))
+    return re.sub("/+", "/", template).strip("/")
 
 
 def _normalised_root(url: str, base_dir: Path) -> str:

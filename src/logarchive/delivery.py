@@ -34,7 +34,7 @@ from logarchive.errors import (
     Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
 )
 from logarchive.ledger import Delivery, Ledger, RunLock, object_lock, state_error
-from logarchive.manifest import build_manifest, manifest_path, parse_manifest
+from logarchive.manifest import build_manifest, describe_value, manifest_path, parse_manifest
 from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
 from logarchive.results import Progress, RunResult
@@ -488,6 +488,7 @@ def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool
     where = sink.describe(path)
     if sink.exists(manifest_path(path)):
         existing = _read_manifest(sink, path)
+        _check_owner_sink(sink, path, existing)
         owner = existing.get("run", {}).get("key")
         # Release 0.1.0 masked credential-looking run ids in manifests (``basic ***``):
         # such a manifest is still this run's.
@@ -513,6 +514,19 @@ def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool
     raise SinkError(
         f"{where} is immutable and already archived with sha256 {old_sha}; the new export has "
         f"sha256 {new_sha}. Nothing was overwritten."
+    )
+
+
+def _check_owner_sink(sink: ByteSink, path: str, existing: dict[str, Any]) -> None:
+    """Refuse to replace an object or manifest that another sink owns (two sinks whose roots and
+    path templates render the same object path): that sink's retention would manage it."""
+    if existing.get("sink") == sink.name:
+        return
+    owner = describe_value(existing, "sink")
+    raise SinkError(
+        f"{sink.describe(path)} is already archived by sink {owner}, not {sink.name!r}; two "
+        "sinks render the same object path: give them different roots or path templates. "
+        "Nothing was overwritten."
     )
 
 

@@ -9,13 +9,14 @@ manifest alone.
 
 from __future__ import annotations
 
+import reprlib
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from logarchive.runs import RunRef, iso
-from logarchive.secrets import redact_value
+from logarchive.secrets import redact, redact_value
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_VERSION = 1
@@ -66,6 +67,12 @@ def _redact_all_but_identity(document: dict[str, Any], run: RunRef) -> dict[str,
     redacted["object"]["path"] = document["object"]["path"]
     redacted["run"].update(source=run.source, key=run.key, fields=dict(run.fields))
     return redacted
+
+
+def describe_value(document: dict[str, Any], key: str) -> str:
+    """A manifest value for messages (``sink``, ``exported_at``): its short repr, secrets
+    masked, or ``(missing)``."""
+    return redact(reprlib.repr(document[key])) if key in document else "(missing)"
 
 
 def parse_manifest(data: bytes) -> dict[str, Any]:

@@ -38,6 +38,7 @@ import structlog
 from logarchive.archive import Archived, ArchiveListing, read_archive, unknown_sink_lines
 from logarchive.base import ByteSink, RetentionConfig
 from logarchive.errors import LogarchiveError
+from logarchive.manifest import describe_value
 from logarchive.runs import iso
 from logarchive.secrets import redact
 from logarchive.templates import render_template
@@ -216,12 +217,13 @@ def _unmatched_holds(rules: RetentionConfig, listing: ArchiveListing) -> list[st
     return [p for p in rules.legal_hold if not any(hold_matches(p, e) for e in listing.entries)]
 
 
-def _archived_days(entry: Archived, now: datetime, age_days: float) -> float:
+def _archived_days(entry: Archived, now: datetime, age_days: float) -> float | None:
     """Days since the object was archived (``exported_at``): the clock of the ``min_age_days``
-    floor. The younger of that and the run's age, so no source time shortens the floor."""
+    floor. The younger of that and the run's age, so no source time shortens the floor; None
+    when the archive time cannot be read (the source's time never stands in for it)."""
     exported = entry.exported
     if exported is None:
-        return age_days
+        return None
     return min(age_days, (now - exported).total_seconds() / 86400)
 
 
@@ -281,7 +283,15 @@ def _protected(d: Decision, rules: RetentionConfig, entry: Archived, lock_status
         d.protected_by, d.reason = "legal_hold", f"matches legal_hold pattern {hold!r} ({why})"
         return True
     archived = _archived_days(entry, now, d.age_days)
-    if archived < rules.min_age_days:
+    if archived is None and rules.min_age_days > 0:
+        d.protected_by = "min_age_days"
+        d.reason = (f"archive time (exported_at) {describe_value(entry.manifest, 'exported_at')} "
+                    f"is unreadable: the floor min_age_days {rules.min_age_days:g} cannot be "
+                    f"checked, kept ({why})")
+        log.warning("archive_time_unreadable", sink=entry.sink, object=entry.path,
+                    reason=d.reason)
+        return True
+    if archived is not None and archived < rules.min_age_days:
         d.protected_by = "min_age_days"
         d.reason = (f"archived {archived:.1f}d ago, within the floor min_age_days "
                     f"{rules.min_age_days:g} ({why})")
