@@ -58,6 +58,10 @@ def with_manifests(paths: set[str], prefix: str = "") -> set[str]:
     return {prefix + p for p in paths} | {f"{prefix}{p}.manifest.json" for p in paths}
 
 
+@pytest.mark.scenario(
+    'retention, verify and rebuild on shared and nested roots',
+    "two fs sinks on one root and on nested roots (hot: max_age_days 30, cold: no retention): config check warns, retention apply on hot deletes exactly hot's objects and none of cold's, verify of each sink sees only its own, ledger rebuild credits each sink only with its own manifests",
+)
 @pytest.mark.parametrize("layout", ["shared", "nested"])
 def test_each_sink_sees_only_its_own_objects(tmp_path: Path, run_cli: Any, layout: str) -> None:
     archive = tmp_path / "archive"
@@ -145,6 +149,10 @@ def one_sink(tmp_path: Path, ages: dict[str, float], retention: dict[str, Any]) 
     return path
 
 
+@pytest.mark.scenario(
+    'legal hold naming a run key verbatim',
+    'a hold copied from ledger show (s/model_id=m/run_id=exp[1]) holds that run (and, as a glob, exp1: holding too much is the safe direction); a hold matching nothing warns in plan and apply',
+)
 def test_a_hold_naming_a_run_key_verbatim_holds_that_run(tmp_path: Path, run_cli: Any) -> None:
     path = one_sink(tmp_path, {"m/exp[1]": 100, "m/exp1": 100, "m/exp2": 100},
                     {"max_age_days": 30})
@@ -172,6 +180,10 @@ def test_a_hold_naming_a_run_key_verbatim_holds_that_run(tmp_path: Path, run_cli
     assert {p.name for p in (tmp_path / "archive/m").glob("*.txt")} == {"exp_1_.txt", "exp1.txt"}
 
 
+@pytest.mark.scenario(
+    "min_age_days floor against the source's clock",
+    'a run whose source completion time is 1970: the just-archived object is kept by min_age_days (the floor counts from exported_at)',
+)
 def test_the_floor_counts_from_archiving_not_the_source_clock(tmp_path: Path,
                                                               run_cli: Any) -> None:
     path = one_sink(tmp_path, {"m/new": 1}, {"max_age_days": 30, "min_age_days": 365})

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import logarchive
 from logarchive.pipeline import open_sink
 from logarchive_testsupport.archives import (
@@ -49,6 +51,10 @@ def test_sinks_that_render_the_same_object_path_are_refused(tmp_path: Path,
     assert result.returncode == 2 and "have nested roots" in result.stderr, result.stderr
 
 
+@pytest.mark.scenario(
+    'two sinks rendering one object path',
+    "same root and same path template: refused at load (exit 2); templates that differ but render the same path: the second sink's commit is refused, the first sink's manifest and object stay, retention of the second deletes nothing of the first",
+)
 def test_a_commit_never_replaces_another_sinks_object(tmp_path: Path, run_cli: Any) -> None:
     # Not equal as templates, so the config passes; the rendered paths collide (model_id is m).
     templates = ("{model_id}/{run_id}.{ext}", "m/{run_id}.{ext}")
@@ -94,6 +100,10 @@ UNREADABLE_TIMES: dict[str, Any] = {
 }
 
 
+@pytest.mark.scenario(
+    'unreadable archive time under a floor',
+    'exported_at garbage, -1, a leap second or missing with min_age_days set: the object is kept with the reason, only the readable old object is deleted',
+)
 def test_an_unreadable_archive_time_keeps_the_object(tmp_path: Path, run_cli: Any) -> None:
     path = aged_sink(tmp_path, {f"m/{r}": 400 for r in (*UNREADABLE_TIMES, "old")},
                      {"max_age_days": 30, "min_age_days": 365})
@@ -129,6 +139,10 @@ MALFORMED: dict[str, Any] = {
 }
 
 
+@pytest.mark.scenario(
+    'malformed manifests',
+    'ten kinds of malformed manifest (not JSON, wrong types, completed 1e20, sink missing...): plan, apply, verify and rebuild list each with its reason and carry on with the rest; nothing of them is deleted',
+)
 def test_malformed_manifests_are_reported_and_the_rest_carries_on(tmp_path: Path,
                                                                   run_cli: Any) -> None:
     path = aged_sink(tmp_path, {f"m/{r}": 100 for r in (*MALFORMED, "good")},

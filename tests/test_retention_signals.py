@@ -116,6 +116,10 @@ def run_apply(path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, cwd=path.parent, timeout=GUARD)
 
 
+@pytest.mark.scenario(
+    'SIGTERM during retention apply',
+    'moto S3 holding the first delete: SIGTERM finishes the current object (exit 143), the rest are not started, every deletion has its write-ahead and completion records, a re-run deletes the rest',
+)
 def test_sigterm_finishes_the_current_deletion_and_a_rerun_does_the_rest(
         tmp_path: Path, gated_s3: tuple[str, Gate]) -> None:
     endpoint, gate = gated_s3
@@ -148,6 +152,10 @@ def test_sigterm_finishes_the_current_deletion_and_a_rerun_does_the_rest(
     assert sorted(done) == sorted(k.removeprefix("archive/") for k in KEYS)
 
 
+@pytest.mark.scenario(
+    'SIGKILL during retention apply',
+    'killed between the object and its manifest: the write-ahead record is there, verify reports nothing missing, a re-run completes the deletion',
+)
 @pytest.mark.parametrize("manifest", ["deleted", "left"])
 def test_a_rerun_completes_a_deletion_whose_process_was_killed(
         tmp_path: Path, gated_s3: tuple[str, Gate], run_cli: Any, manifest: str) -> None:

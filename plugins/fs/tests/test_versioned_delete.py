@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from click.testing import CliRunner
 
 from logarchive.cli import main
@@ -27,6 +28,10 @@ def every_version(client: Any, bucket: str, prefix: str) -> list[tuple[str, str]
     return found
 
 
+@pytest.mark.scenario(
+    'retention on a versioned bucket',
+    '1,101 versions of one key (the first a null version from before versioning): apply deletes every version of every page, a listing shows none left',
+)
 def test_apply_deletes_every_version_of_every_page(tmp_path: Path, s3_bucket: Bucket) -> None:
     # Written before versioning is enabled: version id "null".
     path = exported_archive(tmp_path, f"{s3_bucket.url}/archive",
