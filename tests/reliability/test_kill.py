@@ -195,6 +195,22 @@ KILLS = 5
 MAX_IN_FLIGHT = 2
 
 
+def settled(receivers, quiet: float = 0.5, limit: float = 15.0) -> None:
+    """Wait until no receiver has accepted a new request for ``quiet`` seconds (at most
+    ``limit``): what the killed process had on the wire is answered and counted in this kill's
+    window, not the next one's (a fixed pause was too short on a loaded machine)."""
+    deadline = time.monotonic() + limit
+    last = [len(r.accepted) for _, r in receivers]
+    calm_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = [len(r.accepted) for _, r in receivers]
+        if now != last:
+            last, calm_since = now, time.monotonic()
+        elif time.monotonic() - calm_since >= quiet:
+            return
+
+
 def resent_per_kill(receiver, marks: list[int]) -> list[int]:
     """Per kill, the requests the receiver accepted before it (since the previous one) whose
     events arrived again later: what that kill made the next export resend."""
@@ -249,7 +265,7 @@ def test_five_sigkills_then_clean_export(tmp_path: Path, record) -> None:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=60)
             kills += 1
-            time.sleep(0.3)  # a request the killed process had on the wire is still answered
+            settled(receivers)  # a request the killed process had on the wire is still answered
             for name, receiver in receivers:
                 marks[name].append(len(receiver.accepted))
         clean = run_export(config)
