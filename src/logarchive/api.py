@@ -22,7 +22,7 @@ from logarchive.verify import VerifyReport, verify as _verify
 
 T = TypeVar("T")
 Since = str | timedelta | datetime | None
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_DURATION = re.compile(r"([0-9]+)([smhdw])")  # ASCII digits only: "²d" is no duration
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -36,16 +36,18 @@ def as_since(value: Since, *, now: datetime | None = None) -> datetime | None:
             raise ConfigError("a naive datetime: give one with a time zone "
                               "(datetime(..., tzinfo=timezone.utc))", key="since")
         return value
-    if isinstance(value, timedelta):
-        return now - value
-    match = _DURATION.match(value.strip())
-    if match:
-        return now - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
     try:
+        if isinstance(value, timedelta):
+            return now - value
+        match = _DURATION.fullmatch(value.strip())
+        if match:
+            return now - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
         parsed = datetime.fromisoformat(value)
+    except OverflowError:
+        raise ConfigError(f"{value!r} reaches back before the year 1", key="since") from None
     except ValueError:
-        raise ConfigError(f"{value!r} is neither a duration (7d, 12h) nor an ISO date",
-                          key="since") from None
+        raise ConfigError(f"{value!r} is neither a duration (digits 0-9 and one of s, m, h, d, "
+                          "w: 7d, 12h) nor an ISO date", key="since") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import click
@@ -17,6 +16,7 @@ from rich.progress import (
 from rich.text import Text
 
 from logarchive import metrics
+from logarchive.api import as_since
 from logarchive.base import StopEvent
 from logarchive.cli.common import (
     State, config_option, dump_json, install_signal_handlers, printing_may_stop, say, say_block,
@@ -28,28 +28,15 @@ from logarchive.results import ExportSummary, Progress, RunResult
 from logarchive.status import ExitCode, RunStatus
 
 
-_SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"([0-9]+)([smhdw])")
-
-
 def parse_since(ctx: click.Context, param: click.Parameter, value: str | None
                 ) -> datetime | None:
-    """``--since``: a duration back from now (``7d``, ``12h``) or an ISO date (UTC if naive).
-    Anything else is a usage error naming the option (exit 2), never a traceback."""
-    if value is None:
-        return None
-    match = _DURATION.fullmatch(value)
+    """``--since``: a duration back from now (``7d``, ``12h``) or an ISO date (UTC if naive),
+    read by :func:`logarchive.api.as_since`; anything else is a usage error naming the option
+    (exit 2), never a traceback."""
     try:
-        if match:
-            seconds = int(match[1]) * _SINCE_UNITS[match[2]]
-            return datetime.now(timezone.utc) - timedelta(seconds=seconds)
-        parsed = datetime.fromisoformat(value)
-    except OverflowError:
-        raise click.BadParameter(f"{value!r} reaches back before the year 1") from None
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a duration (digits 0-9 and one of "
-                                 "s, m, h, d, w: 7d, 12h) nor an ISO date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return as_since(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("since: ")) from None
 
 
 class RichProgress(Progress):
