@@ -444,10 +444,12 @@ class BatchingDelivery(RecordDelivery):
         self.ack_client.close()
 
     def _dispatch(self) -> None:
-        """Hand the current batch to a worker; block while ``max_in_flight`` are out."""
+        """Hand the current batch to a worker; block while ``max_in_flight`` are not yet
+        recorded. A batch answered out of order (2 before 1) is not recorded until 1 is: counting
+        it as out keeps what a SIGKILL can make the next export resend at ``max_in_flight``."""
         events, self._events, self._size = self._events, [], 0
         with self._cond:
-            while self._in_flight >= self.cfg.max_in_flight:
+            while len(self._pending) >= self.cfg.max_in_flight:
                 if self._error is not None:
                     raise self._error
                 if self.stop.is_set() or self.abandon.is_set():
