@@ -26,7 +26,7 @@ from logarchive.runs import iso
 from logarchive.secrets import redact
 from logarchive.status import RunStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: deliveries.lines_skipped
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     completed   TEXT,
     updated_at  TEXT NOT NULL,
     delivered_at TEXT,
+    lines_skipped INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_key, sink)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -80,6 +81,8 @@ class Delivery:
     completed: str | None
     updated_at: str
     delivered_at: str | None
+    lines_skipped: int = 0
+    """Lines the sink does not send by design (Splunk raw: blank lines), counted in ``lines``."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -100,7 +103,7 @@ class Ledger:
     def set_accepted(self, run_key: str, sink: str, ordinal: int) -> None: ...
     def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
                   size: int | None, lines: int | None, accepted: int = 0,
-                  status: RunStatus = RunStatus.DELIVERED) -> None: ...
+                  status: RunStatus = RunStatus.DELIVERED, lines_skipped: int = 0) -> None: ...
     def failed(self, run: Any, sink: str, error: str, *,
                status: RunStatus = RunStatus.FAILED) -> None: ...
     def deliveries(self, sink: str | None = None) -> Iterator[Delivery]: ...
@@ -137,11 +140,10 @@ class SQLiteLedger(Ledger):
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                           (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise LedgerError(f"{self.path}: written by a newer logarchive (schema {row[0]})")
+            if row is None or int(row[0]) < SCHEMA_VERSION:
+                _migrate(db)
         except sqlite3.DatabaseError as exc:
             advice = _corruption_advice(db)
             db.close()
@@ -189,19 +191,19 @@ class SQLiteLedger(Ledger):
 
     def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
                   size: int | None, lines: int | None, accepted: int = 0,
-                  status: RunStatus = RunStatus.DELIVERED) -> None:
+                  status: RunStatus = RunStatus.DELIVERED, lines_skipped: int = 0) -> None:
         now = _now()
         self._write(
             """INSERT INTO deliveries (run_key, sink, source, fields, status, object, sha256, size,
-                   lines, accepted, attempts, completed, updated_at, delivered_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+                   lines, accepted, attempts, completed, updated_at, delivered_at, lines_skipped)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
                ON CONFLICT (run_key, sink) DO UPDATE SET
                    status=excluded.status, object=excluded.object, sha256=excluded.sha256,
                    size=excluded.size, lines=excluded.lines, accepted=excluded.accepted,
                    error=NULL, updated_at=excluded.updated_at,
-                   delivered_at=excluded.delivered_at""",
+                   delivered_at=excluded.delivered_at, lines_skipped=excluded.lines_skipped""",
             (run.key, sink, run.source, json.dumps(run.fields), status, object, sha256,
-             size, lines, accepted, iso(run.completed), now, now),
+             size, lines, accepted, iso(run.completed), now, now, lines_skipped),
         )
 
     def failed(self, run: Any, sink: str, error: str, *,
@@ -288,11 +290,21 @@ def _corruption_advice(db: sqlite3.Connection) -> str:
             "runs delivered to them are sent again).")
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a ledger written by an older logarchive to :data:`SCHEMA_VERSION` (in place: a
+    column added with its default; an older logarchive refuses the newer schema)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+    if "lines_skipped" not in columns:  # schema 1 -> 2
+        db.execute("ALTER TABLE deliveries ADD COLUMN lines_skipped INTEGER NOT NULL DEFAULT 0")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+
 def _delivery(row: tuple[Any, ...]) -> Delivery:
     (run_key, sink, source, fields, status, obj, sha, size, lines, accepted, attempts, error,
-     completed, updated_at, delivered_at) = row
+     completed, updated_at, delivered_at, lines_skipped) = row
     return Delivery(run_key, sink, source, json.loads(fields), status, obj, sha, size, lines,
-                    accepted, attempts, error, completed, updated_at, delivered_at)
+                    accepted, attempts, error, completed, updated_at, delivered_at,
+                    lines_skipped)
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
