@@ -436,7 +436,20 @@ class RecordDelivery:
     and then :meth:`finish`. Call ``on_accepted(ordinal)`` after the receiver has accepted
     (acknowledged) every record up to ``ordinal``; the engine persists it right away, so a
     restarted export resumes after it.
+
+    A sink that leaves some records out by design (documented in its README, e.g. blank lines
+    on Splunk's raw endpoint) counts them in :attr:`skipped`, over the whole run: the records an
+    earlier export delivered are handed to :meth:`passed` for that, so a resumed run counts
+    exactly what a run delivered in one go does. The engine records it in the ledger
+    (``lines_skipped``) and the summary.
     """
+
+    skipped: int = 0
+    """Records of this run the sink leaves out by design (never sent; their ordinals count)."""
+
+    def passed(self, records: list[dict[str, Any]]) -> None:
+        """Records an earlier export delivered (ordinal <= ``resume_after``): not sent, only
+        counted in :attr:`skipped` when the sink would have left them out."""
 
     def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
         raise NotImplementedError

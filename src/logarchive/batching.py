@@ -223,9 +223,15 @@ class BatchProtocol:
     ack_poll_interval: float = 1.0
     """Seconds between two :meth:`poll_acks` while a batch waits for its acknowledgement."""
 
+    def skips(self, record: dict[str, Any]) -> bool:
+        """True for a record this receiver is never sent (counted in
+        :attr:`DeliveryStats.skipped`, the ledger and the summary; its ordinal still counts, so
+        ``seq`` stays exact). Document what is skipped in the plugin's README."""
+        return False
+
     def encode(self, record: dict[str, Any]) -> list[bytes]:
-        """Encoded event(s) of one record, in order; ``[]`` skips the record (counted in
-        :attr:`DeliveryStats.skipped`; its ordinal still counts, so ``seq`` stays exact)."""
+        """Encoded event(s) of one record, in order (at least one; records :meth:`skips`
+        are never passed)."""
         raise NotImplementedError
 
     def headers(self) -> dict[str, str]:
@@ -259,7 +265,7 @@ class DeliveryStats:
     splits: int = 0
     resent: int = 0
     ack_polls: int = 0
-    skipped: int = 0       # records the protocol encoded to no event (documented per sink)
+    skipped: int = 0       # records the protocol skips, over the whole run (documented per sink)
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -385,10 +391,10 @@ class BatchingDelivery(RecordDelivery):
             if self.stop.is_set():
                 return  # the engine aborts at its next check; nothing more goes out
             ordinal = first_ordinal + offset
-            encoded = self.protocol.encode(record)
-            if not encoded:
+            if self.protocol.skips(record):
                 self.stats.skipped += 1
                 continue
+            encoded = self.protocol.encode(record)
             seq, part = record.get("seq", ordinal), record.get("part") or 0
             added = sum(len(e) for e in encoded) + sep * len(encoded)
             if self._events and (self._size + added > max_bytes
@@ -404,6 +410,13 @@ class BatchingDelivery(RecordDelivery):
                     self._size = self.prefix_len
                 self._events.append(Event(data, ordinal, seq, part, i == len(encoded) - 1))
                 self._size += grow
+
+    @property
+    def skipped(self) -> int:  # type: ignore[override]
+        return self.stats.skipped
+
+    def passed(self, records: list[dict[str, Any]]) -> None:
+        self.stats.skipped += sum(1 for record in records if self.protocol.skips(record))
 
     def finish(self) -> None:
         self._raise_error()

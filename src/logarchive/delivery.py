@@ -226,16 +226,21 @@ class RunDelivery:
             self.fail(target.name, exc)
 
     def delivered(self, name: str, *, object: str | None, sha256: str | None = None,
-                  size: int | None = None, accepted: int = 0, durable: bool = True) -> None:
+                  size: int | None = None, accepted: int = 0, durable: bool = True,
+                  lines_skipped: int = 0) -> None:
         """Record that ``name`` has the run (called by a target's commit); ``sha256`` and
         ``size`` default to the source's. A sink that forgets what it holds (not ``durable``)
-        is recorded ``volatile``: the next export delivers the run again."""
+        is recorded ``volatile``: the next export delivers the run again. ``lines_skipped``:
+        the lines a record sink leaves out by design (:attr:`RecordDelivery.skipped`)."""
         self.ledger.delivered(self.run, name, object=object,
                               sha256=self.stats.sha256 if sha256 is None else sha256,
                               size=self.stats.size if size is None else size,
                               lines=self.stats.lines, accepted=accepted,
-                              status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE)
+                              status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE,
+                              lines_skipped=lines_skipped)
         self.result.sinks[name] = RunStatus.DELIVERED.value
+        if lines_skipped:
+            self.result.lines_skipped[name] = lines_skipped
 
     def fail(self, name: str, error: BaseException) -> None:
         """Record that sink ``name`` failed this run; an error fatal for the sink gives it up
@@ -447,6 +452,8 @@ class RecordTarget(Target):
         records = piece.batch.records()
         skip = self.resume_after - piece.first + 1
         selected = records[skip:] if skip > 0 else records
+        if skip > 0:
+            self.delivery.passed(records[:skip])  # counted in skipped, never sent again
         if selected:
             self.delivery.send(selected, max(piece.first, self.resume_after + 1))
 
@@ -456,9 +463,11 @@ class RecordTarget(Target):
             raise Interrupted("export stopped before all batches were accepted")
         self.delivery.finish()
         total = delivery.builder.records if delivery.builder else 0
-        delivery.delivered(self.name, object=None, accepted=total)
+        delivery.delivered(self.name, object=None, accepted=total,
+                           lines_skipped=self.delivery.skipped)
         log.info("run_exported", run=delivery.run.key, sink=self.name, records=total,
-                 resumed_after=self.resume_after, lines=delivery.stats.lines)
+                 resumed_after=self.resume_after, lines=delivery.stats.lines,
+                 lines_skipped=self.delivery.skipped)
 
     def abort(self) -> None:
         self.delivery.abort()

@@ -65,7 +65,7 @@ def export(
     summary = ExportSummary(dry_run=dry_run)
     with ExitStack() as cleanup:  # closes every pipeline, then the ledger if opened here
         if ledger is None:
-            ledger = cleanup.enter_context(closing(SQLiteLedger(config.state_dir)))
+            ledger = cleanup.enter_context(closing(_ledger_for(config, dry_run)))
         _warn_new_ledger(config, selected, ledger, summary)
         jobs: list[Job] = []
         for pipe_cfg in selected:
@@ -85,6 +85,16 @@ def export(
     if stop.is_set() and summary.interrupted_by is None:
         summary.interrupted_by = stop.signal_number if isinstance(stop, StopEvent) else None
     return summary
+
+
+def _ledger_for(config: Config, dry_run: bool) -> Ledger:
+    """The config's ledger; a dry run creates none (nor ``state_dir``): it reads the existing
+    ledger, or takes every run as undelivered when there is none."""
+    if dry_run and not (config.state_dir / "ledger.sqlite3").exists():
+        empty = Ledger()  # the interface alone: knows no delivery, records nothing
+        empty.created = True
+        return empty
+    return SQLiteLedger(config.state_dir)
 
 
 def _would_do(config: Config, sink: str, run: RunRef) -> str:

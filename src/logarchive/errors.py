@@ -92,5 +92,13 @@ class StateDirFull(LedgerError):
     exit_code: int = ExitCode.STATE_FULL
 
 
+class StateDirUnusable(LedgerError):
+    """``state_dir`` cannot hold the ledger and the locks (a file where the folder should be, a
+    file named ``locks`` in it, not writable), found before any run starts: a configuration
+    error, exit status 2. The same failure in the middle of a run is that run's failure."""
+
+    exit_code: int = ExitCode.USAGE
+
+
 class Interrupted(LogarchiveError):
     """The export was asked to stop (SIGTERM/SIGINT) before this run finished."""

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from logarchive.errors import LedgerError, StateDirFull
+from logarchive.errors import LedgerError, StateDirFull, StateDirUnusable
 from logarchive.runs import iso
 from logarchive.secrets import redact
 from logarchive.status import RunStatus
@@ -120,14 +120,16 @@ class SQLiteLedger(Ledger):
         self.path = self.state_dir / "ledger.sqlite3"
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.state_dir, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "not writable", str(self.state_dir))
             (self.state_dir / "locks").mkdir(exist_ok=True)
             # Overlapping exports (cron) on a fresh state_dir: one creates and migrates the
             # ledger, the others wait their turn instead of failing with "database is locked".
             with _directory_lock(self.state_dir):
                 self.created = not self.path.exists()  # new (or lost): nothing known delivered
                 self._db = self._open()
-        except OSError as exc:
-            raise LedgerError(state_error(self.state_dir, exc)) from None
+        except OSError as exc:  # before any run: a configuration error (exit 2)
+            raise StateDirUnusable(state_error(self.state_dir, exc)) from None
         self._lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:

@@ -23,12 +23,15 @@ class RunResult:
     seconds: float = 0.0
     error: str | None = None
     fatal: bool = False  # the source cannot serve any other run (invalid token...)
+    lines_skipped: dict[str, int] = field(default_factory=dict)
+    """Per sink, the lines it leaves out by design (Splunk raw: blank lines); never sent."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "pipeline": self.pipeline, "run": self.run.key, "fields": self.run.fields,
             "status": self.status, "sinks": self.sinks, "bytes": self.bytes,
-            "lines": self.lines, "seconds": round(self.seconds, 3), "error": self.error,
+            "lines": self.lines, "lines_skipped": self.lines_skipped,
+            "seconds": round(self.seconds, 3), "error": self.error,
         }
 
 
@@ -67,6 +70,16 @@ class ExportSummary:
         return sum(r.lines for r in self.results if r.status == RunStatus.EXPORTED)
 
     @property
+    def lines_skipped(self) -> dict[str, int]:
+        """Per sink, the lines of exported runs it left out by design (never sent)."""
+        totals: dict[str, int] = {}
+        for result in self.results:
+            if result.status == RunStatus.EXPORTED:
+                for sink, count in result.lines_skipped.items():
+                    totals[sink] = totals.get(sink, 0) + count
+        return totals
+
+    @property
     def exit_code(self) -> int:
         """OK when everything was delivered or there was nothing to do, FAILED when some runs
         failed or were deferred (a sink given up), 128 + the signal number when a signal stopped the export."""
@@ -81,7 +94,8 @@ class ExportSummary:
             "not_ready": self.count(RunStatus.NOT_READY), "locked": self.count(RunStatus.LOCKED),
             "deferred": self.count(RunStatus.DEFERRED),
             "interrupted": self.count(RunStatus.INTERRUPTED), "bytes": self.bytes,
-            "lines": self.lines, "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
+            "lines": self.lines, "lines_skipped": self.lines_skipped,
+            "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
             "errors": self.errors, "warnings": self.warnings, "exit_code": self.exit_code,
             "runs": [r.to_json() for r in self.results],
         }
@@ -101,9 +115,11 @@ class ExportSummary:
                 parts.append(f"{words} {self.count(status)}")
         if self.errors:  # the exit status counts them: so does the summary
             parts.append(f"{len(self.errors)} source error(s)")
+        skipped = "".join(f" ({count} not sent to {sink}: see its README)"
+                          for sink, count in sorted(self.lines_skipped.items()))
         return (
             ", ".join(parts)
-            + f"; {human_bytes(self.bytes)}, {self.lines} lines in {self.seconds:.2f}s"
+            + f"; {human_bytes(self.bytes)}, {self.lines} lines{skipped} in {self.seconds:.2f}s"
         )
 
 

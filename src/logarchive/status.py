@@ -58,7 +58,7 @@ class ExitCode(enum.IntEnum):
         words = {
             cls.OK: "everything delivered, or nothing to do",
             cls.FAILED: "some runs, checks or deletions failed (the rest were done)",
-            cls.USAGE: "usage or configuration error (nothing was done)",
+            cls.USAGE: "usage or configuration error, an unusable state_dir included (nothing was done)",
             cls.STATE_FULL: "state_dir is full (no space or inodes left): stopped",
             cls.SIGHUP: "stopped by SIGHUP", cls.SIGINT: "stopped by SIGINT (Ctrl-C)",
             cls.SIGTERM: "stopped by SIGTERM",

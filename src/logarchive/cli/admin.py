@@ -198,7 +198,8 @@ def _print_events(rows: list[dict[str, Any]]) -> None:
 
 def _print_deliveries(rows: list[dict[str, Any]]) -> None:
     for d in rows:
-        say(f"{d['status']:<11} {d['sink']:<12} {d['run_key']}  {d['object'] or ''}")
+        skipped = f" ({d['lines_skipped']} lines skipped)" if d["lines_skipped"] else ""
+        say(f"{d['status']:<11} {d['sink']:<12} {d['run_key']}  {d['object'] or ''}{skipped}")
     counts: dict[str, int] = {}
     for d in rows:
         counts[d["status"]] = counts.get(d["status"], 0) + 1
