@@ -1,0 +1,302 @@
+"""Timestamp and level detection: a per-line reference and a vectorised twin over Arrow arrays.
+
+API (stable; the codec calls it)
+    ``ParseSettings(timezone="UTC", timestamp_fields=(...), level_fields=(...),
+    message_fields=(...))``: the ``[logarchive.parse]`` table; ``DEFAULT`` is all defaults.
+
+    Per line (pure Python, no pyarrow): ``timestamp(text, settings=DEFAULT) -> str | None``,
+    ``level(text, settings=DEFAULT) -> str | None``, and ``line(text, settings=DEFAULT) ->
+    (timestamp, level)`` (both at once; a JSON line is decoded once).
+
+    Vectorised (needs pyarrow, the ``[parquet]`` extra): ``columns(messages, settings=DEFAULT)
+    -> Columns(timestamp, level, instant)`` for a ``pa.StringArray`` (or ``large_string`` /
+    ``ChunkedArray``) of messages: ``timestamp`` a string array in the canonical form below,
+    ``level`` a string array of the names below, ``instant`` the same timestamps as
+    ``timestamp[ms, tz=UTC]`` (for Parquet); null where nothing was found. Row ``i`` of each
+    equals ``line(messages[i], settings)`` exactly (``tests/test_parse_columns.py`` fuzzes it).
+    Continuation parts of a long line get no timestamp or level: the caller masks those rows.
+
+Canonical forms
+    A timestamp is UTC, millisecond precision, ``Z``: ``2026-03-13T10:00:00.123Z`` (fractions
+    beyond milliseconds are truncated, as ``datetime.isoformat(timespec="milliseconds")`` does).
+    A level is one of ``trace debug info notice warning error critical``.
+
+Text lines
+    Timestamp, at the very start of the line (after at most one ``[``): ``YYYY-MM-DD``, ``T`` or a
+    space, ``hh:mm``, optionally ``:ss`` and a ``.``/``,`` fraction of 1-9 digits, optionally an
+    offset: ``Z``/``z``, ``+hh``, ``+hhmm``, ``+hh:mm``, or after one space ``+hhmm``/``+hh:mm``
+    (not followed by a digit). The calendar date and time must be valid (hours 0-23, seconds
+    0-59, year 0001-9999, offset under 24 h) and so must the UTC result. Without an offset the
+    time is taken in ``settings.timezone`` (a zoneinfo name; a time that is ambiguous or skipped at
+    a DST change is read with the offset in force before the change, Python's ``fold=0``).
+
+    Level, the first of these markers that starts within the first 80 characters, where NAME is
+    TRACE DEBUG INFO NOTICE WARN WARNING ERR ERROR CRIT CRITICAL FATAL in any ASCII case, and
+    UPPER is the same names in upper case only:
+    ``[NAME]``; `` - NAME - `` (Python logging, padding allowed before the second ``-``);
+    ``| NAME |`` (loguru, padded); ``level=NAME`` or ``level="NAME"`` (logfmt, at the start or
+    after a space, ending the line or followed by a space); ``NAME:`` at the very start of the
+    line (``WARNING:root:...``); ``UPPER`` at the start or after a space and followed by a space or
+    ``:`` (``... NCCL INFO ...``, ``2026-03-15 09:30:00 ERROR x``). WARN → warning, ERR → error,
+    CRIT and FATAL → critical.
+
+JSON lines
+    A line that is a JSON object (``{`` then ``"`` or ``}`` after optional blanks, ending in ``}``,
+    decoded by orjson) takes its timestamp from the first of ``settings.timestamp_fields`` present
+    with a string (parsed as above) or a number (epoch seconds; a magnitude of 1e11 or more is
+    milliseconds, 1e14 microseconds, 1e17 nanoseconds; rounded to the millisecond), and its level
+    from the first of ``settings.level_fields`` present with a string that is a NAME. What a field
+    does not give is looked for in the text of the first of ``settings.message_fields`` present
+    with a string value. The record's ``message`` stays the whole line (the line model does not
+    change); only ``timestamp`` and ``level`` come from the fields. A line that does not decode is
+    a text line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import orjson
+
+LEVELS: tuple[str, ...] = ("trace", "debug", "info", "notice", "warning", "error", "critical")
+_NAMES: dict[str, str] = {
+    "TRACE": "trace", "DEBUG": "debug", "INFO": "info", "NOTICE": "notice", "WARNING": "warning",
+    "WARN": "warning", "ERROR": "error", "ERR": "error", "CRITICAL": "critical",
+    "CRIT": "critical", "FATAL": "critical",
+}
+_LEVEL_WINDOW = 80
+
+
+@lru_cache(maxsize=32)
+def zone_of(name: str) -> Any:
+    """The tzinfo for a zone name (``None`` for UTC); ValueError naming an unknown zone."""
+    if name in ("UTC", "Etc/UTC", "Z"):
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}; expected an IANA name such as "
+                         "'UTC' or 'Europe/Berlin'") from None
+
+
+@dataclass(frozen=True)
+class ParseSettings:
+    """How timestamps and levels are found (the ``[logarchive.parse]`` config table)."""
+
+    timezone: str = "UTC"
+    timestamp_fields: tuple[str, ...] = ("ts", "time", "timestamp", "@timestamp")
+    level_fields: tuple[str, ...] = ("level", "severity", "levelname")
+    message_fields: tuple[str, ...] = ("msg", "message", "event")
+
+    def __post_init__(self) -> None:
+        zone_of(self.timezone)  # a clear ValueError now rather than on the first naive line
+
+
+DEFAULT = ParseSettings()
+
+
+# --- the patterns (one text for Python re and RE2: ASCII classes, no lookaround) -------------
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{c}{c.lower()}]" for c in name)
+
+
+_ORDER = sorted(_NAMES, key=lambda n: (-len(n), n))  # longest first: WARNING before WARN
+_NAME = "(?:" + "|".join(_any_case(n) for n in _ORDER) + ")"
+_UPPER = "(?:" + "|".join(_ORDER) + ")"
+# Markers that start a line (each begins with a letter) and markers anywhere (each begins with
+# ``[``, a space or ``|``): at the start of a line at most one family can match.
+_LEVEL_START = (r"level=(?P<k0>%s)(?: |$)|level=\"(?P<q0>%s)\"(?: |$)|(?P<c>%s):|(?P<w0>%s)[ :]"
+                % (_NAME, _NAME, _NAME, _UPPER))
+_LEVEL_ANYWHERE = (
+    r"\[(?P<b>%s)\]| - (?P<d>%s) {1,10}- |\| (?P<p>%s) {1,10}\|| level=(?P<k>%s)(?: |$)"
+    r"| level=\"(?P<q>%s)\"(?: |$)| (?P<w>%s)[ :]" % (_NAME, _NAME, _NAME, _NAME, _NAME, _UPPER)
+)
+# The whole rule as one RE2 pattern (the vectorised path); Python runs its two halves, faster.
+LEVEL_PATTERN = r"(?s)^(?:%s|.{0,%d}?(?:%s))" % (_LEVEL_START, _LEVEL_WINDOW - 1, _LEVEL_ANYWHERE)
+_LEVEL_SPAN = _LEVEL_WINDOW + 40  # no marker starting in the window ends past this
+_D2 = "[0-9]{2}"
+TIMESTAMP_PATTERN = (
+    r"^\[?(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<hm>[0-9]{2}:[0-9]{2})"
+    r"(?::(?P<s>[0-9]{2})(?:[.,](?P<f>[0-9]{1,9}))?)?"
+    r"(?P<off>[Zz]|[+-]%s(?::?%s)?| [+-]%s:?%s)?(?P<next>[0-9]?)" % (_D2, _D2, _D2, _D2)
+)
+JSON_PATTERN = r"^[ \t]*\{[ \t]*[\"}].*\}[ \t]*$"
+
+
+def _python(pattern: str) -> re.Pattern[str]:
+    # RE2's ``$`` (no multi-line) is Python's ``\Z``; lines never hold ``\n`` but be exact.
+    return re.compile(pattern.replace("$", r"\Z"))
+
+
+_LEVEL_START_RE = _python(_LEVEL_START)
+_LEVEL_ANYWHERE_RE = _python(_LEVEL_ANYWHERE)
+_TIMESTAMP_RE = _python(TIMESTAMP_PATTERN)
+_JSON_RE = _python(JSON_PATTERN)
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+_MIN_MS = -62135596800000        # 0001-01-01T00:00:00.000Z
+_MAX_MS = 253402300799999        # 9999-12-31T23:59:59.999Z
+
+
+# --- per line ---------------------------------------------------------------------------------
+
+def line(text: str, settings: ParseSettings = DEFAULT) -> tuple[str | None, str | None]:
+    """``(timestamp, level)`` of one line (see the module docstring)."""
+    if text and text[0] in "{ \t" and _JSON_RE.match(text):
+        found = _json_line(text, settings)
+        if found is not None:
+            return found
+    return _text_timestamp(text, settings), _text_level(text)
+
+
+def timestamp(text: str, settings: ParseSettings = DEFAULT) -> str | None:
+    """The line's timestamp in the canonical UTC form, else ``None``."""
+    return line(text, settings)[0]
+
+
+def level(text: str, settings: ParseSettings = DEFAULT) -> str | None:
+    """The line's level, one of :data:`LEVELS`, else ``None``."""
+    return line(text, settings)[1]
+
+
+def _text_timestamp(text: str, settings: ParseSettings) -> str | None:
+    if len(text) < 16 or not ("0" <= text[0] <= "9" or text[0] == "["):
+        return None
+    # Fast path: already canonical (``2026-03-13T10:00:00.123Z``), the usual training-log form.
+    if len(text) >= 24 and text[23] == "Z" and text[17:19] < "60" and _CANONICAL.match(text):
+        return text[:24] if _minute_ms(text[:10], text[11:16]) is not None else None
+    found = _TIMESTAMP_RE.match(text)
+    if found is None:
+        return None
+    date, hm, sec, frac, off, after = found.group("date", "hm", "s", "f", "off", "next")
+    minute = _minute_ms(date, hm)
+    if minute is None or (sec is not None and sec >= "60"):
+        return None
+    if off and off[0] == " " and after:
+        off = None  # `` +0100`` must not run into a digit: then it is no offset
+    frac = ((frac or "") + "000")[:3]
+    if off in ("Z", "z") or off is None and zone_of(settings.timezone) is None:
+        return f"{date}T{hm}:{sec or '00'}.{frac}Z"
+    local = minute + int(sec or 0) * 1000 + int(frac)
+    if off is None:
+        return format_ms(_zone_ms(local, settings.timezone))
+    shift = _offset_minutes(off)
+    return None if shift is None else format_ms(local - shift * 60000)
+
+
+@lru_cache(maxsize=4096)
+def _minute_ms(date: str, hm: str) -> int | None:
+    """Epoch milliseconds of a wall-clock minute read as UTC; None if not a valid date/time."""
+    try:
+        value = datetime(int(date[:4]), int(date[5:7]), int(date[8:10]), int(hm[:2]),
+                         int(hm[3:5]), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return (value - _EPOCH) // _ONE_MS
+
+
+@lru_cache(maxsize=4096)
+def _minute_text(minute: int) -> str:
+    return (_EPOCH + timedelta(minutes=minute)).isoformat(timespec="minutes")[:-6]
+
+
+def _offset_minutes(off: str) -> int | None:
+    off = off.strip().replace(":", "")
+    minutes = int(off[1:3]) * 60 + int(off[3:5] or 0)
+    if minutes >= 1440:
+        return None
+    return -minutes if off[0] == "-" else minutes
+
+
+def _zone_ms(local: int, zone_name: str) -> int:
+    """UTC milliseconds of a wall-clock time (given as UTC ms) in a zone, read with ``fold=0``."""
+    wall = (_EPOCH + timedelta(milliseconds=local)).replace(tzinfo=zone_of(zone_name))
+    return local - wall.utcoffset() // _ONE_MS  # type: ignore[operator]
+
+
+def format_ms(ms: int | None) -> str | None:
+    """The canonical form of epoch milliseconds; None outside years 0001-9999."""
+    if ms is None or not _MIN_MS <= ms <= _MAX_MS:
+        return None
+    minute, rest = divmod(ms, 60000)
+    return f"{_minute_text(minute)}:{rest // 1000:02d}.{rest % 1000:03d}Z"
+
+
+def _text_level(text: str) -> str | None:
+    found = _LEVEL_START_RE.match(text)
+    if found is None:
+        found = _LEVEL_ANYWHERE_RE.search(text, 0, _LEVEL_SPAN)
+        if found is None or found.start() >= _LEVEL_WINDOW:
+            return None
+    return _NAMES[found.group(found.lastindex or 0).upper()]
+
+
+# --- JSON lines -------------------------------------------------------------------------------
+
+class JsonFields(NamedTuple):
+    """What a JSON object line offers: the raw timestamp and level values and the message text."""
+
+    timestamp: str | int | float | None
+    level: str | None
+    message: str | None
+
+
+def json_fields(text: str, settings: ParseSettings) -> JsonFields | None:
+    """The configured fields of a JSON-object line (None when it does not decode)."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    return fields_of(obj, settings)
+
+
+def fields_of(obj: dict[str, Any], settings: ParseSettings) -> JsonFields:
+    stamp = _first(obj, settings.timestamp_fields, (str, int, float))
+    return JsonFields(stamp, _first(obj, settings.level_fields, (str,)),
+                      _first(obj, settings.message_fields, (str,)))
+
+
+def _first(obj: dict[str, Any], names: tuple[str, ...], types: tuple[type, ...]) -> Any:
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, types) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _json_line(text: str, settings: ParseSettings) -> tuple[str | None, str | None] | None:
+    got = json_fields(text, settings)
+    if got is None:
+        return None
+    stamp = got.timestamp
+    ts = (_text_timestamp(stamp, settings) if isinstance(stamp, str)
+          else format_ms(epoch_ms(stamp)) if stamp is not None else None)
+    lvl = _NAMES.get(got.level.upper()) if got.level is not None and got.level.isascii() else None
+    if got.message is not None:
+        if ts is None:
+            ts = _text_timestamp(got.message, settings)
+        if lvl is None:
+            lvl = _text_level(got.message)
+    return ts, lvl
+
+
+def epoch_ms(value: int | float) -> int | None:
+    """Epoch milliseconds of a JSON number: seconds, or ms/us/ns by magnitude (>= 1e11/14/17)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    size = abs(value)
+    if size < 1e11:
+        return value * 1000 if isinstance(value, int) else round(value * 1000)
+    divisor = 1 if size < 1e14 else 1000 if size < 1e17 else 1000000
+    return value // divisor if isinstance(value, int) else round(value / divisor)
