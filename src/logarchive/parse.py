@@ -297,6 +297,135 @@ def epoch_ms(value: int | float) -> int | None:
         return None
     size = abs(value)
     if size < 1e11:
-        return value * 1000 if isinstance(value, int) else round(value * 1000)
-    divisor = 1 if size < 1e14 else 1000 if size < 1e17 else 1000000
-    return value // divisor if isinstance(value, int) else round(value / divisor)
+        ms = value * 1000 if isinstance(value, int) else round(value * 1000)
+    else:
+        divisor = 1 if size < 1e14 else 1000 if size < 1e17 else 1000000
+        ms = value // divisor if isinstance(value, int) else round(value / divisor)
+    return ms if _MIN_MS <= ms <= _MAX_MS else None
+
+
+# --- vectorised (pyarrow compute; RE2 runs the patterns above) --------------------------------
+
+class Columns(NamedTuple):
+    """What :func:`columns` returns; row ``i`` of each is ``line(messages[i])``."""
+
+    timestamp: Any  # pa.StringArray, the canonical form
+    level: Any      # pa.StringArray, one of LEVELS
+    instant: Any    # pa.TimestampArray, timestamp[ms, tz=UTC]
+
+
+def _arrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        from logarchive.errors import ConfigError
+
+        raise ConfigError("columnar parsing needs pyarrow: pip install 'logarchive[parquet]'")
+    return pa, pc
+
+
+def columns(messages: Any, settings: ParseSettings = DEFAULT) -> Columns:
+    """Timestamps and levels of an Arrow string array of messages (see the module docstring)."""
+    pa, pc = _arrow()
+    if isinstance(messages, pa.ChunkedArray):
+        messages = messages.combine_chunks()
+    ms = _timestamp_ms(messages, settings)
+    levels = _level_column(messages)
+    json_rows = pc.match_substring_regex(messages, JSON_PATTERN)
+    if pc.any(json_rows).as_py():
+        ms, levels = _json_rows(messages, json_rows, ms, levels, settings)
+    instant = ms.cast(pa.timestamp("ms", tz="UTC"))
+    return Columns(pc.strftime(instant, format="%Y-%m-%dT%H:%M:%SZ"), levels, instant)
+
+
+def _timestamp_ms(texts: Any, settings: ParseSettings) -> Any:
+    """int64 epoch milliseconds of each text's timestamp (null where there is none)."""
+    pa, pc = _arrow()
+    found = pc.extract_regex(texts, TIMESTAMP_PATTERN)
+    date, hm, sec, frac, off, after = (pc.struct_field(found, [i]) for i in range(6))
+    sec = pc.if_else(pc.equal(sec, ""), "00", sec)
+    wall = pc.binary_join_element_wise(date, "T", hm, ":", sec, "")
+    seconds = pc.strptime(wall, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+    valid = pc.and_(pc.equal(pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S"), wall),
+                    pc.not_equal(pc.utf8_slice_codeunits(date, 0, 4), "0000"))
+    millis = pc.cast(pc.utf8_slice_codeunits(pc.binary_join_element_wise(frac, "000", ""), 0, 3),
+                     pa.int64())
+    local = pc.add(pc.multiply(seconds.cast(pa.int64()), 1000), millis)
+    local = pc.if_else(valid, local, None)
+    blocked = pc.and_(pc.starts_with(off, " "), pc.not_equal(after, ""))
+    off = pc.if_else(blocked, "", off)
+    naive = pc.equal(off, "")
+    utc = pc.if_else(naive, _zone_column(local, settings.timezone),
+                     pc.subtract(local, pc.multiply(_offset_column(pc.if_else(naive, None, off)),
+                                                    60000)))
+    in_range = pc.and_(pc.greater_equal(utc, _MIN_MS), pc.less_equal(utc, _MAX_MS))
+    return pc.if_else(in_range, utc, None)
+
+
+def _offset_column(off: Any) -> Any:
+    """Offset minutes east of UTC for ``Z``/``+hh``/``+hhmm``/``+hh:mm`` (null if >= 24 h)."""
+    pa, pc = _arrow()
+    bare = pc.replace_substring(pc.utf8_trim(off, " "), ":", "")
+    bare = pc.if_else(pc.match_substring_regex(bare, "^[Zz]$"), "+00", bare)
+    hours = pc.cast(pc.utf8_slice_codeunits(bare, 1, 3), pa.int64())
+    tail = pc.utf8_slice_codeunits(bare, 3, 5)
+    minutes = pc.add(pc.multiply(hours, 60),
+                     pc.cast(pc.if_else(pc.equal(tail, ""), "0", tail), pa.int64()))
+    minutes = pc.if_else(pc.less(minutes, 1440), minutes, None)
+    return pc.if_else(pc.starts_with(bare, "-"), pc.negate(minutes), minutes)
+
+
+def _zone_column(local: Any, zone_name: str) -> Any:
+    """UTC ms of wall-clock times (as UTC ms) in a zone, ``fold=0`` as :func:`_zone_ms`."""
+    if zone_of(zone_name) is None:
+        return local
+    pa, pc = _arrow()
+    # The instant assume_timezone gives for a skipped time ("earliest") is the last one before
+    # the change, so its offset is the one in force before it, which is what fold=0 reads.
+    walls = local.cast(pa.timestamp("ms"))
+    instants = pc.assume_timezone(walls, timezone=zone_name, ambiguous="earliest",
+                                  nonexistent="earliest")
+    offset = pc.subtract(pc.local_timestamp(instants).cast(pa.int64()),
+                         instants.cast(pa.int64()))
+    return pc.subtract(local, offset)
+
+
+def _level_column(texts: Any) -> Any:
+    pa, pc = _arrow()
+    found = pc.extract_regex(texts, LEVEL_PATTERN)
+    groups = [pc.struct_field(found, [i]) for i in range(found.type.num_fields)]
+    return _level_names(pc.binary_join_element_wise(*groups, ""))
+
+
+def _level_names(names: Any) -> Any:
+    """Canonical level of each exact NAME (ASCII case-insensitive), else null."""
+    pa, pc = _arrow()
+    index = pc.index_in(pc.ascii_upper(names), value_set=pa.array(list(_NAMES)))
+    return pc.take(pa.array(list(_NAMES.values())), index)
+
+
+def _json_rows(messages: Any, rows: Any, ms: Any, levels: Any,
+               settings: ParseSettings) -> tuple[Any, Any]:
+    """Replace the results of the rows that decode as JSON objects by their fields'."""
+    pa, pc = _arrow()
+    positions = pc.indices_nonzero(rows)
+    got = [json_fields(text, settings) for text in pc.take(messages, positions).to_pylist()]
+    decoded = [g is not None for g in got]
+    fields = [g for g in got if g is not None]
+    if not fields:
+        return ms, levels
+    stamps = [f.timestamp for f in fields]
+    texts = pa.array(f.message for f in fields)
+    field_ms = pc.coalesce(
+        _timestamp_ms(pa.array([s if isinstance(s, str) else None for s in stamps], pa.string()),
+                      settings),
+        pa.array([None if s is None or isinstance(s, str) else epoch_ms(s) for s in stamps],
+                 pa.int64()),
+    )
+    new_ms = pc.coalesce(field_ms, _timestamp_ms(texts, settings))
+    new_levels = pc.coalesce(_level_names(pa.array([f.level for f in fields], pa.string())),
+                             _level_column(texts))
+    rows = pc.fill_null(rows, False)
+    mask = pc.replace_with_mask(rows, rows, pa.array(decoded))
+    return pc.replace_with_mask(ms, mask, new_ms), pc.replace_with_mask(levels, mask, new_levels)
