@@ -145,6 +145,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
 _MIN_MS = -62135596800000        # 0001-01-01T00:00:00.000Z
 _MAX_MS = 253402300799999        # 9999-12-31T23:59:59.999Z
+_ARROW_ZONES = (-2208988800000, 2145916800000)  # 1900-01-01, 2038-01-01: see _zone_column
 
 
 # --- per line ---------------------------------------------------------------------------------
@@ -330,6 +331,8 @@ def columns(messages: Any, settings: ParseSettings = DEFAULT) -> Columns:
     pa, pc = _arrow()
     if isinstance(messages, pa.ChunkedArray):
         messages = messages.combine_chunks()
+    if messages.type != pa.string():
+        messages = messages.cast(pa.string())
     ms = _timestamp_ms(messages, settings)
     levels = _level_column(messages)
     json_rows = pc.match_substring_regex(messages, JSON_PATTERN)
@@ -384,11 +387,27 @@ def _zone_column(local: Any, zone_name: str) -> Any:
     # The instant assume_timezone gives for a skipped time ("earliest") is the last one before
     # the change, so its offset is the one in force before it, which is what fold=0 reads.
     walls = local.cast(pa.timestamp("ms"))
-    instants = pc.assume_timezone(walls, timezone=zone_name, ambiguous="earliest",
-                                  nonexistent="earliest")
+    try:
+        instants = pc.assume_timezone(walls, timezone=zone_name, ambiguous="earliest",
+                                      nonexistent="earliest")
+    except pa.ArrowInvalid:  # a zone zoneinfo knows and Arrow's database does not
+        return _zone_rows(local, pc.is_valid(local), zone_name)
     offset = pc.subtract(pc.local_timestamp(instants).cast(pa.int64()),
                          instants.cast(pa.int64()))
-    return pc.subtract(local, offset)
+    utc = pc.subtract(local, offset)
+    # Arrow's zone rules end in 2037 (no extrapolation): outside the years where it agrees with
+    # zoneinfo, the rows (rare) are converted one by one.
+    outside = pc.fill_null(pc.or_(pc.less(local, _ARROW_ZONES[0]),
+                                  pc.greater_equal(local, _ARROW_ZONES[1])), False)
+    return _zone_rows(utc, outside, zone_name, local) if pc.any(outside).as_py() else utc
+
+
+def _zone_rows(utc: Any, rows: Any, zone_name: str, local: Any = None) -> Any:
+    """``utc`` with the ``rows`` converted by :func:`_zone_ms` from ``local`` (default: utc)."""
+    pa, pc = _arrow()
+    wall = pc.filter(utc if local is None else local, rows).to_pylist()
+    return pc.replace_with_mask(utc, rows,
+                                pa.array([_zone_ms(v, zone_name) for v in wall], pa.int64()))
 
 
 def _level_column(texts: Any) -> Any:
@@ -416,7 +435,7 @@ def _json_rows(messages: Any, rows: Any, ms: Any, levels: Any,
     if not fields:
         return ms, levels
     stamps = [f.timestamp for f in fields]
-    texts = pa.array(f.message for f in fields)
+    texts = pa.array([f.message for f in fields], pa.string())
     field_ms = pc.coalesce(
         _timestamp_ms(pa.array([s if isinstance(s, str) else None for s in stamps], pa.string()),
                       settings),
