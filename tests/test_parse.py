@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -248,3 +250,38 @@ def test_codec_records_carry_the_reference_timestamp_and_level(lines: list[str],
         expected = parse.line(record["message"]) if not record.get("continuation") else (None,
                                                                                          None)
         assert (record["timestamp"], record["level"]) == expected
+
+
+# --- what parsed before issue 15 still parses to the same string (naive ones now gain the Z) ---
+
+_OLD = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+                  r"(?:Z|z|[+-]\d{2}(?::?\d{2})?| [+-]\d{2}:?\d{2}(?!\d))?")
+
+
+def old_timestamp(text: str) -> str | None:
+    """The codec's parse_timestamp before issue 15 (regex + datetime.fromisoformat)."""
+    match = _OLD.match(text)
+    if match is None:
+        return None
+    raw = match.group(0).replace(",", ".").replace(" +", "+").replace(" -", "-")
+    try:
+        value = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        return value.isoformat(timespec="milliseconds")
+    try:
+        value = value.astimezone(timezone.utc)
+    except OverflowError:  # the old code raised here
+        return None
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.from_regex(r"\A[0-9]{4}-[01][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-6][0-9]"
+                          r"(:[0-6][0-9]([.,][0-9]{1,10})?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?"
+                          r"| [+-][0-9]{2}:?[0-9]{2})?[0-9 x]?\Z"))
+def test_timestamps_that_parsed_before_keep_their_canonical_string(text: str) -> None:
+    old = old_timestamp(text)
+    if old is not None:
+        assert parse.timestamp(text) == (old if old.endswith("Z") else old + "Z")

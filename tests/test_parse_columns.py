@@ -129,3 +129,17 @@ def test_every_wall_clock_time_of_every_year_agrees(year: int, month: int, day: 
     config = ParseSettings(timezone=zone)
     assert parse.columns(pa.array([text]), config).timestamp[0].as_py() == parse.timestamp(
         text, config)
+
+
+def test_re2_case_folding_of_level_names_stays_ascii() -> None:
+    """The RE2 patterns spell level names with (?i); Python's with [Ii] classes. They agree only
+    if RE2 folds no non-ASCII character onto a letter of a level name (Python's (?i) folds "ı"
+    onto "i" and "K" onto "k", hence the classes there)."""
+    import pyarrow.compute as pc
+
+    letters = sorted(set("".join(parse.NAMES)))
+    others = pa.array([chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000])
+    folded = pc.match_substring_regex(others, "(?i)^[%s]$" % "".join(letters))
+    assert pc.sum(folded).as_py() == 0
+    assert pc.sum(pc.match_substring_regex(pa.array(list("traceDBUGinfoWL")),
+                                           "(?i)^[%s]$" % "".join(letters))).as_py() == 15

@@ -64,12 +64,12 @@ from typing import Any, NamedTuple
 import orjson
 
 LEVELS: tuple[str, ...] = ("trace", "debug", "info", "notice", "warning", "error", "critical")
-_NAMES: dict[str, str] = {
+NAMES: dict[str, str] = {
     "TRACE": "trace", "DEBUG": "debug", "INFO": "info", "NOTICE": "notice", "WARNING": "warning",
     "WARN": "warning", "ERROR": "error", "ERR": "error", "CRITICAL": "critical",
     "CRIT": "critical", "FATAL": "critical",
 }
-_LEVEL_WINDOW = 80
+LEVEL_WINDOW = 80
 
 
 @lru_cache(maxsize=32)
@@ -104,24 +104,34 @@ DEFAULT = ParseSettings()
 
 # --- the patterns (one text for Python re and RE2: ASCII classes, no lookaround) -------------
 
-def _any_case(name: str) -> str:
-    return "".join(f"[{c}{c.lower()}]" for c in name)
-
-
-_ORDER = sorted(_NAMES, key=lambda n: (-len(n), n))  # longest first: WARNING before WARN
-_NAME = "(?:" + "|".join(_any_case(n) for n in _ORDER) + ")"
+_ORDER = sorted(NAMES, key=lambda n: (-len(n), n))  # longest first: WARNING before WARN
 _UPPER = "(?:" + "|".join(_ORDER) + ")"
-# Markers that start a line (each begins with a letter) and markers anywhere (each begins with
-# ``[``, a space or ``|``): at the start of a line at most one family can match.
-_LEVEL_START = (r"level=(?P<k0>%s)(?: |$)|level=\"(?P<q0>%s)\"(?: |$)|(?P<c>%s):|(?P<w0>%s)[ :]"
-                % (_NAME, _NAME, _NAME, _UPPER))
-_LEVEL_ANYWHERE = (
-    r"\[(?P<b>%s)\]| - (?P<d>%s) {1,10}- |\| (?P<p>%s) {1,10}\|| level=(?P<k>%s)(?: |$)"
-    r"| level=\"(?P<q>%s)\"(?: |$)| (?P<w>%s)[ :]" % (_NAME, _NAME, _NAME, _NAME, _NAME, _UPPER)
-)
+
+
+def _markers(name: str) -> tuple[str, str]:
+    """Markers that start a line (each begins with a letter) and markers anywhere (each begins
+    with ``[``, a space or ``|``): at the start of a line at most one family can match."""
+    start = (r"level=(?P<k0>%s)(?: |$)|level=\"(?P<q0>%s)\"(?: |$)|(?P<c>%s):|(?P<w0>%s)[ :]"
+             % (name, name, name, _UPPER))
+    anywhere = (r"\[(?P<b>%s)\]| - (?P<d>%s) {1,10}- |\| (?P<p>%s) {1,10}\|"
+                r"| level=(?P<k>%s)(?: |$)| level=\"(?P<q>%s)\"(?: |$)| (?P<w>%s)[ :]"
+                % (name, name, name, name, name, _UPPER))
+    return start, anywhere
+
+
+# Python spells ASCII case-insensitivity out ((?i) would also match "ı" and "K" there); RE2's
+# (?i) folds the letters of these names to ASCII only (tests/test_parse_columns.py checks it),
+# and its automaton is smaller.
+_LEVEL_START, _LEVEL_ANYWHERE = _markers(
+    "(?:" + "|".join("".join(f"[{c}{c.lower()}]" for c in n) for n in _ORDER) + ")")
+_RE2_START, _RE2_ANYWHERE = (re.sub(r"\(\?P<\w+>", "(?:", part) for part in _markers(
+    "(?i:" + "|".join(_ORDER) + ")"))
 # The whole rule as one RE2 pattern (the vectorised path); Python runs its two halves, faster.
-LEVEL_PATTERN = r"(?s)^(?:%s|.{0,%d}?(?:%s))" % (_LEVEL_START, _LEVEL_WINDOW - 1, _LEVEL_ANYWHERE)
-_LEVEL_SPAN = _LEVEL_WINDOW + 40  # no marker starting in the window ends past this
+LEVEL_PATTERN = r"(?s)^(?:%s|.{0,%d}?(?:%s))" % (_RE2_START, LEVEL_WINDOW - 1, _RE2_ANYWHERE)
+# For extraction, one group holding the whole leftmost marker (one output column, not nine):
+# the name is what is left once ``level=`` and the delimiters are taken off.
+_LEVEL_MARKER = r"(?P<marker>^(?:%s)|%s)" % (_RE2_START, _RE2_ANYWHERE)
+_LEVEL_SPAN = LEVEL_WINDOW + 40  # no marker starting in the window ends past this
 _D2 = "[0-9]{2}"
 TIMESTAMP_PATTERN = (
     r"^\[?(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<hm>[0-9]{2}:[0-9]{2})"
@@ -236,9 +246,9 @@ def _text_level(text: str) -> str | None:
     found = _LEVEL_START_RE.match(text)
     if found is None:
         found = _LEVEL_ANYWHERE_RE.search(text, 0, _LEVEL_SPAN)
-        if found is None or found.start() >= _LEVEL_WINDOW:
+        if found is None or found.start() >= LEVEL_WINDOW:
             return None
-    return _NAMES[found.group(found.lastindex or 0).upper()]
+    return NAMES[found.group(found.lastindex or 0).upper()]
 
 
 # --- JSON lines -------------------------------------------------------------------------------
@@ -263,15 +273,19 @@ def json_fields(text: str, settings: ParseSettings) -> JsonFields | None:
 
 
 def fields_of(obj: dict[str, Any], settings: ParseSettings) -> JsonFields:
-    stamp = _first(obj, settings.timestamp_fields, (str, int, float))
-    return JsonFields(stamp, _first(obj, settings.level_fields, (str,)),
-                      _first(obj, settings.message_fields, (str,)))
+    return JsonFields(_first(obj, settings.timestamp_fields, _STAMP_TYPES),
+                      _first(obj, settings.level_fields, _TEXT),
+                      _first(obj, settings.message_fields, _TEXT))
 
 
-def _first(obj: dict[str, Any], names: tuple[str, ...], types: tuple[type, ...]) -> Any:
+_STAMP_TYPES = frozenset({str, int, float})  # exact types: a bool is not a number here
+_TEXT = frozenset({str})
+
+
+def _first(obj: dict[str, Any], names: tuple[str, ...], types: frozenset[type]) -> Any:
     for name in names:
         value = obj.get(name)
-        if isinstance(value, types) and not isinstance(value, bool):
+        if type(value) in types:
             return value
     return None
 
@@ -283,7 +297,7 @@ def _json_line(text: str, settings: ParseSettings) -> tuple[str | None, str | No
     stamp = got.timestamp
     ts = (_text_timestamp(stamp, settings) if isinstance(stamp, str)
           else format_ms(epoch_ms(stamp)) if stamp is not None else None)
-    lvl = _NAMES.get(got.level.upper()) if got.level is not None and got.level.isascii() else None
+    lvl = NAMES.get(got.level.upper()) if got.level is not None and got.level.isascii() else None
     if got.message is not None:
         if ts is None:
             ts = _text_timestamp(got.message, settings)
@@ -333,13 +347,24 @@ def columns(messages: Any, settings: ParseSettings = DEFAULT) -> Columns:
         messages = messages.combine_chunks()
     if messages.type != pa.string():
         messages = messages.cast(pa.string())
-    ms = _timestamp_ms(messages, settings)
-    levels = _level_column(messages)
-    json_rows = pc.match_substring_regex(messages, JSON_PATTERN)
+    ms, levels = _stamps(messages, settings), _levels(messages)
+    json_rows = pc.fill_null(pc.match_substring_regex(messages, JSON_PATTERN), False)
     if pc.any(json_rows).as_py():
         ms, levels = _json_rows(messages, json_rows, ms, levels, settings)
-    instant = ms.cast(pa.timestamp("ms", tz="UTC"))
-    return Columns(pc.strftime(instant, format="%Y-%m-%dT%H:%M:%SZ"), levels, instant)
+    text = pc.utf8_replace_slice(ms.cast(pa.timestamp("ms")).cast(pa.string()), 10, 11, "T")
+    return Columns(pc.binary_join_element_wise(text, "Z", ""), levels,
+                   ms.cast(pa.timestamp("ms", tz="UTC")))
+
+
+def _only_where(texts: Any, pattern: str, compute: Any, kind: Any) -> Any:
+    """``compute`` run on the texts ``pattern`` matches (a DFA pass), null elsewhere."""
+    pa, pc = _arrow()
+    rows = pc.fill_null(pc.match_substring_regex(texts, pattern), False)
+    hits = pc.sum(rows).as_py() or 0
+    if hits == len(texts):
+        return compute(texts)
+    empty = pa.nulls(len(texts), kind)
+    return pc.replace_with_mask(empty, rows, compute(pc.filter(texts, rows))) if hits else empty
 
 
 def _timestamp_ms(texts: Any, settings: ParseSettings) -> Any:
@@ -348,9 +373,10 @@ def _timestamp_ms(texts: Any, settings: ParseSettings) -> Any:
     found = pc.extract_regex(texts, TIMESTAMP_PATTERN)
     date, hm, sec, frac, off, after = (pc.struct_field(found, [i]) for i in range(6))
     sec = pc.if_else(pc.equal(sec, ""), "00", sec)
-    wall = pc.binary_join_element_wise(date, "T", hm, ":", sec, "")
-    seconds = pc.strptime(wall, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
-    valid = pc.and_(pc.equal(pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S"), wall),
+    wall = pc.binary_join_element_wise(date, " ", hm, ":", sec, "")
+    seconds = pc.strptime(wall, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+    # strptime rolls Feb 30 over to March: a valid time prints back as it was read.
+    valid = pc.and_(pc.equal(seconds.cast(pa.string()), wall),
                     pc.not_equal(pc.utf8_slice_codeunits(date, 0, 4), "0000"))
     millis = pc.cast(pc.utf8_slice_codeunits(pc.binary_join_element_wise(frac, "000", ""), 0, 3),
                      pa.int64())
@@ -411,40 +437,51 @@ def _zone_rows(utc: Any, rows: Any, zone_name: str, local: Any = None) -> Any:
 
 
 def _level_column(texts: Any) -> Any:
+    """The level of texts that all have a marker in the window (:data:`LEVEL_PATTERN`)."""
     pa, pc = _arrow()
-    found = pc.extract_regex(texts, LEVEL_PATTERN)
-    groups = [pc.struct_field(found, [i]) for i in range(found.type.num_fields)]
-    return _level_names(pc.binary_join_element_wise(*groups, ""))
+    # The leftmost marker then starts in the window: an unanchored search finds it, faster.
+    marker = pc.struct_field(pc.extract_regex(texts, _LEVEL_MARKER), [0])
+    return _level_names(pc.utf8_trim(pc.replace_substring(marker, "level=", ""), ' []|-:"'))
 
 
 def _level_names(names: Any) -> Any:
     """Canonical level of each exact NAME (ASCII case-insensitive), else null."""
     pa, pc = _arrow()
-    index = pc.index_in(pc.ascii_upper(names), value_set=pa.array(list(_NAMES)))
-    return pc.take(pa.array(list(_NAMES.values())), index)
+    index = pc.index_in(pc.ascii_upper(names), value_set=pa.array(list(NAMES)))
+    return pc.take(pa.array(list(NAMES.values())), index)
 
 
 def _json_rows(messages: Any, rows: Any, ms: Any, levels: Any,
                settings: ParseSettings) -> tuple[Any, Any]:
     """Replace the results of the rows that decode as JSON objects by their fields'."""
     pa, pc = _arrow()
-    positions = pc.indices_nonzero(rows)
-    got = [json_fields(text, settings) for text in pc.take(messages, positions).to_pylist()]
-    decoded = [g is not None for g in got]
+    got = [json_fields(text, settings) for text in pc.filter(messages, rows).to_pylist()]
     fields = [g for g in got if g is not None]
     if not fields:
         return ms, levels
     stamps = [f.timestamp for f in fields]
-    texts = pa.array([f.message for f in fields], pa.string())
     field_ms = pc.coalesce(
-        _timestamp_ms(pa.array([s if isinstance(s, str) else None for s in stamps], pa.string()),
-                      settings),
+        _stamps(pa.array([s if isinstance(s, str) else None for s in stamps], pa.string()),
+                settings),
         pa.array([None if s is None or isinstance(s, str) else epoch_ms(s) for s in stamps],
                  pa.int64()),
     )
-    new_ms = pc.coalesce(field_ms, _timestamp_ms(texts, settings))
-    new_levels = pc.coalesce(_level_names(pa.array([f.level for f in fields], pa.string())),
-                             _level_column(texts))
-    rows = pc.fill_null(rows, False)
-    mask = pc.replace_with_mask(rows, rows, pa.array(decoded))
+    field_levels = _level_names(pa.array([f.level for f in fields], pa.string()))
+    texts = pa.array([f.message for f in fields], pa.string())
+    new_ms = pc.coalesce(field_ms, _stamps(pc.if_else(pc.is_null(field_ms), texts, None),
+                                           settings))
+    new_levels = pc.coalesce(field_levels,
+                             _levels(pc.if_else(pc.is_null(field_levels), texts, None)))
+    mask = pc.replace_with_mask(rows, rows, pa.array([g is not None for g in got]))
     return pc.replace_with_mask(ms, mask, new_ms), pc.replace_with_mask(levels, mask, new_levels)
+
+
+def _stamps(texts: Any, settings: ParseSettings) -> Any:
+    pa, _ = _arrow()
+    return _only_where(texts, TIMESTAMP_PATTERN, lambda found: _timestamp_ms(found, settings),
+                       pa.int64())
+
+
+def _levels(texts: Any) -> Any:
+    pa, _ = _arrow()
+    return _only_where(texts, LEVEL_PATTERN, _level_column, pa.string())
