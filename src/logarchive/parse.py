@@ -149,7 +149,6 @@ def _python(pattern: str) -> re.Pattern[str]:
 _LEVEL_START_RE = _python(_LEVEL_START)
 _LEVEL_ANYWHERE_RE = _python(_LEVEL_ANYWHERE)
 _TIMESTAMP_RE = _python(TIMESTAMP_PATTERN)
-_JSON_RE = _python(JSON_PATTERN)
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
@@ -162,11 +161,20 @@ _ARROW_ZONES = (-2208988800000, 2145916800000)  # 1900-01-01, 2038-01-01: see _z
 
 def line(text: str, settings: ParseSettings = DEFAULT) -> tuple[str | None, str | None]:
     """``(timestamp, level)`` of one line (see the module docstring)."""
-    if text and text[0] in "{ \t" and _JSON_RE.match(text):
+    if text and text[0] in "{ \t" and _is_json_object(text):
         found = _json_line(text, settings)
         if found is not None:
             return found
     return _text_timestamp(text, settings), _text_level(text)
+
+
+def _is_json_object(text: str) -> bool:
+    """:data:`JSON_PATTERN` without a regex: ``{``, then ``"`` or ``}``, ..., ``}``, no LF."""
+    rest = text.lstrip(" \t")
+    if rest[:1] != "{" or "\n" in text:
+        return False
+    rest = rest[1:].lstrip(" \t")
+    return rest[:1] in ('"', "}") and rest[1:].rstrip(" \t").endswith("}")
 
 
 def timestamp(text: str, settings: ParseSettings = DEFAULT) -> str | None:
@@ -243,7 +251,13 @@ def format_ms(ms: int | None) -> str | None:
 
 
 def _text_level(text: str) -> str | None:
-    found = _LEVEL_START_RE.match(text)
+    # Cheap test first: every marker starting in the window has its name in the first
+    # _LEVEL_SPAN characters (str.upper() only adds false positives, which the regex rejects).
+    head = text[:_LEVEL_SPAN].upper()
+    if not ("INFO" in head or "ERR" in head or "WARN" in head or "DEBUG" in head
+            or "TRACE" in head or "NOTICE" in head or "CRIT" in head or "FATAL" in head):
+        return None  # the shortest spelling of each name is in every longer one
+    found = _LEVEL_START_RE.match(text) if text[:1].isalpha() else None
     if found is None:
         found = _LEVEL_ANYWHERE_RE.search(text, 0, _LEVEL_SPAN)
         if found is None or found.start() >= LEVEL_WINDOW:
