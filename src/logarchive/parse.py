@@ -75,7 +75,7 @@ LEVEL_WINDOW = 80
 @lru_cache(maxsize=32)
 def zone_of(name: str) -> Any:
     """The tzinfo for a zone name (``None`` for UTC); ValueError naming an unknown zone."""
-    if name in ("UTC", "Etc/UTC", "Z"):
+    if name in ("UTC", "Etc/UTC"):
         return None
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -102,7 +102,7 @@ class ParseSettings:
 DEFAULT = ParseSettings()
 
 
-# --- the patterns (one text for Python re and RE2: ASCII classes, no lookaround) -------------
+# --- the patterns (Python re and RE2 read them alike: ASCII classes, no look-around) -----------
 
 _ORDER = sorted(NAMES, key=lambda n: (-len(n), n))  # longest first: WARNING before WARN
 _UPPER = "(?:" + "|".join(_ORDER) + ")"
@@ -119,7 +119,7 @@ def _markers(name: str) -> tuple[str, str]:
     return start, anywhere
 
 
-# Python spells ASCII case-insensitivity out ((?i) would also match "ı" and "K" there); RE2's
+# Python spells ASCII case-insensitivity out ((?i) would also match "ı" and "İ" there); RE2's
 # (?i) folds the letters of these names to ASCII only (tests/test_parse_columns.py checks it),
 # and its automaton is smaller.
 _LEVEL_START, _LEVEL_ANYWHERE = _markers(
