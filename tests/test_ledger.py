@@ -4,6 +4,7 @@ claims that keep two exports off one run."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,11 +66,12 @@ def test_a_delivery_goes_from_in_progress_to_delivered(ledger: Ledger) -> None:
     started = ledger.start(RUN, "archive")
     assert (started.status, started.attempts, started.accepted) == ("in_progress", 1, 0)
     assert started.fields == RUN.fields and started.completed == "2026-03-13T10:00:00Z"
-    ledger.delivered(RUN, "archive", object="file:///a/r1.txt", sha256="ab", size=10, lines=2)
+    ledger.delivered(RUN, "archive", object="file:///a/r1.txt", sha256="ab", size=10, lines=2,
+                     lines_skipped=1)
     done = ledger.get(RUN.key, "archive")
     assert done is not None
-    assert (done.status, done.object, done.sha256, done.size, done.lines, done.attempts) == (
-        RunStatus.DELIVERED, "file:///a/r1.txt", "ab", 10, 2, 1)
+    assert (done.status, done.object, done.sha256, done.size, done.lines, done.attempts,
+            done.lines_skipped) == (RunStatus.DELIVERED, "file:///a/r1.txt", "ab", 10, 2, 1, 1)
     assert done.delivered_at is not None and done.error is None
 
 
@@ -171,6 +173,38 @@ def test_a_ledger_written_by_a_newer_logarchive_is_refused(
         opener()
 
 
+_SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema', '1');
+CREATE TABLE deliveries (
+    run_key TEXT NOT NULL, sink TEXT NOT NULL, source TEXT NOT NULL, fields TEXT NOT NULL,
+    status TEXT NOT NULL, object TEXT, sha256 TEXT, size INTEGER, lines INTEGER,
+    accepted INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
+    completed TEXT, updated_at TEXT NOT NULL, delivered_at TEXT, PRIMARY KEY (run_key, sink));
+INSERT INTO deliveries VALUES ('api:r1', 'hec', 'api', '{}', 'delivered', NULL, 'ab', 10, 3,
+    3, 1, NULL, NULL, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+"""
+
+
+def test_a_schema_1_ledger_is_migrated_in_place_and_keeps_its_rows(
+        backend: dict[str, Any], opener: Callable[..., Ledger]) -> None:
+    if "ledger" in backend:
+        _sql(backend, "CREATE SCHEMA logarchive")
+    else:
+        Path(backend["state_dir"]).mkdir()
+    _sql(backend, _SCHEMA_1)
+    ledger = opener()
+    try:
+        [old] = ledger.deliveries()
+        assert (old.run_key, old.lines, old.accepted, old.lines_skipped) == ("api:r1", 3, 3, 0)
+        assert not ledger.created
+        ledger.delivered(RUN, "hec", object=None, sha256=None, size=1, lines=4, lines_skipped=2)
+        assert ledger.get(RUN.key, "hec").lines_skipped == 2  # type: ignore[union-attr]
+    finally:
+        ledger.close()
+    assert _sql(backend, "SELECT value FROM meta WHERE key = 'schema'") == [("2",)]
+
+
 def test_the_read_only_opener_creates_nothing(backend: dict[str, Any], tmp_path: Path,
                                               opener: Callable[..., Ledger]) -> None:
     document = base_config(tmp_path)
@@ -183,17 +217,23 @@ def test_the_read_only_opener_creates_nothing(backend: dict[str, Any], tmp_path:
     found.close()
 
 
-def _sql(backend: dict[str, Any], statement: str) -> None:
-    """Run ``statement`` on the ledger's own store, as an outside tool would."""
+def _sql(backend: dict[str, Any], script: str) -> list[tuple[Any, ...]]:
+    """Run ``script`` on the ledger's own store, as an outside tool would; the rows of its
+    last statement."""
     if "ledger" in backend:
         with psycopg.connect(backend["ledger"]) as conn:
             conn.execute("SET search_path TO logarchive")
-            conn.execute(statement)
-    else:
-        import sqlite3
-
-        with sqlite3.connect(Path(backend["state_dir"]) / "ledger.sqlite3") as db:
-            db.execute(statement)
+            cursor = conn.execute(script)
+            return cursor.fetchall() if cursor.description else []
+    db = sqlite3.connect(Path(backend["state_dir"]) / "ledger.sqlite3")
+    try:
+        if ";" in script.strip().rstrip(";"):
+            db.executescript(script)
+            return []
+        return db.execute(script).fetchall()
+    finally:
+        db.commit()
+        db.close()
 
 
 # -- claims that can be lost: PostgreSQL leases ---------------------------------------------
