@@ -146,9 +146,10 @@ class Database:
                 conn.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (_SCHEMA_LOCK,))
                 found = conn.execute("SELECT to_regclass('logarchive.deliveries')").fetchone()
                 exists = found is not None and found[0] is not None
-                if not exists and not create:
-                    return None
-                conn.execute(_TABLES)
+                if not exists:
+                    if not create:
+                        return None
+                    conn.execute(_TABLES)  # after that, only reads and writes of its tables
                 self._migrate(conn, exists)
                 return not exists
         except psycopg.Error as exc:
@@ -160,6 +161,8 @@ class Database:
         if version > SCHEMA_VERSION:
             raise LedgerError(f"ledger {self.where}: written by a newer logarchive "
                               f"(schema {version})")
+        if row is not None and version == SCHEMA_VERSION:
+            return
         for step in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute(MIGRATIONS[step])
         conn.execute("INSERT INTO logarchive.meta VALUES ('schema', %s) ON CONFLICT (key) "
