@@ -17,7 +17,7 @@ import pytest
 
 from logarchive import parse_config
 from logarchive.errors import LeaseLost, LedgerError
-from logarchive.ledger import Ledger, existing_ledger, open_ledger
+from logarchive.ledger import Claim, Ledger, existing_ledger, open_ledger
 from logarchive.runs import RunRef
 from logarchive.status import RunStatus
 from logarchive_testsupport.workspace import base_config
@@ -257,6 +257,14 @@ def expire(pg_url: str, run: RunRef) -> None:
                      "interval '1 second' WHERE run_key = %s", (run.key,))
 
 
+def expired_claim(ledger: Ledger, pg_url: str) -> Claim:
+    """A claim on RUN by ``ledger`` whose lease has run out."""
+    claim = ledger.claim(RUN)
+    assert claim is not None
+    expire(pg_url, RUN)
+    return claim
+
+
 def test_an_expired_claim_is_taken_over_and_its_owner_writes_nothing_more(
         pg_ledgers: tuple[Ledger, Ledger], pg_url: str) -> None:
     paused, other = pg_ledgers
@@ -287,10 +295,7 @@ def test_an_expired_claim_is_taken_over_and_its_owner_writes_nothing_more(
 
 def test_an_expired_claim_nobody_took_over_is_still_held(
         pg_ledgers: tuple[Ledger, Ledger], pg_url: str) -> None:
-    slow, _ = pg_ledgers
-    claim = slow.claim(RUN)
-    assert claim is not None
-    expire(pg_url, RUN)
+    claim = expired_claim(pg_ledgers[0], pg_url)
     claim.ledger.start(RUN, "archive")  # the write renews the lease in its transaction
     claim.ledger.check_claim()
     assert pg_ledgers[1].claim(RUN) is None
@@ -300,9 +305,7 @@ def test_an_expired_claim_nobody_took_over_is_still_held(
 def test_two_claimants_of_an_expired_claim_get_it_once(
         pg_ledgers: tuple[Ledger, Ledger], pg_url: str) -> None:
     first, second = pg_ledgers
-    dead = first.claim(RUN)
-    assert dead is not None
-    expire(pg_url, RUN)
+    expired_claim(first, pg_url)
     results: list[Any] = []
     barrier = threading.Barrier(4)
 
