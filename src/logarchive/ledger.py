@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import sqlite3
@@ -363,7 +364,7 @@ def ledger_place(config: Config) -> str:
 def _postgres() -> Any:
     """:mod:`logarchive.ledger_pg`, imported when a config names a PostgreSQL ledger."""
     try:
-        from logarchive import ledger_pg
+        ledger_pg = importlib.import_module("logarchive.ledger_pg")
     except ImportError as exc:
         raise ConfigError(
             f"the PostgreSQL ledger needs the postgres extra ({exc.name or exc} is not "
