@@ -113,8 +113,14 @@ def exported(process_output: str) -> int:
     return int(found[1])
 
 
+@pytest.mark.scenario(
+    "two hosts at once sharing a PostgreSQL ledger",
+    "two exports (own state_dir each, one database) started together on 6 runs to a local "
+    "archive, Splunk (ack) and Datadog: both exit 0, each run exported by exactly one of them, "
+    "every line at each receiver exactly once, one ledger row per run and sink, attempt 1",
+)
 def test_two_hosts_at_once_deliver_every_line_once(tmp_path: Path, pg_url: str,
-                                                   receivers: dict[str, Any]) -> None:
+                                                   receivers: dict[str, Any], record) -> None:
     logs = make_logs(tmp_path / "logs", runs=6, lines_per_run=2000)
     configs = [host(tmp_path, name, pg_url, receivers) for name in ("a", "b")]
     processes = [subprocess.Popen([EXE, "export", "-c", str(c)], stdout=subprocess.PIPE,
@@ -122,6 +128,7 @@ def test_two_hosts_at_once_deliver_every_line_once(tmp_path: Path, pg_url: str,
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert sum(exported(out) for out, _ in outputs) == 6  # each run by exactly one host
+    record("runs exported per host: " + ", ".join(str(exported(out)) for out, _ in outputs))
     assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
     for receiver in receivers.values():
         assert duplicated(receiver, logs) == set()
@@ -133,8 +140,16 @@ def test_two_hosts_at_once_deliver_every_line_once(tmp_path: Path, pg_url: str,
     assert shown.returncode == 0 and len(json.loads(shown.stdout)) == 18
 
 
+@pytest.mark.scenario(
+    "a host SIGKILLed mid-run, PostgreSQL ledger (lease 2 s)",
+    "of two exports sharing the ledger, one is killed while it holds a run an aggregator has "
+    "part of; after its lease the next export takes the run over: the archive holds every run "
+    "once byte for byte, every line reaches each receiver, at most max_in_flight batches per "
+    "run being delivered are resent",
+)
 def test_a_killed_host_s_runs_are_finished_after_its_lease(tmp_path: Path, pg_url: str,
-                                                          receivers: dict[str, Any]) -> None:
+                                                          receivers: dict[str, Any],
+                                                          record) -> None:
     logs = make_logs(tmp_path / "logs", runs=4, lines_per_run=6000)
     victim, other = (host(tmp_path, name, pg_url, receivers, lease=2) for name in ("a", "b"))
     killed = start_export(victim)
@@ -148,14 +163,22 @@ def test_a_killed_host_s_runs_are_finished_after_its_lease(tmp_path: Path, pg_ur
     after = run_export(other)  # the next export takes the killed one's runs over
     assert after.returncode == 0, after.stdout + after.stderr
     assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
-    for receiver in receivers.values():
+    for name, receiver in receivers.items():
         # Resent: only what the killed export had in flight (max_in_flight batches per run).
-        assert len(duplicated(receiver, logs)) <= MAX_IN_FLIGHT * 2 * BATCH
+        twice = len(duplicated(receiver, logs))
+        assert twice <= MAX_IN_FLIGHT * 2 * BATCH
+        record(f"{name}: {twice} events twice (bound {MAX_IN_FLIGHT * 2 * BATCH})")
     assert {row[2] for row in deliveries(pg_url)} == {"delivered"}
 
 
+@pytest.mark.scenario(
+    "a host paused past its lease (SIGSTOP), PostgreSQL ledger (lease 2 s)",
+    "another export takes the paused one's run over and delivers it; after SIGCONT the paused "
+    "export writes nothing to the ledger (rows unchanged), exits 4 with the run lease_lost and "
+    "no traceback; the archive holds every run once, every line reaches each receiver",
+)
 def test_a_paused_owner_records_no_second_delivery(tmp_path: Path, pg_url: str,
-                                                   receivers: dict[str, Any]) -> None:
+                                                   receivers: dict[str, Any], record) -> None:
     logs = make_logs(tmp_path / "logs", runs=2, lines_per_run=6000)
     paused_cfg, other = (host(tmp_path, name, pg_url, receivers, lease=2, workers=1)
                          for name in ("a", "b"))
@@ -176,5 +199,7 @@ def test_a_paused_owner_records_no_second_delivery(tmp_path: Path, pg_url: str,
     assert "Traceback" not in err
     assert deliveries(pg_url) == settled  # not one write after it lost the claim
     assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
-    for receiver in receivers.values():
-        assert len(duplicated(receiver, logs)) <= MAX_IN_FLIGHT * BATCH
+    for name, receiver in receivers.items():
+        twice = len(duplicated(receiver, logs))
+        assert twice <= MAX_IN_FLIGHT * BATCH
+        record(f"{name}: {twice} events twice (bound {MAX_IN_FLIGHT * BATCH})")
