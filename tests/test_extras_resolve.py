@@ -55,7 +55,8 @@ def closure(requirement: str) -> set[str]:
     return {name for name, _ in seen}
 
 
-@pytest.mark.parametrize("plugin", ["logarchive-fs", "logarchive-files", "logarchive-mlflow"])
+@pytest.mark.parametrize("plugin", ["logarchive-fs", "logarchive-files", "logarchive-mlflow",
+                                    "logarchive-archive"])
 def test_the_gcs_extra_pulls_gcsfs_and_nothing_of_s3(plugin: str) -> None:
     with_gcs = closure(f"{plugin}[gcs]")
     assert GCS_STACK <= with_gcs
@@ -65,6 +66,7 @@ def test_the_gcs_extra_pulls_gcsfs_and_nothing_of_s3(plugin: str) -> None:
 
 
 def test_core_and_plain_plugins_pull_neither_storage_backend() -> None:
-    for requirement in ("logarchive", "logarchive-fs", "logarchive-files", "logarchive-mlflow"):
+    for requirement in ("logarchive", "logarchive-fs", "logarchive-files", "logarchive-mlflow",
+                        "logarchive-archive", "logarchive[query]"):
         pulled = closure(requirement)
         assert not (S3_STACK | GCS_STACK) & pulled, (requirement, sorted(pulled))

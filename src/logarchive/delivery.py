@@ -28,7 +28,9 @@ import structlog
 
 from logarchive.version import __version__
 from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
-from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
+from logarchive.codec import (
+    Compressor, FormatEncoder, LineBatch, RecordBuilder, SourceStats, encode_records, extension,
+)
 from logarchive.errors import (
     Interrupted, LeaseLost, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
     SourceError,
@@ -41,7 +43,7 @@ from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
 from logarchive.secrets import redact
 from logarchive.sourcestream import (
-    Declared, StreamLimits, check_declared, declared_of, limited,
+    Declared, RecordChunk, SourceStream, StreamLimits, check_declared, declared_of, limited,
 )
 from logarchive.status import RunStatus
 
@@ -173,6 +175,8 @@ class RunDelivery:
             raise SinkError("no sink could start: " + self._states())
         source = self.pipe.source
         with source.open(self.run) as stream:
+            if isinstance(stream, SourceStream) and stream.records:
+                self.builder = RecordPassthrough()  # records as the source gave them
             for chunk in limited(stream, StreamLimits.of(source.name, source.config)):
                 if self.stop.is_set():
                     raise Interrupted("export stopped before the run finished")
@@ -454,7 +458,8 @@ class RecordTarget(Target):
              resume_after: int) -> RecordTarget:
         run, ledger = delivery.run, delivery.ledger
         started = sink.start(
-            run, resume_after=resume_after,
+            run.replays or run,  # a replay's events are the replayed run's (same event ids)
+            resume_after=resume_after,
             on_accepted=lambda ordinal: ledger.set_accepted(run.key, name, ordinal),
         )
         return cls(name, sink, started, resume_after)
@@ -485,6 +490,24 @@ class RecordTarget(Target):
 
     def abort(self) -> None:
         self.delivery.abort()
+
+
+class RecordPassthrough:
+    """The builder of a :class:`~logarchive.sourcestream.RecordStream`: its records, unchanged
+    (no line codec), as the :class:`~logarchive.codec.LineBatch` every target reads."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def feed(self, chunk: bytes) -> LineBatch:
+        rows = chunk.rows if isinstance(chunk, RecordChunk) else []
+        batch = LineBatch(b"\n".join(encode_records(rows)), len(rows))
+        batch._records = rows
+        self.records += len(rows)
+        return batch
+
+    def finish(self) -> LineBatch:
+        return LineBatch(b"", 0)
 
 
 def archived_path(sink: ByteSink, previous: Delivery | None) -> str | None:
