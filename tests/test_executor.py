@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -111,9 +112,63 @@ def test_cluster_export_equals_threads_export(tmp_path: Path, cluster: Any) -> N
                          sorted(r["run"] for r in summary["runs"]))
     assert outputs["dask"] == outputs["threads"]
     assert all(n == 1 for counts in outputs["dask"][2].values() for n in counts.values())
-    again = run_export(config_for(tmp_path / "dask", tmp_path / "logs", {}, executor), "--json")
+    config = config_for(tmp_path / "dask", tmp_path / "logs", {}, executor)
+    again = run_export(config, "--json")
     assert again.returncode == 0, again.stderr
     assert (json.loads(again.stdout)["exported"], json.loads(again.stdout)["skipped"]) == (0, 6)
+    # verify re-reads the objects in Dask tasks: a flipped byte is found
+    victim = tmp_path / "dask" / "packed" / "m" / "run-3.ndjson.gz"
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    checked = subprocess.run([EXE, "verify", "-c", str(config), "--json"], capture_output=True,
+                             text=True, timeout=120)
+    assert checked.returncode == 1, checked.stderr
+    reports = {r["sink"]: r for r in json.loads(checked.stdout)["sinks"]}
+    assert (reports["archive"]["passed"], reports["archive"]["ok"]) == (True, 6)
+    assert [(f["kind"], f["path"]) for f in reports["packed"]["findings"]] == [
+        ("corrupt", "m/run-3.ndjson.gz")]
+
+
+class ConcurrencyHec(HecReceiver):
+    """The strict HEC receiver, noting the most requests it served at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+        self.gauge = threading.Lock()
+
+    def handle(self, request: Any) -> None:
+        with self.gauge:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            super().handle(request)
+        finally:
+            with self.gauge:
+                self.now -= 1
+
+
+@pytest.mark.parametrize("executor", ["threads", "dask"])
+def test_max_connections_caps_requests_across_the_cluster(tmp_path: Path, cluster: Any,
+                                                          executor: str) -> None:
+    """4 runs on 4 threads (under Dask: in 2 worker processes), 4 batches in flight per run:
+    at most max_connections = 2 requests reach the receiver at once, every line arrives."""
+    logs = make_logs(tmp_path / "logs", runs=4, lines_per_run=1500)
+    hec = ConcurrencyHec().start()
+    hec.delay = 0.02
+    try:
+        config = config_for(tmp_path, tmp_path / "logs", {"splunk": {
+            "type": "splunk", "url": hec.url, "token": TOKEN, "batch_max_events": 100,
+            "max_in_flight": 4, "max_connections": 2}},
+            {"type": executor, **({"address": cluster.scheduler.address}
+                                  if executor == "dask" else {})})
+        done = run_export(config)
+        assert done.returncode == 0, done.stderr
+        assert check_received(hec, logs, in_flight=0) == []
+        assert 1 <= hec.most <= 2
+    finally:
+        hec.stop()
 
 
 def test_export_starts_its_own_local_cluster(tmp_path: Path) -> None:

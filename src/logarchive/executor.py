@@ -46,6 +46,7 @@ from logarchive.ledger import Ledger, SQLiteLedger
 from logarchive.pipeline import Pipeline, instantiate, open_sink
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
+from logarchive.slots import bind_worker
 from logarchive.status import RunStatus
 from logarchive.verify import HashMany, Hashed, hash_object, hash_objects
 
@@ -441,6 +442,7 @@ def _worker_export(spec: ConfigSpec, ledger: bool = True) -> WorkerExport:
         state = _EXPORTS.get(spec.export_id)
         if state is None:
             _configure_logging(spec.log_level)
+            bind_worker(_current_worker())
             config = spec.load()
             state = _EXPORTS[spec.export_id] = WorkerExport(config)
             _close_idle(keep=spec.export_id)
@@ -479,16 +481,16 @@ class _TaskStop(threading.Event):
         return self.export_stop.is_set() or _released(self.key)
 
 
-def _current_key() -> str | None:
+def _current_worker() -> Any:
     from distributed import get_worker
 
-    try:
-        from distributed.worker import thread_state
+    return get_worker()
 
-        return getattr(thread_state, "key", None)
-    except ImportError:
-        get_worker()
-        return None
+
+def _current_key() -> str | None:
+    from distributed.worker import thread_state
+
+    return getattr(thread_state, "key", None)
 
 
 def _released(key: str | None) -> bool:

@@ -8,7 +8,6 @@ Dask task. 50 workers then open no more connections than the receiver tolerates.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import Any
 _LOCAL: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _CLUSTER: dict[tuple[str, int], Any] = {}
 _LOCK = threading.Lock()
+_WORKER: Any = None  # the Dask worker of this process, once a task bound it
 
 
 @contextmanager
@@ -35,18 +35,23 @@ def _local_semaphore(sink: str, limit: int) -> threading.BoundedSemaphore:
         return _LOCAL.setdefault((sink, limit), threading.BoundedSemaphore(limit))
 
 
+def bind_worker(worker: Any) -> None:
+    """Called by the Dask executor's task on its worker: from then on the slots of this process
+    are the cluster's (the sink's own threads, not being Dask tasks, cannot find the worker)."""
+    global _WORKER
+    _WORKER = worker
+
+
 def _cluster_semaphore(sink: str, limit: int) -> Any:
-    """The cluster-wide semaphore when running inside a Dask task, else None. Dask is only
-    imported when the Dask executor already imported it."""
-    distributed = sys.modules.get("distributed")
-    if distributed is None:
+    """The cluster-wide semaphore in a Dask worker process, else None. Dask is only imported
+    when the Dask executor bound this process to its worker."""
+    if _WORKER is None:
         return None
-    try:
-        distributed.get_worker()
-    except ValueError:  # not in a worker
-        return None
+    from distributed import Semaphore
+
     with _LOCK:
         if (sink, limit) not in _CLUSTER:
-            _CLUSTER[(sink, limit)] = distributed.Semaphore(
-                max_leases=limit, name=f"logarchive-connections-{sink}-{limit}")
+            _CLUSTER[(sink, limit)] = Semaphore(
+                max_leases=limit, name=f"logarchive-connections-{sink}-{limit}",
+                scheduler_rpc=_WORKER.scheduler, loop=_WORKER.loop)
         return _CLUSTER[(sink, limit)]
