@@ -213,12 +213,14 @@ def busy_worker(client: Any) -> str:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("victim", ["worker", "coordinator"])
-def test_sigkill_mid_export_then_the_rest_completes(tmp_path: Path, cluster: Any,
+@pytest.mark.parametrize("victim", ["worker", "coordinator", "sigterm"])
+def test_killed_or_stopped_mid_export_then_the_rest_completes(tmp_path: Path, cluster: Any,
                                                     victim: str) -> None:
     """SIGKILL of a worker process (its task runs again elsewhere and resumes through the
-    ledger) or of the coordinator (the next export completes the rest): every run archived
-    once, every line received, resent lines only from the batches in flight."""
+    ledger) or of the coordinator (the next export completes the rest), or SIGTERM of the
+    coordinator (its runs in flight stop on the workers, exit 143, the next export completes
+    the rest): every run archived once, every line received, resent lines only from the
+    batches in flight."""
     logs = make_logs(tmp_path / "logs", runs=4, lines_per_run=5000)
     aggregators, live = receivers(delay=0.01)
     config = config_for(tmp_path, tmp_path / "logs", aggregators,
@@ -234,6 +236,15 @@ def test_sigkill_mid_export_then_the_rest_completes(tmp_path: Path, cluster: Any
             _, err = process.communicate(timeout=240)
             assert process.returncode == 0, err
             assert max(attempts(tmp_path / "state").values()) >= 2  # a task ran again
+        elif victim == "sigterm":
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 128 + signal.SIGTERM, err
+            assert "interrupted" in out, out
+            assert not any(cluster.run(running_tasks).values())  # stopped before it exited
+            assert ledger_statuses(tmp_path / "state").count("delivered") < 4 * len(logs)
+            second = run_export(config)
+            assert second.returncode == 0, second.stdout + second.stderr
         else:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=60)
