@@ -172,12 +172,25 @@ def test_max_connections_caps_requests_across_the_cluster(tmp_path: Path, cluste
 
 
 def test_export_starts_its_own_local_cluster(tmp_path: Path) -> None:
+    """No address: the export starts a LocalCluster; its workers' logs (with -v) go to the
+    export's stderr, and no secret of the config is in them."""
     logs = make_logs(tmp_path / "logs", runs=3, lines_per_run=200)
-    config = config_for(tmp_path, tmp_path / "logs", {}, {"type": "dask", "processes": 1})
-    done = run_export(config, "--json")
+    aggregators, live = receivers()
+    try:
+        config = config_for(tmp_path, tmp_path / "logs", aggregators,
+                            {"type": "dask", "processes": 1})
+        done = subprocess.run([EXE, "-v", "export", "-c", str(config), "--json"],
+                              capture_output=True, text=True, timeout=240)
+    finally:
+        for receiver in live.values():
+            receiver.stop()
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["exported"] == 3
     assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
+    assert '"event": "run_exported"' in done.stderr  # the workers' own log lines
+    assert TOKEN not in done.stderr + done.stdout and API_KEY not in done.stderr + done.stdout
+    for receiver in live.values():
+        assert check_received(receiver, logs, in_flight=0) == []
 
 
 def check_received(receiver: Any, logs: dict[str, bytes], in_flight: int) -> list[str]:

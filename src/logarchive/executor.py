@@ -222,7 +222,7 @@ class ConfigSpec:
     hence TLS between clients, scheduler and workers), and the export it belongs to."""
 
     export_id: str
-    document: dict[str, Any]
+    document: dict[str, Any] = field(repr=False)  # never in a log line of a failed task
     path: str
     base_dir: str
     log_level: int
