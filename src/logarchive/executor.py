@@ -41,11 +41,12 @@ import structlog
 from logarchive.base import ByteSink, ByteSinkConfig
 from logarchive.config import Config, parse_config
 from logarchive.delivery import export_run
-from logarchive.errors import ConfigError
+from logarchive.errors import ConfigError, LedgerError
 from logarchive.ledger import Ledger, SQLiteLedger
 from logarchive.pipeline import Pipeline, instantiate, open_sink
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
+from logarchive.secrets import redact
 from logarchive.slots import bind_worker
 from logarchive.status import RunStatus
 from logarchive.verify import HashMany, Hashed, hash_object, hash_objects
@@ -267,6 +268,7 @@ class DaskExecutor(Executor):
         threads = sum(self.client.nthreads().values())
         self.in_flight = max(1, workers or threads)
         self.export_id = uuid.uuid4().hex
+        self.stopping = False  # the workers were told to interrupt this export's runs
         log.info("dask_connected", scheduler=self.client.scheduler.address, threads=threads,
                  in_flight=self.in_flight, local_cluster=self.cluster is not None)
 
@@ -322,8 +324,8 @@ class DaskExecutor(Executor):
                                             return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
-        if stop.is_set() and not getattr(self, "_stopping", False):
-            self._stopping = True
+        if stop.is_set() and not self.stopping:
+            self.stopping = True
             self.client.run(stop_export, self.export_id)
         return list(done)
 
@@ -331,8 +333,10 @@ class DaskExecutor(Executor):
         pipe, run, _ = job
         try:
             return future.result()
+        except LedgerError:  # the ledger or state_dir is unusable: stop, as a local export does
+            raise
         except Exception as exc:  # the task died with its workers (KilledWorker) or a bug
-            message = f"{type(exc).__name__}: {exc}"
+            message = f"{type(exc).__name__}: {redact(str(exc))}"
             log.error("run_failed", run=run.key, error=message, executor="dask")
             return RunResult(pipe.config.name, run, RunStatus.FAILED, error=message)
 
