@@ -292,3 +292,24 @@ def test_remote_scheduler_with_local_state_is_a_config_error(tmp_path: Path) -> 
     assert f"sink 'archive' archives to the local path {tmp_path / 'archive'}" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "archive").exists()
+
+
+def test_a_task_rebuilds_the_config_it_was_given(tmp_path: Path) -> None:
+    """What a worker parses (the interpolated document, without the environment) is the
+    coordinator's config: a secret from the environment with a `$` in it, a `$$` literal."""
+    from logarchive.config import load_config
+    from logarchive.executor import ConfigSpec
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[logarchive]\nstate_dir = "st$$te"\n[logarchive.executor]\ntype = "dask"\n'
+        '[sources.logs]\ntype = "files"\nurl = "logs"\n'
+        "fields = '(?P<run_id>[^/]+)\\.log$'\n"
+        '[sinks.splunk]\ntype = "splunk"\nurl = "http://127.0.0.1:9"\ntoken = "${HEC_TOKEN}"\n')
+    config = load_config(path, environ={"HEC_TOKEN": "a$b${c}"})
+    spec = ConfigSpec.of(config, "export-1")
+    rebuilt = spec.load()
+    assert rebuilt.settings == config.settings and rebuilt.state_dir == tmp_path / "st$te"
+    assert rebuilt.sinks["splunk"].config.token.get_secret_value() == "a$b${c}"
+    assert rebuilt.sources["logs"].config == config.sources["logs"].config
+    assert "a$b" not in repr(spec)

@@ -292,6 +292,7 @@ class DaskExecutor(Executor):
                 for future in self._wait(futures, batch.stop):
                     result = self._result(future, futures.pop(future))
                     batch.finished(result)
+                    batch.progress.advance(result.bytes)  # a worker's bytes, once per run
                     yield result
             for pipe, run, _ in pending:  # stopped: the runs never submitted
                 yield RunResult(pipe.config.name, run, RunStatus.INTERRUPTED,
