@@ -55,6 +55,15 @@ log = structlog.get_logger("logarchive")
 
 Job = tuple[Pipeline, RunRef, list[str]]  # a run and the sinks it is pending at
 DASK_EXTRA = "pip install 'logarchive[dask]'"
+QUIET_WORKERS = {
+    # A Dask worker samples its threads' stacks every 10 ms and wakes its event loop every
+    # 20 ms; beside a CPU-bound run each wake-up takes the GIL. Measured on 32 runs of
+    # txt -> ndjson + gzip in one worker: 4.1 s of CPU with the defaults, 2.6 s with these,
+    # 2.1 s in a plain process. The LocalCluster the export starts uses them.
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
 
 
 @dataclass
@@ -259,9 +268,12 @@ class DaskExecutor(Executor):
         if settings.address is None:
             processes = settings.processes or os.cpu_count() or 1
             per_process = math.ceil((workers or config.settings.workers) / processes)
-            self.cluster = self.distributed.LocalCluster(
-                n_workers=processes, threads_per_worker=per_process, processes=True,
-                dashboard_address=None, silence_logs=40)
+            import dask
+
+            with dask.config.set(QUIET_WORKERS):
+                self.cluster = self.distributed.LocalCluster(
+                    n_workers=processes, threads_per_worker=per_process, processes=True,
+                    dashboard_address=None, silence_logs=40)
             self.client = self.distributed.Client(self.cluster)
         else:
             self.client = self.distributed.Client(settings.address, timeout="30s")
