@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from logarchive.codec import DEFAULT_MAX_LINE_BYTES
 from logarchive.http import HttpOptions
+from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings
 from logarchive.paths import validate_template
 from logarchive.retry import RetryOptions
 
@@ -248,12 +249,14 @@ class RuntimeSettings:
 
     ``chunk_size``: bytes to read from a source at a time. ``base_dir``: the config file's folder,
     against which relative paths in a plugin's config are resolved. ``state_dir``: logarchive's
-    state folder (ledger, locks), for plugins that keep local state.
+    state folder (ledger, locks), for plugins that keep local state. ``parse``: how the codec
+    finds timestamps and levels (``[logarchive.parse]``).
     """
 
     chunk_size: int = 1 << 20
     base_dir: Path | None = None
     state_dir: Path | None = None
+    parse: ParseSettings = DEFAULT_PARSE
 
 
 class StopEvent(threading.Event):

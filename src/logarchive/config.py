@@ -22,6 +22,7 @@ from logarchive.base import ByteSink, ByteSinkConfig, PluginConfig
 from logarchive.codec import extension
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
+from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings, zone_of
 from logarchive.paths import PATH_BUILTINS
 from logarchive.secrets import register_secret
 from logarchive.templates import template_fields
@@ -47,6 +48,34 @@ class ExecutorSettings(BaseModel):
         "address only; default: the CPU count).", examples=[2])
 
 
+class ParseConfig(BaseModel):
+    """The ``[logarchive.parse]`` table: how timestamps and levels are found (docs/parsing.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = Field(default="UTC", description="Zone of timestamps without an offset "
+                          "(an IANA name).", examples=["Europe/Berlin"])
+    timestamp_fields: list[str] = Field(
+        default=list(DEFAULT_PARSE.timestamp_fields), examples=[["ts", "time"]],
+        description="JSON-line fields holding the timestamp, first present wins.")
+    level_fields: list[str] = Field(
+        default=list(DEFAULT_PARSE.level_fields), examples=[["level", "severity"]],
+        description="JSON-line fields holding the level, first present wins.")
+    message_fields: list[str] = Field(
+        default=list(DEFAULT_PARSE.message_fields), examples=[["msg", "message"]],
+        description="JSON-line fields whose text is searched for what the others lack.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_of(value)
+        return value
+
+    def settings(self) -> ParseSettings:
+        return ParseSettings(self.timezone, tuple(self.timestamp_fields), tuple(self.level_fields),
+                             tuple(self.message_fields))
+
+
 class Settings(BaseModel):
     """The ``[logarchive]`` table."""
 
@@ -65,6 +94,8 @@ class Settings(BaseModel):
     )
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings,
                                        description="Where runs are exported.")
+    parse: ParseConfig = Field(default_factory=ParseConfig,
+                               description="Timestamp and level detection.")
 
 
 class PipelineConfig(BaseModel):

@@ -131,7 +131,8 @@ class RunDelivery:
         self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
         if any(t.needs_records for t in self.targets):
             max_line = min(t.max_line_bytes for t in self.targets)
-            self.builder = RecordBuilder(self.run.record_fields(), max_line)
+            self.builder = RecordBuilder(self.run.record_fields(), max_line,
+                                         parse=self.pipe.source.context.settings.parse)
         try:
             self.read(progress)
         except BaseException as exc:
