@@ -46,28 +46,3 @@ def test_a_file_named_locks_is_one_line_naming_it(tmp_path: Path) -> None:
     assert str(caught.value) == (f"state_dir {tmp_path} is not usable: {tmp_path / 'locks'}: "
                                  "exists and is not a directory")
 
-
-_SCHEMA_1_DELIVERIES = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta VALUES ('schema', '1');
-CREATE TABLE deliveries (
-    run_key TEXT NOT NULL, sink TEXT NOT NULL, source TEXT NOT NULL, fields TEXT NOT NULL,
-    status TEXT NOT NULL, object TEXT, sha256 TEXT, size INTEGER, lines INTEGER,
-    accepted INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
-    completed TEXT, updated_at TEXT NOT NULL, delivered_at TEXT, PRIMARY KEY (run_key, sink));
-INSERT INTO deliveries VALUES ('api:r1', 'hec', 'api', '{}', 'delivered', NULL, 'ab', 10, 3,
-    3, 1, NULL, NULL, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
-"""
-
-
-def test_a_schema_1_ledger_gains_lines_skipped_and_keeps_its_rows(tmp_path: Path) -> None:
-    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
-        db.executescript(_SCHEMA_1_DELIVERIES)
-    ledger = SQLiteLedger(tmp_path)
-    try:
-        [old] = ledger.deliveries()
-        assert (old.run_key, old.lines, old.accepted, old.lines_skipped) == ("api:r1", 3, 3, 0)
-    finally:
-        ledger.close()
-    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
-        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)

@@ -438,7 +438,8 @@ class RecordDelivery:
     The engine calls :meth:`send` with consecutive records (each with its 1-based ``ordinal``)
     and then :meth:`finish`. Call ``on_accepted(ordinal)`` after the receiver has accepted
     (acknowledged) every record up to ``ordinal``; the engine persists it right away, so a
-    restarted export resumes after it.
+    restarted export resumes after it. ``on_accepted`` raises when the run was taken over by
+    another export: end the delivery with that error (send nothing more).
 
     A sink that leaves some records out by design (documented in its README, e.g. blank lines
     on Splunk's raw endpoint) counts them in :attr:`skipped`, over the whole run: the records an

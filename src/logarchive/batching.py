@@ -19,7 +19,8 @@ split, permanent). Everything else lives here, once:
   is polled until acknowledged, and the batch is re-sent (and counted) after ``ack_timeout``,
   with the same backoff and budget (``http.retry``) as any retry;
 - ``on_accepted(ordinal)`` right after the contiguous prefix of accepted records grows, so the
-  ledger always names the last record that is safely delivered;
+  ledger always names the last record that is safely delivered; when it raises (the run's claim
+  was taken over), the delivery ends with that error and sends nothing more;
 - the stop event (SIGTERM/SIGINT): no new batch is sent; requests already on the wire and their
   acknowledgements get ``stop_grace`` seconds to settle, so that a stopped export resumes
   exactly after what the receiver holds;
@@ -509,12 +510,16 @@ class BatchingDelivery(RecordDelivery):
                 self._deliver(batch)
             except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread
                 self._fail(batch, exc)
-            else:
-                with self._cond:
-                    batch.done = True
-                    self._in_flight -= 1
+                continue
+            with self._cond:
+                batch.done = True
+                self._in_flight -= 1
+                try:
                     self._report_locked()
-                    self._cond.notify_all()
+                except BaseException as exc:  # noqa: BLE001 - on_accepted refused (lease lost)
+                    self._error = self._error or exc
+                    self.abandon.set()
+                self._cond.notify_all()
 
     def _fail(self, batch: RequestBatch, exc: BaseException) -> None:
         exc = self.sink.give_up_error(exc, self.stop.is_set())

@@ -24,7 +24,7 @@ from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings, zone_of
 from logarchive.paths import PATH_BUILTINS
-from logarchive.secrets import register_secret
+from logarchive.secrets import LedgerUrl, register_secret
 from logarchive.templates import template_fields
 
 log = structlog.get_logger("logarchive.config")
@@ -96,6 +96,19 @@ class Settings(BaseModel):
                                        description="Where runs are exported.")
     parse: ParseConfig = Field(default_factory=ParseConfig,
                                description="Timestamp and level detection.")
+    ledger: LedgerUrl | None = Field(
+        default=None,
+        description="A PostgreSQL database shared by every host that exports these sources "
+        "(docs/scaling.md; needs the postgres extra). Default: SQLite in state_dir. A secret: "
+        "its password is masked everywhere; use ${ENV_VAR}.",
+        examples=["postgresql://logarchive:${LEDGER_PASSWORD}@db.internal/logarchive"],
+    )
+    lease_seconds: int = Field(
+        default=60, ge=1, le=3600,
+        description="PostgreSQL ledger: how long a run claimed by an export stays claimed "
+        "without being renewed (renewed every third of it while the export lives); a dead "
+        "export's runs are taken over after it.", examples=[60],
+    )
 
 
 class PipelineConfig(BaseModel):

@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -31,9 +30,10 @@ from logarchive.version import __version__
 from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
 from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
 from logarchive.errors import (
-    Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
+    Interrupted, LeaseLost, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
+    SourceError,
 )
-from logarchive.ledger import Delivery, Ledger, RunLock, object_lock, state_error
+from logarchive.ledger import Delivery, Ledger
 from logarchive.manifest import build_manifest, describe_value, manifest_path, parse_manifest
 from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
@@ -69,25 +69,23 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
     commit per sink. Never raises for a run's own failure; the result says what happened."""
     started = time.monotonic()
     result = RunResult(pipe.config.name, run, RunStatus.EXPORTED)
-    lock = RunLock(state_dir, run.key_hash)
-    try:
-        claimed = lock.acquire()
-    except OSError as exc:  # e.g. a file named `locks` in state_dir
-        raise LedgerError(state_error(Path(state_dir), exc)) from None
-    if not claimed:
+    claim = ledger.claim(run)
+    if claim is None:
         result.status = RunStatus.LOCKED
         log.info("run_locked", run=run.key, reason="another export is delivering it")
         return result
+    delivery = RunDelivery(pipe, run, claim.ledger, result, state_dir, stop or threading.Event())
     try:
-        # Re-check under the lock: a concurrent export may have delivered it meanwhile.
-        sinks = pending_sinks(ledger, run, sinks, force) or []
+        # Re-check under the claim: a concurrent export may have delivered it meanwhile.
+        sinks = pending_sinks(claim.ledger, run, sinks, force) or []
         if not sinks:
             result.status = RunStatus.SKIPPED
             return result
-        delivery = RunDelivery(pipe, run, ledger, result, state_dir, stop or threading.Event())
         delivery.deliver(sinks, force, progress or Progress())
+    except LeaseLost as exc:
+        delivery.lose(exc)
     finally:
-        lock.release()
+        claim.release()
         result.seconds = time.monotonic() - started
     return result
 
@@ -178,6 +176,7 @@ class RunDelivery:
             for chunk in limited(stream, StreamLimits.of(source.name, source.config)):
                 if self.stop.is_set():
                     raise Interrupted("export stopped before the run finished")
+                self.ledger.check_claim()
                 if chunk:
                     self.feed(chunk)
                     progress.advance(len(chunk))
@@ -202,7 +201,7 @@ class RunDelivery:
         for target in list(self.targets):
             try:
                 target.feed(piece)
-            except Interrupted:
+            except (Interrupted, LeaseLost):
                 raise
             except Exception as exc:  # one sink's failure must not stop the others
                 target.abort()
@@ -212,8 +211,10 @@ class RunDelivery:
     def commit(self, target: Target) -> None:
         """Commit one target; a failure is recorded for that target alone."""
         try:
+            self.ledger.check_claim()
             target.commit(self)
-        except LedgerError:  # the state is unusable (full state_dir...): stop, nothing partial
+        except (LedgerError, LeaseLost):  # the state is unusable (full state_dir...) or the
+            # run was taken over: stop, nothing partial
             for each in self.targets:  # aborting a committed target changes nothing
                 each.abort()
             raise
@@ -271,6 +272,8 @@ class RunDelivery:
     def end_all(self, exc: BaseException) -> None:
         """The run itself failed (source error, signal, nothing left to feed): abort every
         live target and record the run's outcome at each."""
+        if isinstance(exc, LeaseLost):
+            raise exc  # nothing may be recorded: export_run ends the run (see lose)
         for target in self.targets:
             target.abort()
         message = redact(str(exc)) or type(exc).__name__
@@ -287,6 +290,16 @@ class RunDelivery:
             (log.info if quiet else log.error)("run_" + status, run=self.run.key, error=message)
         else:  # a bug, not a classified failure: keep the traceback
             log.error("run_failed", run=self.run.key, error=message, exc_info=True)
+
+    def lose(self, exc: LeaseLost) -> None:
+        """Another export took the run over (this one's lease ran out): abort every target
+        and record nothing; the run's ledger records are the new owner's."""
+        for target in self.targets:
+            target.abort()  # aborting a committed target changes nothing
+        self.result.status, self.result.error = RunStatus.LEASE_LOST, str(exc)
+        for target in self.targets:
+            self.result.sinks.setdefault(target.name, f"{RunStatus.LEASE_LOST}: {exc}")
+        log.warning("run_lease_lost", run=self.run.key, error=str(exc))
 
     def _states(self) -> str:
         return "; ".join(f"{name} {state}" for name, state in self.result.sinks.items())
@@ -389,7 +402,7 @@ class ByteTarget(Target):
             self.writer.write(tail)
         stats = delivery.stats
         digest = stats.sha256 if self.verbatim else self.sha.hexdigest()
-        with object_lock(delivery.state_dir, self.name, self.path):
+        with delivery.ledger.object_lock(self.name, self.path):
             keep = _keep_existing(self.sink, self.path, delivery.run, digest)
             if keep:
                 self.abort()  # identical bytes are archived already

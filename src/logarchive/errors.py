@@ -102,3 +102,10 @@ class StateDirUnusable(LedgerError):
 
 class Interrupted(LogarchiveError):
     """The export was asked to stop (SIGTERM/SIGINT) before this run finished."""
+
+
+class LeaseLost(LogarchiveError):
+    """This export's claim on a run was taken over by another export after its lease ran out
+    (a PostgreSQL ledger; this process was paused or cut off for longer than
+    ``lease_seconds``). The run is stopped without another ledger write: its new owner delivers
+    it. The export exits with :attr:`ExitCode.LEASE_LOST`."""

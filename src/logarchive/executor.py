@@ -42,7 +42,7 @@ from logarchive.base import ByteSink, ByteSinkConfig
 from logarchive.config import Config, parse_config
 from logarchive.delivery import export_run
 from logarchive.errors import ConfigError, LedgerError
-from logarchive.ledger import Ledger, SQLiteLedger
+from logarchive.ledger import Ledger, open_ledger
 from logarchive.pipeline import Pipeline, instantiate, open_sink
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
@@ -182,8 +182,8 @@ def require_distributed() -> Any:
 
 
 def uses_local_ledger(config: Config) -> bool:
-    """True when the ledger lives in ``state_dir`` on this host (SQLite)."""
-    return True
+    """True when the ledger lives in ``state_dir`` on this host (SQLite, no ``ledger`` URL)."""
+    return config.settings.ledger is None
 
 
 def local_archives(config: Config) -> list[tuple[str, str]]:
@@ -544,11 +544,6 @@ def close_export(export_id: str) -> None:
         if state is not None and state.running == 0:
             del _EXPORTS[export_id]
             state.close()
-
-
-def open_ledger(config: Config) -> Ledger:
-    """The ledger the config names (SQLite in ``state_dir``)."""
-    return SQLiteLedger(config.state_dir)
 
 
 def escape_dollars(value: Any) -> Any:

@@ -82,9 +82,12 @@ class ExportSummary:
     @property
     def exit_code(self) -> int:
         """OK when everything was delivered or there was nothing to do, FAILED when some runs
-        failed or were deferred (a sink given up), 128 + the signal number when a signal stopped the export."""
+        failed or were deferred (a sink given up), LEASE_LOST when another export took a run
+        over, 128 + the signal number when a signal stopped the export."""
         if self.interrupted_by is not None:
             return ExitCode.for_signal(self.interrupted_by)
+        if self.count(RunStatus.LEASE_LOST):
+            return ExitCode.LEASE_LOST
         undelivered = self.failed or self.count(RunStatus.DEFERRED)
         return ExitCode.FAILED if (undelivered or self.errors) else ExitCode.OK
 
@@ -93,7 +96,8 @@ class ExportSummary:
             "exported": self.exported, "skipped": self.skipped, "failed": self.failed,
             "not_ready": self.count(RunStatus.NOT_READY), "locked": self.count(RunStatus.LOCKED),
             "deferred": self.count(RunStatus.DEFERRED),
-            "interrupted": self.count(RunStatus.INTERRUPTED), "bytes": self.bytes,
+            "interrupted": self.count(RunStatus.INTERRUPTED),
+            "lease_lost": self.count(RunStatus.LEASE_LOST), "bytes": self.bytes,
             "lines": self.lines, "lines_skipped": self.lines_skipped,
             "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
             "errors": self.errors, "warnings": self.warnings, "exit_code": self.exit_code,
@@ -110,7 +114,8 @@ class ExportSummary:
         for status, words in ((RunStatus.NOT_READY, "not ready"),
                               (RunStatus.LOCKED, "in progress elsewhere"),
                               (RunStatus.DEFERRED, "deferred to the next export"),
-                              (RunStatus.INTERRUPTED, "interrupted")):
+                              (RunStatus.INTERRUPTED, "interrupted"),
+                              (RunStatus.LEASE_LOST, "lease lost (taken over by another export)")):
             if self.count(status):
                 parts.append(f"{words} {self.count(status)}")
         if self.errors:  # the exit status counts them: so does the summary
