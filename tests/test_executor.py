@@ -313,3 +313,28 @@ def test_a_task_rebuilds_the_config_it_was_given(tmp_path: Path) -> None:
     assert rebuilt.sinks["splunk"].config.token.get_secret_value() == "a$b${c}"
     assert rebuilt.sources["logs"].config == config.sources["logs"].config
     assert "a$b" not in repr(spec)
+
+
+def test_cluster_export_with_a_postgresql_ledger(tmp_path: Path, cluster: Any,
+                                                pg_url: str) -> None:
+    """The workers record into the shared PostgreSQL ledger (claims with leases): every run
+    archived and received once, and a second export finds them all delivered."""
+    pytest.importorskip("psycopg")
+    logs = make_logs(tmp_path / "logs", runs=4, lines_per_run=500)
+    aggregators, live = receivers()
+    config = config_for(tmp_path, tmp_path / "logs", aggregators,
+                        {"type": "dask", "address": cluster.scheduler.address})
+    config.write_text(config.read_text().replace(
+        "[logarchive]\n", f"[logarchive]\nledger = {json.dumps(pg_url)}\n", 1))
+    try:
+        first, second = run_export(config, "--json"), run_export(config, "--json")
+    finally:
+        for receiver in live.values():
+            receiver.stop()
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert json.loads(first.stdout)["exported"] == 4
+    assert (json.loads(second.stdout)["exported"], json.loads(second.stdout)["skipped"]) == (0, 4)
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists()
+    assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
+    for receiver in live.values():
+        assert check_received(receiver, logs, in_flight=0) == []
