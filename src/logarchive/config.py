@@ -24,6 +24,7 @@ from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 from logarchive.paths import PATH_BUILTINS
 from logarchive.secrets import register_secret
+from logarchive.serve.settings import ServeConfig
 from logarchive.templates import template_fields
 
 log = structlog.get_logger("logarchive.config")
@@ -75,6 +76,7 @@ class _RawConfig(BaseModel):
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: list[PipelineConfig] = Field(default_factory=list)
+    serve: ServeConfig | None = None  # `logarchive serve` (docs/serve.md)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Config:
     sinks: dict[str, PluginInstanceConfig]
     pipelines: list[PipelineConfig]
     registry: Registry = field(repr=False)
+    serve: ServeConfig | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -181,7 +184,7 @@ def parse_config(data: dict[str, Any], *, path: str = "<config>", registry: Regi
     errors.raise_if_any()
     config = Config(
         path=path, base_dir=base_dir or Path.cwd(), settings=raw.logarchive, sources=sources,
-        sinks=sinks, pipelines=pipelines, registry=registry,
+        sinks=sinks, pipelines=pipelines, registry=registry, serve=raw.serve,
     )
     _check_colliding_paths(config)
     return config
