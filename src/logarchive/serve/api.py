@@ -179,10 +179,10 @@ def search_page(served: Any, params: QueryParams) -> dict[str, Any]:
         raise BadRequest("pattern is required (a regular expression)")
     limit = _int(params, "limit", 200, 1, 5000)
     where = field_filters(params)
-    hits, more = search_archive(served, pattern, level=params.get("level") or None,
+    hits, more, failed = search_archive(served, pattern, level=params.get("level") or None,
                                 since=_time(params, "since"), until=_time(params, "until"),
                                 where=where, limit=limit)
-    return {"pattern": pattern, "hits": hits, "more": more}
+    return {"pattern": pattern, "hits": hits, "more": more, "unreadable": failed}
 
 
 def routes(served: Any) -> list[Route]:
@@ -194,11 +194,14 @@ def routes(served: Any) -> list[Route]:
                 row = None
                 if "run" in request.path_params:
                     row = await run_in_threadpool(served.index.get, request.path_params["run"])
-                    if row is None or not row.present:
+                    if row is None or not row.present or not await run_in_threadpool(
+                            served.still_there, row):
                         return json_error(404, "Not Found", "no such run in the archive")
                 result = await run_in_threadpool(work, request, row)
             except BadRequest as exc:
                 return json_error(400, "Bad Request", str(exc))
+            except IntegrityError as exc:
+                return json_error(500, "Integrity Error", str(exc))
             return result if isinstance(result, Response) else JSONResponse(result)
         return endpoint
 

@@ -38,6 +38,18 @@ class Served:
     auth: Authenticator
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
+    def latest(self, fields: dict[str, str], statuses: tuple[str, ...] = ()) -> RunRow | None:
+        """:meth:`RunIndex.latest`, if its object is still there (deleted since the last
+        refresh: not found, and the index learns it now)."""
+        row = self.index.latest(fields, statuses)
+        return row if row is None or self.still_there(row) else None
+
+    def still_there(self, row: RunRow) -> bool:
+        if self.sink.exists(row.object_path):
+            return True
+        self.index.mark_absent(row.id)
+        return False
+
     def chunks(self, row: RunRow) -> Iterator[bytes]:
         """The stored bytes of ``row``'s object, checked against its manifest (the outcome of
         a complete read is remembered in the index)."""
@@ -144,6 +156,9 @@ def build_app(served: Served) -> Starlette:
 
 
 async def _not_found(request: Any, exc: Any) -> Response:
+    answer = seeds.unrouted(request)
+    if answer is not None:
+        return answer
     if request.url.path.startswith("/api/"):
         return json_error(404, "Not Found", "no such route")
     if request.url.path.startswith("/workflows/"):

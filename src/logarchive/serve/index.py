@@ -297,6 +297,11 @@ class RunIndex:
             self._db.execute("UPDATE runs SET verified = ?, verified_at = ? WHERE id = ?",
                              (int(ok), iso(_now()), ident))
 
+    def mark_absent(self, ident: str) -> None:
+        """The run's object was found missing (the next refresh confirms or undoes it)."""
+        with self._lock:
+            self._db.execute("UPDATE runs SET present = 0 WHERE id = ?", (ident,))
+
     def facets(self) -> dict[str, list[str]]:
         """Sources, statuses and field names present in the index (the UI's filter choices)."""
         with self._lock:

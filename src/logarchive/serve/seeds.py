@@ -16,6 +16,7 @@ match its manifest appends ``--- ERROR: failed to fetch logs ---`` and the reaso
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +32,21 @@ WORKFLOW_PATH = "/workflows/{workflow_id}/jobs/{job_id}/logs/raw"
 TRAILER = b"--- ERROR: failed to fetch logs ---\n"
 NOT_FOUND_000 = ("The model_id or run_id cannot be found, or logs were purged/expired per "
                  "retention policies.")
-FINISHED_002 = ("completed", "failed")
+FINISHED_002 = ("completed", "failed", "unknown")  # unknown: an explicit job the API served
+# The routes as the seeds' servers match them: on the raw path, so a model id holding an encoded
+# "/" (mdl%2F..) is an unknown model (seed 404), not an unknown route.
+RAW_TRAINING = re.compile(rb"^/api/v1/models/[^/]+/training(?:-metrics|/metrics)/logs/download$")
+
+
+def unrouted(request: Any) -> Any:
+    """The answer to a request no route matched whose raw path is seed 000's (or None)."""
+    from logarchive.serve.app import json_error
+
+    if not RAW_TRAINING.match(request.scope.get("raw_path") or b""):
+        return None
+    if request.query_params.get("format", "txt") not in ("txt", "json"):
+        return json_error(400, "Bad Request", "You provided an invalid format query parameter.")
+    return json_error(404, "Not Found", NOT_FOUND_000)
 
 
 def routes(served: Any) -> list[Route]:
@@ -47,7 +62,7 @@ def routes(served: Any) -> list[Route]:
         fields = {"model_id": model_id} if run_id is None else {"model_id": model_id,
                                                                   "run_id": run_id}
         statuses = ("completed",) if run_id is None else ()
-        row = await run_in_threadpool(served.index.latest, fields, statuses)
+        row = await run_in_threadpool(served.latest, fields, statuses)
         if row is None or "run_id" not in row.fields:
             return json_error(404, "Not Found", NOT_FOUND_000)
         name = f"training-log-{row.fields['run_id']}.{fmt}"
@@ -56,7 +71,7 @@ def routes(served: Any) -> list[Route]:
     async def workflow(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         fields = {"workflow_id": request.path_params["workflow_id"], "job_id": job_id}
-        row = await run_in_threadpool(served.index.latest, fields)
+        row = await run_in_threadpool(served.latest, fields)
         if row is None:
             return _text(404, b"Workflow or job not found\n")
         if row.status not in FINISHED_002:
