@@ -21,9 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from logarchive_rest.testing import SESSION, TOKEN as SOURCE_TOKEN, TrainingAPI, WorkflowAPI
 from logarchive_testsupport.archives import write_config
 
+from logarchive.cli import main
 from logarchive.manifest import build_manifest
 from logarchive.runs import RunRef
 from logarchive.serve.testing import serving
@@ -407,19 +409,17 @@ def test_serve_refuses_to_start_without_what_it_needs(tmp_path: Path, serve_tabl
     if serve_table is not None:
         document["serve"] = serve_table
     config = write_config(tmp_path / "c.toml", document)
-    done = subprocess.run([EXE, "serve", "-c", str(config)], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 2
-    assert says in done.stderr and "Traceback" not in done.stderr
+    done = CliRunner().invoke(main, ["serve", "-c", str(config)])
+    assert done.exit_code == 2
+    assert says in done.output and "Traceback" not in done.output
 
 
-def test_without_the_extra_serve_names_it(tmp_path: Path, archive: Path) -> None:
-    blocked = "import sys; sys.modules['uvicorn'] = None; from logarchive.cli import main; main()"
-    done = subprocess.run([sys.executable, "-c", blocked, "serve", "-c", str(archive)],
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "SERVE_TOKEN": SERVE_TOKEN})
-    assert done.returncode == 2
-    assert "pip install 'logarchive[serve]'" in done.stderr and "Traceback" not in done.stderr
-    help_text = subprocess.run([sys.executable, "-c", blocked.replace("'uvicorn'", "'starlette'"),
-                                "serve", "--help"], capture_output=True, text=True, timeout=60)
-    assert help_text.returncode == 0 and "Example" in help_text.stdout
+def test_without_the_extra_serve_names_it(archive: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `[serve]` were not installed
+    monkeypatch.setenv("SERVE_TOKEN", SERVE_TOKEN)
+    done = CliRunner().invoke(main, ["serve", "-c", str(archive)])
+    assert done.exit_code == 2
+    assert "pip install 'logarchive[serve]'" in done.output and "Traceback" not in done.output
+    help_text = CliRunner().invoke(main, ["serve", "--help"])
+    assert help_text.exit_code == 0 and "Example" in help_text.output

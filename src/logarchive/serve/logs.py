@@ -17,6 +17,7 @@ Renderings (``txt``, ``ndjson``, ``json``) of each stored format:
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +25,11 @@ from typing import Any
 import orjson
 
 from logarchive.base import ByteSink
-from logarchive.codec import DEFAULT_MAX_LINE_BYTES, FormatEncoder, RecordBuilder, decompress_stream
+from logarchive.codec import DEFAULT_MAX_LINE_BYTES, FormatEncoder, RecordBuilder
 from logarchive.errors import LogarchiveError
 
 RENDERINGS = ("txt", "ndjson", "json")
+OUT_CHUNK = 1 << 20  # most bytes one decompression step yields
 RECORD_FORMATS = ("ndjson", "json")
 MEDIA_TYPES = {"txt": "text/plain", "ndjson": "application/x-ndjson", "json": "application/json"}
 
@@ -85,6 +87,48 @@ def checked_chunks(sink: ByteSink, stored: StoredLog,
                              f"bytes, sha256 {stored.sha256}")
 
 
+def decompressed(compression: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The stored bytes decompressed, at most :data:`OUT_CHUNK` bytes at a time whatever the
+    ratio: a 1 MiB chunk of a gzip'd log of repeated lines can hold 100 MiB."""
+    if compression == "none":
+        yield from chunks
+    elif compression == "gzip":
+        inflater = zlib.decompressobj(31)
+        for chunk in chunks:
+            while chunk:
+                out = inflater.decompress(chunk, OUT_CHUNK)
+                if out:
+                    yield out
+                chunk = inflater.unconsumed_tail
+        yield inflater.flush()
+    elif compression == "zstd":
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(_Reader(chunks),
+                                                            read_across_frames=True)
+        yield from iter(lambda: reader.read(OUT_CHUNK), b"")
+    else:
+        raise IntegrityError(f"compression {compression!r} cannot be read (none, gzip, zstd)")
+
+
+class _Reader:
+    """A file-like ``read(n)`` over an iterator of chunks (for zstandard's stream reader)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        cut = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return out
+
+
 def record_lines(data: Iterable[bytes]) -> Iterator[list[bytes]]:
     """The encoded records (one JSON object each) of an ``ndjson`` or ``json`` object, a chunk's
     worth at a time: the fs sink writes one record per line; a json array adds ``[``, ``]`` and
@@ -112,7 +156,7 @@ def _records_of(lines: list[bytes]) -> list[bytes]:
 def encoded_records(stored: StoredLog, chunks: Iterable[bytes],
                     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[list[bytes]]:
     """The records of the object, encoded, a chunk's worth at a time (see the module doc)."""
-    data = decompress_stream(stored.compression, chunks)
+    data = decompressed(stored.compression, chunks)
     if stored.format in RECORD_FORMATS:
         yield from record_lines(data)
         return
@@ -135,7 +179,7 @@ def render(stored: StoredLog, rendering: str, chunks: Iterable[bytes],
            max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[bytes]:
     """The log as ``rendering`` (``txt``, ``ndjson`` or ``json``), streamed."""
     if rendering == stored.format:
-        yield from decompress_stream(stored.compression, chunks)
+        yield from decompressed(stored.compression, chunks)
         return
     batches = encoded_records(stored, chunks, max_line_bytes)
     if rendering == "txt":
