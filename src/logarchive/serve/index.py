@@ -42,8 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, manifest_path TEXT UNIQUE, msize INTEGER, mtime REAL,
   object_path TEXT, present INTEGER, source TEXT, run_key TEXT, status TEXT,
   started_ts REAL, completed_ts REAL, exported_ts REAL, format TEXT, compression TEXT,
-  sha256 TEXT, size INTEGER, lines INTEGER, fields TEXT, manifest TEXT,
-  verified INTEGER, verified_at TEXT);
+  sha256 TEXT, size INTEGER, lines INTEGER, fields TEXT, verified INTEGER, verified_at TEXT);
+CREATE TABLE IF NOT EXISTS manifests (id TEXT PRIMARY KEY, document TEXT);
 CREATE TABLE IF NOT EXISTS run_fields (id TEXT, name TEXT, value TEXT);
 CREATE INDEX IF NOT EXISTS run_fields_nv ON run_fields (name, value);
 CREATE INDEX IF NOT EXISTS run_fields_id ON run_fields (id);
@@ -130,8 +130,7 @@ class RunQuery:
         clauses, args = ["present = 1"], []
         for name, value in self.fields.items():
             op = "GLOB" if any(c in value for c in "*?[") else "="
-            clauses.append("EXISTS (SELECT 1 FROM run_fields f WHERE f.id = runs.id AND "
-                           f"f.name = ? AND f.value {op} ?)")
+            clauses.append(f"id IN (SELECT id FROM run_fields WHERE name = ? AND value {op} ?)")
             args += [name, value]
         if self.source:
             clauses.append("source = ?")
@@ -223,6 +222,7 @@ class RunIndex:
                 ident = run_id_of(path)
                 db.execute("DELETE FROM runs WHERE id = ?", (ident,))
                 db.execute("DELETE FROM run_fields WHERE id = ?", (ident,))
+                db.execute("DELETE FROM manifests WHERE id = ?", (ident,))
                 db.execute("DELETE FROM skipped WHERE manifest_path = ?", (path,))
             for item in reads:
                 if item.document is None:
@@ -249,14 +249,15 @@ class RunIndex:
         exported = _epoch(doc.get("exported_at"))
         ident = run_id_of(item.path)
         self._db.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (ident, item.path, item.listed.size, item.listed.mtime, object_path,
              int(object_path in stored), str(run.get("source") or ""), run["key"],
              str(run.get("status") or "unknown"), _epoch(run.get("started")),
              _epoch(run.get("completed")) or exported, exported, str(doc.get("format") or "txt"),
              str(doc.get("compression") or "none"), obj["sha256"], obj["size"],
              (doc.get("source_bytes") or {}).get("lines"), orjson.dumps(fields).decode(),
-             orjson.dumps(doc).decode(), None, None))
+             None, None))
+        self._db.execute("INSERT INTO manifests VALUES (?, ?)", (ident, orjson.dumps(doc).decode()))
         self._db.executemany("INSERT INTO run_fields VALUES (?, ?, ?)",
                              [(ident, k, v) for k, v in fields.items()])
 
@@ -288,7 +289,8 @@ class RunIndex:
 
     def manifest(self, ident: str) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute("SELECT manifest FROM runs WHERE id = ?", (ident,)).fetchone()
+            row = self._db.execute("SELECT document FROM manifests WHERE id = ?",
+                                   (ident,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
     def record_check(self, ident: str, ok: bool) -> None:
