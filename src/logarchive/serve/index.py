@@ -34,6 +34,7 @@ from logarchive.secrets import redact
 from logarchive.serve.logs import StoredLog
 
 READ_WORKERS = 8
+SCHEMA_VERSION = 1  # the index is a cache: another version is dropped and rebuilt
 SORTS = {"completed": "completed_ts", "started": "started_ts", "exported": "exported_ts",
          "run": "run_key", "source": "source", "status": "status", "lines": "lines",
          "size": "size", "format": "format"}
@@ -174,6 +175,11 @@ class RunIndex:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            for (table,) in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                self._db.execute(f'DROP TABLE "{table}"')
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
