@@ -423,3 +423,40 @@ def test_without_the_extra_serve_names_it(archive: Path,
     assert "pip install 'logarchive[serve]'" in done.output and "Traceback" not in done.output
     help_text = CliRunner().invoke(main, ["serve", "--help"])
     assert help_text.exit_code == 0 and "Example" in help_text.output
+
+
+def test_logarchive_exports_from_serve_as_from_the_original(serve: Any, archive: Path) -> None:
+    """logarchive's own rest source (a client of seeds 000 and 002) pointed at ``serve``
+    archives the same bytes it archived from the original systems."""
+    root = archive.parent / "again"
+    config = write_config(archive.parent / "again.toml", {
+        "logarchive": {"state_dir": str(root / "state")},
+        "sources": {
+            "training": {"type": "rest", "preset": "training-metrics", "base_url": serve.url,
+                         "auth": {"bearer": SERVE_TOKEN}, "models": ["mdl-a", "mdl-b"],
+                         "runs": [{"model_id": "mdl-a", "run_id": "run-1"}]},
+            "jobs": {"type": "rest", "preset": "workflow-jobs", "base_url": serve.url,
+                     "auth": {"cookie": {"session": SERVE_TOKEN}},
+                     "jobs": [{"workflow_id": "wf-1", "job_id": j}
+                              for j in ("job-ok", "job-failed")]}},
+        "sinks": {"archive": {"type": "fs", "url": str(root / "archive"), "format": "txt",
+                              "path": "{source}/{run_path}.{ext}"}},
+    })
+    done = subprocess.run([EXE, "-q", "export", "-c", str(config)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = {p.relative_to(root / "archive"): p.read_bytes()
+             for p in (root / "archive").rglob("*.txt")}
+    assert sorted(map(str, again)) == ["jobs/wf-1/job-failed.txt", "jobs/wf-1/job-ok.txt",
+                                       "training/mdl-a/run-1.txt", "training/mdl-a/run-2.txt",
+                                       "training/mdl-b/run-9.txt"]
+    for path, data in again.items():
+        assert data == (archive.parent / "archive" / path).read_bytes(), path
+
+
+def test_the_cli_and_config_never_import_the_web_stack() -> None:
+    probe = ("import sys; from logarchive import cli, config; from logarchive.cli import serve; "
+             "print([m for m in ('starlette', 'uvicorn', 'jinja2') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr

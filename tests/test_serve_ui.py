@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from logarchive_testsupport.archives import write_config
+from playwright import sync_api as playwright  # the test extra; the browser is Debian's
 
 from logarchive.serve.testing import serving
 
@@ -26,7 +27,6 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 if not Path(CHROMIUM).exists() and os.geteuid() != 0:
     pytest.skip(f"{CHROMIUM} is missing and this is not root, so scripts/dev-install.sh could not "
                 "install it: apt-get install chromium", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install 'logarchive[test]'")
 
 
 def training_log(run: str, lines: int) -> bytes:

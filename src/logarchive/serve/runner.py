@@ -82,7 +82,7 @@ def run(config: Config, announce: Callable[[str], None], verbosity: int = 0) -> 
                  skipped=stats.skipped, seconds=round(stats.seconds, 3))
         served = Served(settings, sink, index,
                         Authenticator(settings.token_values(), settings.session_hours * 3600),
-                        getattr(sink.config, "max_line_bytes"))
+                        sink.config.max_line_bytes)
         sock = listening_socket(settings)
         server = uvicorn.Server(uvicorn.Config(
             build_app(served), log_level="debug" if verbosity > 0 else "warning",
