@@ -12,8 +12,8 @@ from typing import Any
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from logarchive.base import ByteSink
@@ -165,6 +165,3 @@ async def _not_found(request: Any, exc: Any) -> Response:
         return Response(b"Workflow or job not found\n", 404, headers={"content-type": "text/plain"})
     return Response(b"Not Found\n", 404, headers={"content-type": "text/plain"})
 
-
-__all__ = ["Served", "build_app", "log_response", "attachment", "json_error", "JSONResponse",
-           "Route"]

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
@@ -104,5 +104,3 @@ def _link(params: Any, change: dict[str, Any]) -> str:
     merged.update({k: v for k, v in change.items() if v is not None})
     return "/?" + urlencode(merged)
 
-
-__all__ = ["routes", "HTMLResponse"]
