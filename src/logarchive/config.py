@@ -25,6 +25,7 @@ from logarchive.plugins import PluginType, Registry, default_registry
 from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings, zone_of
 from logarchive.paths import PATH_BUILTINS
 from logarchive.secrets import LedgerUrl, register_secret
+from logarchive.serve.settings import ServeConfig
 from logarchive.templates import template_fields
 
 log = structlog.get_logger("logarchive.config")
@@ -137,6 +138,7 @@ class _RawConfig(BaseModel):
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: list[PipelineConfig] = Field(default_factory=list)
+    serve: ServeConfig | None = None  # `logarchive serve` (docs/serve.md)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class Config:
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The TOML document after interpolation (secrets included): what a Dask task rebuilds
     the config from on its worker (:mod:`logarchive.executor`)."""
+    serve: ServeConfig | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -246,7 +249,7 @@ def parse_config(data: dict[str, Any], *, path: str = "<config>", registry: Regi
     errors.raise_if_any()
     config = Config(
         path=path, base_dir=base_dir or Path.cwd(), settings=raw.logarchive, sources=sources,
-        sinks=sinks, pipelines=pipelines, registry=registry, document=data,
+        sinks=sinks, pipelines=pipelines, registry=registry, document=data, serve=raw.serve,
     )
     _check_colliding_paths(config)
     return config
