@@ -50,7 +50,10 @@ _LEVEL_WINDOW = 80
 
 
 def extension(fmt: str, compression: str) -> str:
-    """File extension for a format and compression: ``ndjson.gz``, ``txt.zst``, ``json``."""
+    """File extension for a format and compression: ``ndjson.gz``, ``txt.zst``, ``json``;
+    ``parquet`` whatever the compression (Parquet compresses its columns, not the file)."""
+    if fmt == "parquet":
+        return "parquet"
     suffix = {"none": "", "gzip": ".gz", "zstd": ".zst"}[compression]
     return f"{fmt}{suffix}"
 
