@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -233,3 +234,19 @@ def test_parquet_defaults_to_zstd_and_the_extension_is_parquet(tmp_path: Path) -
                                          sink={"format": "parquet"}), base_dir=tmp_path)
     assert open_sink(config, "archive").config.compression == "zstd"
     assert logarchive.codec.extension("parquet", "zstd") == "parquet"
+
+
+def test_txt_and_ndjson_exports_never_import_pyarrow(tmp_path: Path) -> None:
+    write_logs(tmp_path / "logs")
+    document = archive_config(tmp_path, str(tmp_path / "txt"))
+    document["sinks"]["records"] = {"type": "fs", "url": str(tmp_path / "nd"), "format": "ndjson"}
+    path = write_config(tmp_path / "c.toml", document)
+    code = ("import sys\nfrom logarchive.cli import main\n"
+            f"try:\n    main(['export', '-c', {str(path)!r}])\nexcept SystemExit as exc:\n"
+            "    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyarrow'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert len(list((tmp_path / "nd").rglob("*.ndjson"))) == 3
