@@ -19,6 +19,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import logarchive
 from logarchive import parse_config
@@ -250,3 +252,25 @@ def test_txt_and_ndjson_exports_never_import_pyarrow(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert len(list((tmp_path / "nd").rglob("*.ndjson"))) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.lists(st.sampled_from([
+    b"\n", b"\r\n", b"\xff", b"\xe2\x82", "é😀".encode(), b"\x00\t\"\\", b"x" * 70,
+    b"2026-03-13T10:00:00.123Z [INFO] ", b"2026-03-13 10:00:00,5 +0100 [warn] ", b"plain ",
+]), max_size=40).map(b"".join), chunk=st.integers(1, 300))
+def test_rows_equal_the_records_on_any_input(data: bytes, chunk: int) -> None:
+    builder = RecordBuilder({"source": "s"}, 64)
+    records = []
+    for start in range(0, len(data), chunk):
+        records += builder.feed(data[start:start + chunk]).records()
+    records += builder.finish().records()
+    for record in records:
+        record["epoch"] = timestamp_to_epoch(record.pop("timestamp"))
+    encoder = ParquetEncoder("zstd", None, {"source": "s"})
+    builder = RecordBuilder({"source": "s"}, 64)
+    out = [encoder.encode_batch(builder.feed(data[s:s + chunk]))
+           for s in range(0, len(data), chunk)]
+    out += [encoder.encode_batch(builder.finish()), encoder.footer()]
+    rows = pq.read_table(io.BytesIO(b"".join(out))).to_pylist()
+    assert [as_ndjson_record(row) for row in rows] == records
