@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import orjson
 
+from logarchive import parse
 from logarchive.sourcestats import SourceStats  # noqa: F401  (moved; imported from here)
 
 Format = Literal["txt", "json", "ndjson"]
@@ -34,19 +35,8 @@ RECORD_KEYS = frozenset(
 )
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 _REPLACEMENT_UTF8 = "\ufffd".encode()
-
-# The offset may follow the time after one space (``10:00:00 +0100``, as strftime's ``%z`` after
-# a space writes it): then it must be a full ``+hhmm`` / ``+hh:mm`` not followed by a digit.
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
-    r"(?:Z|z|[+-]\d{2}(?::?\d{2})?| [+-]\d{2}:?\d{2}(?!\d))?"
-)
-_LEVEL_NAMES = {
-    "TRACE": "trace", "DEBUG": "debug", "INFO": "info", "NOTICE": "notice", "WARN": "warning",
-    "WARNING": "warning", "ERROR": "error", "ERR": "error", "CRITICAL": "critical",
-    "CRIT": "critical", "FATAL": "critical",
-}
-_LEVEL_WINDOW = 80
+_LEVEL_NAMES = parse.NAMES  # kept for modules written against the old parser
+_LEVEL_WINDOW = parse.LEVEL_WINDOW
 
 
 def extension(fmt: str, compression: str) -> str:
@@ -58,41 +48,9 @@ def extension(fmt: str, compression: str) -> str:
     return f"{fmt}{suffix}"
 
 
-_last_minute = ""
-_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
 def parse_timestamp(text: str) -> str | None:
-    """ISO-8601 timestamp at the very start of a line, normalised (UTC ``Z`` when it has an
-    offset), else ``None``."""
-    if len(text) < 16 or not text[:4].isdigit():
-        return None
-    # Fast path: already canonical (``2026-03-13T10:00:00.123Z``), the usual training-log form.
-    # The date, hour and minute are validated once per distinct minute (consecutive lines share
-    # them); only the seconds are checked per line.
-    global _last_minute
-    if len(text) >= 24 and text[23] == "Z" and _CANONICAL.match(text) and text[17:19] < "60":
-        if len(text) == 24 or not text[24].isdigit():
-            minute = text[:16]
-            if minute != _last_minute:
-                try:
-                    datetime.fromisoformat(minute)
-                except ValueError:
-                    return None
-                _last_minute = minute
-            return text[:24]
-    match = _TIMESTAMP.match(text)
-    if match is None:
-        return None
-    raw = match.group(0).replace(",", ".").replace(" +", "+").replace(" -", "-")
-    try:
-        value = datetime.fromisoformat(raw.replace("z", "Z"))
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        return value.isoformat(timespec="milliseconds")
-    value = value.astimezone(timezone.utc)
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The line's timestamp, canonical UTC (:func:`logarchive.parse.timestamp`), else ``None``."""
+    return parse.timestamp(text)
 
 
 def timestamp_to_epoch(timestamp: str | None) -> float | None:
@@ -106,17 +64,8 @@ def timestamp_to_epoch(timestamp: str | None) -> float | None:
 
 
 def parse_level(text: str) -> str | None:
-    """Level from an ``[INFO]``-style marker near the start of a line, lower-cased and
-    canonical (``warn`` → ``warning``), else ``None``."""
-    start = text.find("[", 0, _LEVEL_WINDOW)
-    while start != -1:
-        end = text.find("]", start + 1, start + 11)
-        if end != -1:
-            name = _LEVEL_NAMES.get(text[start + 1:end].upper())
-            if name is not None:
-                return name
-        start = text.find("[", start + 1, _LEVEL_WINDOW)
-    return None
+    """The line's level (:func:`logarchive.parse.level`), else ``None``."""
+    return parse.level(text)
 
 
 def _utf8_cut(data: bytes | bytearray, limit: int) -> int:
@@ -220,7 +169,7 @@ def decode_line(raw: bytes) -> tuple[str, int]:
 
 
 _LEVEL_JSON: dict[str | None, bytes] = {None: b"null"}
-_LEVEL_JSON.update({name: b'"%s"' % name.encode() for name in set(_LEVEL_NAMES.values())})
+_LEVEL_JSON.update({name: b'"%s"' % name.encode() for name in parse.LEVELS})
 _BOOL_JSON = {True: b"true", False: b"false"}
 
 Row = tuple[int, int, bool, str, "str | None", "str | None"]
@@ -235,7 +184,8 @@ Row = tuple[int, int, bool, str, "str | None", "str | None"]
 # Shape A: ``<canonical timestamp> [LEVEL]<clean ASCII>``: the timestamp is
 # parse_timestamp's canonical form with a valid calendar date (Feb 29 is left to the slow path),
 # the level an upper-case name right after it (so it is the first ``[`` of the line).
-# Shape B: no timestamp (first byte not a digit) and no ``[`` in the first 80 bytes: both null.
+# Shape B: no timestamp (first byte not a digit) and no ``[`` in the first 80 bytes, and no level
+# name anywhere (_MAYBE_LEVEL: the other level markers of logarchive.parse): both null.
 _CLEAN = rb'[ !#-\[\]-~\x7f]'       # printable ASCII except " and \ : JSON-safe as is
 _CLEAN_NB = rb'[ !#-Z\]-~\x7f]'     # the same without [
 _FAST_DATE = (rb'(?!0000)\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-'
@@ -244,6 +194,7 @@ _RUN_A = re.compile(rb'(?:' + _FAST_DATE + rb' \[(?:TRACE|DEBUG|INFO|NOTICE|WARN
                     rb'ERR|CRITICAL|CRIT|FATAL)\]' + _CLEAN + rb'*\n)+')
 _RUN_B = re.compile(rb'(?:(?![0-9])(?:' + _CLEAN_NB + rb'{0,79}\n|' + _CLEAN_NB + rb'{80}'
                     + _CLEAN + rb'*\n))+')
+_MAYBE_LEVEL = re.compile(rb"(?i:TRACE|DEBUG|INFO|NOTICE|WARN|ERR|CRIT|FATAL)")
 _LEVEL3 = {b"TRA": b'"trace"', b"DEB": b'"debug"', b"INF": b'"info"', b"NOT": b'"notice"',
            b"WAR": b'"warning"', b"ERR": b'"error"', b"CRI": b'"critical"', b"FAT": b'"critical"'}
 _TS_SLICE = itemgetter(slice(0, 24))
@@ -310,9 +261,11 @@ class RecordBuilder:
     return a :class:`LineBatch`.
     """
 
-    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
+    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 parse: parse.ParseSettings = parse.DEFAULT):
         self.splitter = LineSplitter(max_line_bytes)
         self.fields = fields
+        self.parse = parse
         encoded_fields = orjson.dumps(fields)  # b'{"source":"x","run_id":"y"}'
         self._tail = b"," + encoded_fields[1:] if fields else b"}"
         escaped = self._tail.replace(b"%", b"%%")
@@ -355,6 +308,10 @@ class RecordBuilder:
             if found is None:
                 found = match_b(region, pos)
                 template = self._template_b
+                named = found and _MAYBE_LEVEL.search(region, pos, found.end())
+                if named:  # the B run ends before the first line naming a level
+                    stop = region.rfind(b"\n", pos, named.start()) + 1
+                    found = None if stop == pos else _RUN_B.match(region, pos, stop)
             if found is not None:
                 stop = found.end()
                 lines = region[pos:stop - 1].split(b"\n")
@@ -389,13 +346,13 @@ class RecordBuilder:
 
     def _rows(self, pieces: Iterable[tuple[int, int, bool, bytes]]) -> list[Row]:
         rows: list[Row] = []
-        append = rows.append
+        append, settings, parse_line = rows.append, self.parse, parse.line
         for seq, part, last, raw in pieces:
             text, bad = decode_line(raw)
             if bad:
                 self.invalid_utf8 += bad
             if part <= 1:
-                append((seq, part, last, text, parse_timestamp(text), parse_level(text)))
+                append((seq, part, last, text, *parse_line(text, settings)))
             else:
                 append((seq, part, last, text, None, None))
         self.records += len(rows)
