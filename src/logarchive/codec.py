@@ -398,6 +398,24 @@ class RecordBuilder:
         return rows
 
 
+def new_builder(fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                columnar: bool | None = None) -> RecordBuilder:
+    """The record builder of a run: the columnar one (:mod:`logarchive.columnar`, Arrow
+    kernels) when pyarrow is installed, else this module's per-line :class:`RecordBuilder`.
+    Both produce the same records and bytes; ``columnar`` forces one (True fails without
+    pyarrow). pyarrow is imported here, on the first run that needs records, never for txt."""
+    if columnar is not False:
+        try:
+            from logarchive.columnar import ColumnarBuilder
+        except ImportError:
+            if columnar:
+                raise ImportError("the columnar codec needs pyarrow and numpy: "
+                                  "pip install 'logarchive[parquet]'") from None
+        else:
+            return ColumnarBuilder(fields, max_line_bytes)
+    return RecordBuilder(fields, max_line_bytes)
+
+
 class SourceStats:
     """sha256, size, line count and invalid-UTF-8 count of the raw source bytes, chunk by chunk.
 

@@ -29,7 +29,9 @@ import structlog
 
 from logarchive.version import __version__
 from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
-from logarchive.codec import Compressor, FormatEncoder, RecordBuilder, SourceStats, extension
+from logarchive.codec import (
+    Compressor, FormatEncoder, RecordBuilder, SourceStats, extension, new_builder,
+)
 from logarchive.errors import (
     Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
 )
@@ -131,7 +133,7 @@ class RunDelivery:
         self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
         if any(t.needs_records for t in self.targets):
             max_line = min(t.max_line_bytes for t in self.targets)
-            self.builder = RecordBuilder(self.run.record_fields(), max_line)
+            self.builder = new_builder(self.run.record_fields(), max_line)
         try:
             self.read(progress)
         except BaseException as exc:
@@ -444,11 +446,9 @@ class RecordTarget(Target):
         """Send the piece's records past the resume point."""
         if not piece.batch:
             return
-        records = piece.batch.records()
-        skip = self.resume_after - piece.first + 1
-        selected = records[skip:] if skip > 0 else records
-        if selected:
-            self.delivery.send(selected, max(piece.first, self.resume_after + 1))
+        skip = max(0, self.resume_after - piece.first + 1)
+        if skip < len(piece.batch):
+            self.delivery.send_batch(piece.batch, piece.first + skip, skip)
 
     def commit(self, delivery: RunDelivery) -> None:
         """Wait for every acknowledgement, then record the run delivered."""

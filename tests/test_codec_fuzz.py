@@ -1,0 +1,165 @@
+"""The columnar codec against the per-line reference: same records, same NDJSON bytes, same
+counters, on random byte streams cut at random chunk boundaries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logarchive.codec import LineBatch, RecordBuilder, encode_records, new_builder
+
+pa = pytest.importorskip("pyarrow")
+from logarchive.columnar import SCHEMA, ColumnarBuilder  # noqa: E402
+
+FIELDS = {"source": "t", "run_id": "r1"}
+
+# Pieces that reach every branch of both codecs: the timestamp shapes (and near misses), level
+# markers (and near misses, lowercase, a dotless i), JSON escapes, control characters, CR/LF,
+# non-ASCII, invalid UTF-8 and a genuine U+FFFD.
+FRAGMENTS = [
+    b"2026-03-13T10:00:00.123Z", b"2026-03-15 09:30:00,120", b"2026-03-15 09:30:00.120",
+    b"2026-02-30T10:00:00.000Z", b"2026-03-13T24:00:00.000Z", b"0000-01-01T00:00:00.000Z",
+    b"2026-03-13T10:00:00.1234Z", b"2026-03-13T10:00:00+01:00", b"2026-03-13 10:00:00 +0100",
+    b"2026-03-13T10:00", b"2026-03-15 09:30:00,120 -0100", b"2026-03-15 09:30:00,120 - x",
+    b"2026-03-15 09:30:00,120Z", b"2026-03-15 09:30:00,1205", b"\xd9\xa2026-03-13T10:00",
+    b" [INFO] ", b"[ERROR]", b"[warn]", b"[Crit]", b"[[DEBUG]", b"[\xc4\xb1nfo]", b"[INFO",
+    b"[NOTICE ]", b"[FATAL]x", b"x" * 70, b" - INFO - ", b"NCCL INFO", b'"', b"\\", b"\t",
+    b"\r", b"\r\n", b"\n", b"\n\n", b"\x00", b"\x1f", b"\x08", b"\x0c", b"\x7f", b"\xe2\x80\xa8",
+    b"caf\xc3\xa9", b"\xe6\xa8\xa1\xe5\x9e\x8b", b"\xf0\x9f\x98\x80", b"\xff", b"\xc3",
+    b"\xe6\xa8", b"\xed\xa0\x80", b"\xef\xbf\xbd", b"{'loss': 0.3}", b'{"ts": "x"}', b" ",
+]
+
+streams = st.one_of(
+    st.lists(st.sampled_from(FRAGMENTS), max_size=60).map(b"".join),
+    st.binary(max_size=300),
+    st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=8)),
+             max_size=40).map(b"".join),
+)
+
+
+def chunks_of(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+
+
+def reference_batches(data: bytes, cuts: list[int], max_line: int) -> tuple[list[bytes],
+                                                                            RecordBuilder]:
+    """The per-line definition: every chunk through the splitter, every row through the
+    reference parsers and orjson (none of RecordBuilder's fast paths)."""
+    builder = RecordBuilder(FIELDS, max_line)
+    out = []
+    for chunk in chunks_of(data, cuts):
+        out.append(builder._slow(chunk, [], 0).ndjson())
+    rows = builder._rows(builder.splitter.finish())
+    out.append(LineBatch(_encode(rows, builder), len(rows)).ndjson())
+    return out, builder
+
+
+def _encode(rows, builder):  # noqa: ANN001, ANN202
+    from logarchive.codec import _encode_rows
+
+    return _encode_rows(rows, builder._tail)
+
+
+def columnar_batches(data: bytes, cuts: list[int], max_line: int) -> tuple[list[LineBatch],
+                                                                          ColumnarBuilder]:
+    builder = ColumnarBuilder(FIELDS, max_line)
+    batches = [builder.feed(chunk) for chunk in chunks_of(data, cuts)]
+    return [*batches, builder.finish()], builder
+
+
+def table_records(batch: LineBatch) -> list[dict]:
+    """The records as the Arrow columns hold them, in the NDJSON records' form."""
+    out = []
+    for row in batch.arrow().to_pylist():
+        record = {k: row[k] for k in ("seq", "timestamp", "level", "message")}
+        if row["part"] is not None:
+            record.update(part=row["part"], partial=row["partial"],
+                          continuation=row["continuation"])
+        out.append({**record, **FIELDS})
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+       max_line=st.sampled_from([4, 9, 24, 64, 1 << 20]))
+def test_columnar_equals_the_per_line_reference(data: bytes, cuts: list[int],
+                                                max_line: int) -> None:
+    expected, reference = reference_batches(data, cuts, max_line)
+    batches, builder = columnar_batches(data, cuts, max_line)
+    assert [b.ndjson() for b in batches] == expected
+    assert builder.records == reference.records
+    assert builder.invalid_utf8 == reference.invalid_utf8
+    assert builder.splitter.lines == reference.splitter.lines
+    for batch in batches:
+        assert batch.encoded() == encode_records(batch.records())
+        assert table_records(batch) == batch.records()
+        assert batch.arrow().schema == SCHEMA
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6))
+def test_columnar_equals_record_builder(data: bytes, cuts: list[int]) -> None:
+    """The same against the current per-line codec with its fast paths (the fallback)."""
+    fallback = RecordBuilder(FIELDS, 64)
+    columnar = ColumnarBuilder(FIELDS, 64)
+    for chunk in chunks_of(data, cuts):
+        assert columnar.feed(chunk).ndjson() == fallback.feed(chunk).ndjson()
+    assert columnar.finish().ndjson() == fallback.finish().ndjson()
+    assert columnar.invalid_utf8 == fallback.invalid_utf8
+
+
+def test_mixed_log_lines_round_trip() -> None:
+    """Every line shape of the benchmark's mixed log, in one chunk, equals the reference."""
+    sys.path.insert(0, "benchmarks")
+    try:
+        from genmixed import entries
+    finally:
+        sys.path.pop(0)
+    stream = entries()
+    data = b"".join(next(stream) for _ in range(3000))
+    expected, _ = reference_batches(data, [len(data) // 3], 1 << 20)
+    batches, builder = columnar_batches(data, [len(data) // 3], 1 << 20)
+    assert [b.ndjson() for b in batches] == expected
+    records = [r for b in batches for r in b.records()]
+    assert sum(r["timestamp"] is not None for r in records) > len(records) // 3
+    assert {r["level"] for r in records} >= {"info", "debug", "warning", "error"}
+    assert builder.invalid_utf8 > 0
+
+
+def test_new_builder_is_columnar_with_pyarrow() -> None:
+    assert isinstance(new_builder(FIELDS), ColumnarBuilder)
+    assert type(new_builder(FIELDS, columnar=False)) is RecordBuilder
+
+
+def test_without_pyarrow_the_per_line_codec_exports(tmp_path) -> None:  # noqa: ANN001
+    """A core install without pyarrow: the per-line builder, same bytes; pyarrow never loaded
+    for the CLI's --help."""
+    script = (
+        "import sys\n"
+        "sys.modules['pyarrow'] = None  # the injected fault: pyarrow is not installed\n"
+        "from logarchive.codec import RecordBuilder, new_builder\n"
+        "b = new_builder({'source': 't'})\n"
+        "assert type(b) is RecordBuilder, type(b)\n"
+        "print(b.feed(b'2026-03-13T10:00:00.123Z [INFO] x\\n').ndjson().decode(), end='')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert orjson.loads(done.stdout) == {"seq": 1, "timestamp": "2026-03-13T10:00:00.123Z",
+                                         "level": "info", "message":
+                                         "2026-03-13T10:00:00.123Z [INFO] x", "source": "t"}
+    forced = subprocess.run([sys.executable, "-c", "import sys; sys.modules['pyarrow'] = None\n"
+                             "from logarchive.codec import new_builder\n"
+                             "new_builder({}, columnar=True)"], capture_output=True, text=True)
+    assert forced.returncode != 0 and "pip install 'logarchive[parquet]'" in forced.stderr
+    help_run = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom logarchive.cli import main\n"
+         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+         "print('pyarrow' in sys.modules, file=sys.stderr)"],
+        capture_output=True, text=True, check=True)
+    assert help_run.stderr.strip().endswith("False")
