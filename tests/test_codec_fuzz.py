@@ -1,20 +1,28 @@
 """The columnar codec against the per-line reference: same records, same NDJSON bytes, same
-counters, on random byte streams cut at random chunk boundaries."""
+counters, on random byte streams cut at random chunk boundaries; and record-sink payloads built
+from a batch's columns (``encode_columns``) against the same payloads built record by record."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from datetime import datetime, timezone
 
 import orjson
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from logarchive.base import Context
 from logarchive.codec import LineBatch, RecordBuilder, encode_records, new_builder
+from logarchive.runs import RunRef
 
 pa = pytest.importorskip("pyarrow")
 from logarchive.columnar import SCHEMA, ColumnarBuilder  # noqa: E402
+from logarchive_datadog import DatadogConfig, DatadogSink, IntakeProtocol  # noqa: E402
+from logarchive_splunk import HecProtocol, SplunkConfig, SplunkSink  # noqa: E402
 
 FIELDS = {"source": "t", "run_id": "r1"}
 
@@ -163,3 +171,52 @@ def test_without_pyarrow_the_per_line_codec_exports(tmp_path) -> None:  # noqa: 
          "print('pyarrow' in sys.modules, file=sys.stderr)"],
         capture_output=True, text=True, check=True)
     assert help_run.stderr.strip().endswith("False")
+
+
+# --- payloads ------------------------------------------------------------------------------------
+
+RUN = RunRef("src", {"model_id": 'm"1', "run_id": "r/ü"},
+             completed=datetime(2026, 3, 13, 10, 0, 0, 123456, tzinfo=timezone.utc))
+EXTRA = [b"1969-12-31T23:59:59.500Z x", b"1970-01-01T00:00:00.000Z", b"9999-12-31T23:59:59.999Z",
+         b"0001-01-01 00:00:00,001 - INFO - a", b"\xe3\x80\x80", b"\x1c", b"  ", b"x" * 1500]
+STREAMS = st.lists(st.sampled_from(FRAGMENTS + EXTRA), max_size=50).map(b"".join)
+
+
+def context(name: str) -> Context:
+    return Context(name, structlog.get_logger(), threading.Event())
+
+
+def protocols() -> list:
+    datadog = DatadogSink("dd", DatadogConfig(type="datadog", api_key="k" * 32, service="svc",
+                                              ddtags="env:{run_id}", max_entry_bytes=1024),
+                          context("dd"))
+    splunk = SplunkSink("hec", SplunkConfig(type="splunk", url="http://127.0.0.1:1",
+                                            token="t" * 36, index="ml_{model_id}"),
+                        context("hec"))
+    plain = SplunkSink("hec2", SplunkConfig(type="splunk", url="http://127.0.0.1:1",
+                                            token="t" * 36, host="h"), context("hec2"))
+    return [IntakeProtocol(datadog, RUN), HecProtocol(splunk, RUN), HecProtocol(plain, RUN)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=STREAMS, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=4),
+       max_line=st.sampled_from([16, 1 << 20]))
+def test_events_from_columns_equal_events_from_records(data: bytes, cuts: list[int],
+                                                       max_line: int) -> None:
+    builder = ColumnarBuilder(RUN.record_fields(), max_line)
+    batches = [builder.feed(chunk) for chunk in chunks_of(data, cuts)] + [builder.finish()]
+    for protocol in protocols():
+        for batch in batches:
+            expected = [protocol.encode(record) for record in batch.records()]
+            assert protocol.encode_columns(batch.arrow()) == expected
+
+
+def test_splunk_raw_and_record_events_keep_the_per_record_path() -> None:
+    raw = SplunkSink("raw", SplunkConfig(type="splunk", url="http://127.0.0.1:1", token="t" * 36,
+                                         endpoint="raw"), context("raw"))
+    record = SplunkSink("rec", SplunkConfig(type="splunk", url="http://127.0.0.1:1",
+                                            token="t" * 36, event_format="record"),
+                        context("rec"))
+    batch = ColumnarBuilder(RUN.record_fields()).feed(b"a\n\nb\n")
+    for sink in (raw, record):
+        assert HecProtocol(sink, RUN).encode_columns(batch.arrow()) is None

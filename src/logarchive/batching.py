@@ -229,7 +229,7 @@ class BatchProtocol:
         raise NotImplementedError
 
     def encode_columns(self, columns: Any) -> list[list[bytes]] | None:
-        """The encoded event(s) of every record of ``columns`` (a ``pyarrow.Table`` of the
+        """The encoded event(s) of every record of ``columns`` (a ``pyarrow.RecordBatch`` of the
         codec's columns: seq, timestamp, level, message, part, partial, continuation; see
         :data:`logarchive.columnar.SCHEMA`), built by column kernels instead of a call per
         record; the same bytes as :meth:`encode` per record. None (the default): the delivery

@@ -166,21 +166,24 @@ class ColumnBatch(LineBatch):
 
     __slots__ = ("_tables",)
 
-    def __init__(self, blob: bytes, count: int, tables: list[pa.Table]) -> None:
+    def __init__(self, blob: bytes, count: int, tables: list[pa.RecordBatch]) -> None:
         super().__init__(blob, count)
         self._tables = tables
 
-    def arrow(self) -> pa.Table:
-        """The batch's records as a table of :data:`SCHEMA` (run fields are not columns)."""
+    def arrow(self) -> pa.RecordBatch:
+        """The batch's records as a record batch of :data:`SCHEMA` (run fields are not
+        columns; they are the same for every record of a run)."""
         if len(self._tables) == 1:
             return self._tables[0]
-        return pa.concat_tables(self._tables) if self._tables else SCHEMA.empty_table()
+        if not self._tables:
+            return pa.RecordBatch.from_pylist([], schema=SCHEMA)
+        return pa.concat_batches(self._tables)
 
 
-def rows_table(rows: list[codec.Row]) -> pa.Table:
-    """The reference path's rows as a table of :data:`SCHEMA`."""
+def rows_table(rows: list[codec.Row]) -> pa.RecordBatch:
+    """The reference path's rows as a record batch of :data:`SCHEMA`."""
     seqs, parts, lasts, texts, stamps, levels = zip(*rows) if rows else ([],) * 6
-    return pa.table({
+    return pa.record_batch({
         "seq": pa.array(seqs, pa.int64()), "timestamp": pa.array(stamps, pa.string()),
         "level": pa.array(levels, pa.string()), "message": pa.array(texts, pa.string()),
         "part": pa.array([p or None for p in parts], pa.int32()),
@@ -201,7 +204,7 @@ class ColumnarBuilder(RecordBuilder):
 
     def feed(self, chunk: bytes) -> ColumnBatch:
         blobs: list[bytes] = []
-        tables: list[pa.Table] = []
+        tables: list[pa.RecordBatch] = []
         start = 0
         if self.splitter._buf or self.splitter._part:  # finish the pending line the slow way
             newline = chunk.find(b"\n")
@@ -218,7 +221,7 @@ class ColumnarBuilder(RecordBuilder):
 
     def finish(self) -> ColumnBatch:
         blobs: list[bytes] = []
-        tables: list[pa.Table] = []
+        tables: list[pa.RecordBatch] = []
         rows = self._rows(self.splitter.finish())
         if rows:
             blobs.append(codec._encode_rows(rows, self._tail) + b"\n")
@@ -226,18 +229,18 @@ class ColumnarBuilder(RecordBuilder):
         return self._batch(blobs, tables)
 
     @staticmethod
-    def _batch(blobs: list[bytes], tables: list[pa.Table]) -> ColumnBatch:
+    def _batch(blobs: list[bytes], tables: list[pa.RecordBatch]) -> ColumnBatch:
         count = sum(t.num_rows for t in tables)
         blob = b"".join(blobs)
         return ColumnBatch(blob[:-1], count, tables)
 
-    def _reference(self, data: bytes, blobs: list[bytes], tables: list[pa.Table]) -> None:
+    def _reference(self, data: bytes, blobs: list[bytes], tables: list[pa.RecordBatch]) -> None:
         rows = self._rows(self.splitter.feed(data))
         if rows:
             blobs.append(codec._encode_rows(rows, self._tail) + b"\n")
             tables.append(rows_table(rows))
 
-    def _region(self, region: bytes, blobs: list[bytes], tables: list[pa.Table]) -> None:
+    def _region(self, region: bytes, blobs: list[bytes], tables: list[pa.RecordBatch]) -> None:
         """Complete lines (``region`` ends with ``\\n``), all in columns."""
         invalid = self.invalid_utf8
         lines = _split_lines(self._decode(region))
@@ -257,7 +260,7 @@ class ColumnarBuilder(RecordBuilder):
             ',"level":', _quoted_or_null(levels), ',"message":"', json_strings(lines),
             '"' + self._tail_text, "")
         blobs.append(_data(body))
-        tables.append(pa.table({
+        tables.append(pa.record_batch({
             "seq": seqs, "timestamp": stamps, "level": levels, "message": lines,
             "part": pa.nulls(len(lines), pa.int32()),
             "partial": pa.nulls(len(lines), pa.bool_()),
@@ -350,7 +353,7 @@ def is_blank(messages: pa.Array) -> pa.Array:
     return pc.match_substring_regex(messages, _BLANK)
 
 
-def row_records(columns: pa.Table) -> list[dict[str, Any]]:
+def row_records(columns: pa.RecordBatch) -> list[dict[str, Any]]:
     """The rows of a table of :data:`SCHEMA` as the codec's record dicts (without run fields):
     ``part``, ``partial`` and ``continuation`` only on the pieces of a split line."""
     out = []

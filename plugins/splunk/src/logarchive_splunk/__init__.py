@@ -163,7 +163,7 @@ class HecProtocol(BatchProtocol):
 
         seqs, parts = columns.column("seq"), columns.column("part")
         ids = pa.array([self.ids(seq, part) for seq, part in zip(seqs.to_pylist(),
-                                                                 parts.to_pylist())])
+                                                                 parts.to_pylist())], pa.string())
         stamps = columns.column("timestamp")
         when = epoch_text(epoch_millis(stamps))
         early = pc.and_(pc.is_valid(stamps), pc.is_null(when))  # before 1970: per record
