@@ -108,6 +108,7 @@ def test_columnar_equals_the_per_line_reference(data: bytes, cuts: list[int],
         assert batch.encoded() == encode_records(batch.records())
         assert table_records(batch) == batch.records()
         assert batch.arrow().schema == SCHEMA
+        assert batch.arrow().equals(LineBatch.arrow(batch))  # columns == records converted
 
 
 @settings(max_examples=150, deadline=None)

@@ -399,7 +399,7 @@ class BatchingDelivery(RecordDelivery):
         """Send the records of a codec batch from ``skip`` on: their events come from
         :meth:`BatchProtocol.encode_columns` when the protocol builds them from the batch's
         columns, else from :meth:`send` (a dict per record)."""
-        columns = batch.arrow().slice(skip) if hasattr(batch, "arrow") else None
+        columns = batch.arrow().slice(skip) if batch.columnar else None
         events = None if columns is None else self.protocol.encode_columns(columns)
         if events is None:
             super().send_batch(batch, first_ordinal, skip)

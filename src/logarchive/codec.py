@@ -273,6 +273,8 @@ class LineBatch:
     renderings carry the same keys in the same order)."""
 
     __slots__ = ("blob", "count", "_records")
+    columnar = False
+    """True on batches of the columnar codec, whose :meth:`arrow` costs no conversion."""
 
     def __init__(self, blob: bytes, count: int) -> None:
         self.blob = blob
@@ -297,6 +299,14 @@ class LineBatch:
     def json_body(self) -> bytes:
         """The records as elements of a JSON array, separated by ``,\\n``."""
         return self.blob.replace(b"\n", b",\n")
+
+    def arrow(self) -> Any:
+        """The records as a ``pyarrow.RecordBatch`` of :data:`logarchive.columnar.SCHEMA`
+        (needs pyarrow; built from :meth:`records` here, from the columns themselves on the
+        columnar codec's batches)."""
+        from logarchive.columnar import records_batch
+
+        return records_batch(self.records())
 
 
 class RecordBuilder:

@@ -58,21 +58,21 @@ _SHAPE_PY = (r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2}) (?P<time>%s:[0-5][0-9]),(?P
 _MAYBE_TS = r"^([0-9]|[^\x00-\x7f])"
 
 
-def _letter(upper: str) -> str:
-    """A regex class of the characters whose ``str.upper()`` is ``upper`` (``I``: ``Iiı``)."""
-    extra = "".join(chr(cp) for cp in range(0x80, 0x2000) if chr(cp).upper() == upper)
-    return f"[{upper}{upper.lower()}{extra}]"
+def _folded(upper: str) -> str:
+    """The non-ASCII characters whose ``str.upper()`` is ``upper`` (``I``: dotless ``ı``)."""
+    return "".join(chr(cp) for cp in range(0x80, 0x2000) if chr(cp).upper() == upper)
 
 
-def _level_names() -> str:
-    names = sorted(codec._LEVEL_NAMES, key=len, reverse=True)
-    return "|".join("".join(_letter(c) for c in name) for name in names)
-
-
+_NAMES = sorted(codec._LEVEL_NAMES, key=len, reverse=True)
 # The leftmost level bracket of a line (RE2 finds it with its DFA; the capture runs only on the
 # lines that have one). It counts when its ``[`` is among the first 80 characters: a byte offset
 # under 80 is; on a non-ASCII line an offset of 80 or more may still be, so the reference decides.
-_LEVEL = r"\[(?P<name>%s)\]" % _level_names()
+_LEVEL = r"\[(?P<name>%s)\]" % "|".join(
+    "".join(f"[{c}{c.lower()}]" for c in name) for name in _NAMES)
+# Lines with a character that upper-cases into a level's letter (``[ınfo]`` is ``info`` to the
+# reference) go to the reference too (Arrow's find_substring_regex misses non-ASCII classes).
+_FOLDS = "[%s]" % "".join(sorted({c for name in _NAMES for letter in name
+                                  for c in _folded(letter)}))
 
 
 def reference_columns(messages: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -146,12 +146,13 @@ def _levels(messages: pa.Array) -> pa.Array:
         levels = pc.take(canonical, pc.index_in(found, pa.array(names, pa.string())))
         out = pc.replace_with_mask(out, near, levels)
     far = pc.greater_equal(where, codec._LEVEL_WINDOW)
-    if pc.any(far).as_py():
-        far = pc.and_(far, pc.invert(pc.string_is_ascii(messages)))
-        if pc.any(far).as_py():
-            rest = pc.filter(messages, far).to_pylist()
-            out = pc.replace_with_mask(out, far, pa.array(map(codec.parse_level, rest),
-                                                          pa.string()))
+    if pc.all(pc.string_is_ascii(messages)).as_py():
+        return out
+    odd = pc.or_(pc.and_(far, pc.invert(pc.string_is_ascii(messages))),
+                 pc.match_substring_regex(messages, _FOLDS))
+    if pc.any(odd).as_py():
+        rest = pc.filter(messages, odd).to_pylist()
+        out = pc.replace_with_mask(out, odd, pa.array(map(codec.parse_level, rest), pa.string()))
     return out
 
 
@@ -188,6 +189,7 @@ class ColumnBatch(LineBatch):
     ``ndjson`` (the records, each ending with ``\\n``) is kept as built: no copy to render it."""
 
     __slots__ = ("_tables", "_ndjson")
+    columnar = True
 
     def __init__(self, ndjson: bytes, count: int, tables: list[pa.RecordBatch]) -> None:
         self.count = count
@@ -213,6 +215,14 @@ class ColumnBatch(LineBatch):
         if not tables:
             return pa.RecordBatch.from_pylist([], schema=SCHEMA)
         return pa.concat_batches(tables)
+
+
+def records_batch(records: list[dict[str, Any]]) -> pa.RecordBatch:
+    """Record dicts (as :meth:`LineBatch.records` gives them) as a record batch of
+    :data:`SCHEMA`."""
+    names = SCHEMA.names
+    return pa.RecordBatch.from_pylist([{k: r.get(k) for k in names} for r in records],
+                                      schema=SCHEMA)
 
 
 def rows_table(rows: list[codec.Row]) -> pa.RecordBatch:
