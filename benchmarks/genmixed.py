@@ -22,6 +22,8 @@ import random
 import sys
 from datetime import datetime, timedelta, timezone
 
+from genlog import write_log
+
 SHARES = [
     ("iso", 30.0), ("pylog", 25.0), ("hf", 13.0), ("nccl", 10.0), ("json", 10.0),
     ("traceback", 5.0), ("tqdm", 4.0), ("blank", 1.5), ("invalid", 1.5),
@@ -127,22 +129,7 @@ def entries(seed: int = 11):
 
 
 def main() -> None:
-    out, size_mb = sys.argv[1], float(sys.argv[2])
-    target = int(size_mb * 1024 * 1024)
-    # A 16 MiB block repeated: fast to produce gigabytes, still the shares above.
-    block, size = [], 0
-    for entry in entries():
-        block.append(entry)
-        size += len(entry)
-        if size >= 16 * 1024 * 1024:
-            break
-    data = b"".join(block)
-    written = 0
-    with open(out, "wb") as handle:
-        while written < target:
-            piece = data[: target - written]
-            handle.write(piece)
-            written += len(piece)
+    write_log(sys.argv[1], float(sys.argv[2]), entries())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -125,7 +126,7 @@ def test_columnar_equals_record_builder(data: bytes, cuts: list[int]) -> None:
 
 def test_mixed_log_lines_round_trip() -> None:
     """Every line shape of the benchmark's mixed log, in one chunk, equals the reference."""
-    sys.path.insert(0, "benchmarks")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     try:
         from genmixed import entries
     finally:
