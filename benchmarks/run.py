@@ -239,8 +239,8 @@ class Bench:
         return self.work / "out" / name
 
     def local_export(self, name: str, log: Path, fmt: str, compression: str = "none",
-                     settings: dict[str, Any] | None = None) -> tuple[Callable[[], None],
-                                                                       Callable[[], Sample]]:
+                     settings: dict[str, Any] | None = None, env: dict[str, str] | None = None
+                     ) -> tuple[Callable[[], None], Callable[[], Sample]]:
         base = self.out(name)
         config = write_config(
             self.work / f"{name}.toml", state=base / "state",
@@ -249,7 +249,8 @@ class Bench:
                   "format": fmt, "compression": compression},
             settings=settings,
         )
-        return fresh(base), lambda: measure(export_cmd(config))
+        environ = {**os.environ, **env} if env else None
+        return fresh(base), lambda: measure(export_cmd(config), env=environ)
 
     def add(self, row: Row) -> None:
         row.name = f"{row.name} [{self.kind} log]"
@@ -275,8 +276,10 @@ class Bench:
         log = make_log(self.work, self.size_main, self.kind)
         dst = self.out("jq") / "out.ndjson"
         jq = (fresh(dst.parent), lambda: measure(f"jq -Rc '{{message: .}}' {log} > {dst}"))
-        la_series, base_series = interleave(self.n, [self.local_export("ndjson", log, "ndjson"),
-                                                     jq])
+        per_line = self.local_export("ndjson-per-line", log, "ndjson",
+                                     env={"LOGARCHIVE_CODEC": "per-line"})
+        la_series, base_series, old_series = interleave(
+            self.n, [self.local_export("ndjson", log, "ndjson"), jq, per_line])
         size = log.stat().st_size
         la, base = throughput(la_series, size), throughput(base_series, size)
         ratio = la[0] / base[0]
@@ -284,6 +287,10 @@ class Bench:
         self.add(Row(f"txt→ndjson {self.size_main} MiB, timestamp + level parsed", "MB/s", la,
                      "`jq -Rc '{message: .}'`", base, ratio, f"≥ {goal}x", ratio >= goal,
                      extra=f"peak RSS {la_series.median('rss_mb'):.0f} MB"))
+        old = throughput(old_series, size)
+        self.add(Row(f"txt→ndjson {self.size_main} MiB, per-line codec (LOGARCHIVE_CODEC="
+                     "per-line)", "MB/s", old, "`jq -Rc '{message: .}'`", base, old[0] / base[0],
+                     extra=f"peak RSS {old_series.median('rss_mb'):.0f} MB"))
 
     # other formats: reported
     def formats(self) -> None:

@@ -222,3 +222,9 @@ def test_splunk_raw_and_record_events_keep_the_per_record_path() -> None:
     batch = ColumnarBuilder(RUN.record_fields()).feed(b"a\n\nb\n")
     for sink in (raw, record):
         assert HecProtocol(sink, RUN).encode_columns(batch.arrow()) is None
+
+
+def test_logarchive_codec_per_line_chooses_the_per_line_builder(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("LOGARCHIVE_CODEC", "per-line")
+    assert type(new_builder(FIELDS)) is RecordBuilder
+    assert isinstance(new_builder(FIELDS, columnar=True), ColumnarBuilder)

@@ -15,6 +15,7 @@ Line model
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zlib
 from collections.abc import Iterable
@@ -413,7 +414,11 @@ def new_builder(fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_B
     """The record builder of a run: the columnar one (:mod:`logarchive.columnar`, Arrow
     kernels) when pyarrow is installed, else this module's per-line :class:`RecordBuilder`.
     Both produce the same records and bytes; ``columnar`` forces one (True fails without
-    pyarrow). pyarrow is imported here, on the first run that needs records, never for txt."""
+    pyarrow); ``LOGARCHIVE_CODEC=per-line`` in the environment chooses the per-line one (less
+    memory: pyarrow's kernels cost ~90 MB of RSS). pyarrow is imported here, on the first run
+    that needs records, never for txt."""
+    if columnar is None and os.environ.get("LOGARCHIVE_CODEC") == "per-line":
+        columnar = False
     if columnar is not False:
         try:
             from logarchive.columnar import ColumnarBuilder
