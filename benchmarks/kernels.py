@@ -80,7 +80,7 @@ def with_polars(lines) -> int:  # noqa: ANN001
 
 
 def codec_region(region: bytes) -> int:
-    from logarchive.columnar import ColumnarBuilder
+    from logarchive.codec import ColumnarBuilder
 
     builder = ColumnarBuilder({"source": "bench"})
     return len(builder.feed(region).ndjson())

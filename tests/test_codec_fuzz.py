@@ -21,7 +21,8 @@ from logarchive.codec import LineBatch, RecordBuilder, encode_records, new_build
 from logarchive.runs import RunRef
 
 pa = pytest.importorskip("pyarrow")
-from logarchive.columnar import SCHEMA, ColumnarBuilder  # noqa: E402
+from logarchive.codec import ColumnarBuilder  # noqa: E402
+from logarchive.columnar import SCHEMA  # noqa: E402
 from logarchive_datadog import DatadogConfig, DatadogSink, IntakeProtocol  # noqa: E402
 from logarchive_splunk import HecProtocol, SplunkConfig, SplunkSink  # noqa: E402
 
@@ -222,6 +223,24 @@ def test_splunk_raw_and_record_events_keep_the_per_record_path() -> None:
     batch = ColumnarBuilder(RUN.record_fields()).feed(b"a\n\nb\n")
     for sink in (raw, record):
         assert HecProtocol(sink, RUN).encode_columns(batch.arrow()) is None
+
+
+def test_a_log_of_the_fast_shapes_never_imports_pyarrow() -> None:
+    """Regions of the per-line fast path's shapes keep it; pyarrow loads only when a region
+    needs the kernels (or a consumer asks for columns)."""
+    script = (
+        "import sys\n"
+        "from logarchive.codec import ColumnarBuilder, new_builder\n"
+        "b = new_builder({'source': 't'})\n"
+        "assert isinstance(b, ColumnarBuilder)\n"
+        "line = b'2026-03-13T10:00:00.123Z [INFO] step 1 loss=0.5\\n'\n"
+        "batch = b.feed(line * 5000 + b'no timestamp nor bracket\\n' * 100)\n"
+        "print(len(batch), 'pyarrow' in sys.modules, end=' ')\n"
+        "print(batch.arrow().num_rows, 'pyarrow' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["5100", "False", "5100", "True"]
 
 
 def test_logarchive_codec_per_line_chooses_the_per_line_builder(monkeypatch) -> None:  # noqa: ANN001

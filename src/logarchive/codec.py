@@ -15,6 +15,7 @@ Line model
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import zlib
@@ -409,25 +410,176 @@ class RecordBuilder:
         return rows
 
 
+# --- the columnar builder ------------------------------------------------------------------------
+# Records of a chunk in columns (logarchive.columnar: Arrow kernels). A region of complete lines
+# that is nearly all of the two fast shapes keeps the fast path above for its NDJSON (measured
+# faster than the kernels on such lines) and needs no pyarrow until its columns are asked for:
+# a log of such lines never imports pyarrow (start-up and ~90 MB of RSS saved).
+
+class ColumnBatch(LineBatch):
+    """A :class:`LineBatch` whose records are also columns (:meth:`arrow`, built on demand
+    from what each region of the chunk kept: Arrow columns, a fast-path region, or reference
+    rows). ``ndjson`` (each record ending with ``\\n``) is kept as built: no copy to render."""
+
+    __slots__ = ("_parts", "_ndjson")
+    columnar = True
+
+    def __init__(self, ndjson: bytes, count: int, parts: list[Any]) -> None:
+        self.count = count
+        self._records = None
+        self._ndjson = ndjson
+        self._parts = parts
+
+    @property  # type: ignore[override]
+    def blob(self) -> bytes:
+        """The records separated by ``\\n`` (what :class:`LineBatch` keeps)."""
+        return self._ndjson[:-1]
+
+    def ndjson(self) -> bytes:
+        return self._ndjson
+
+    def arrow(self) -> Any:
+        """The records as a ``pyarrow.RecordBatch`` of :data:`logarchive.columnar.SCHEMA`
+        (run fields are not columns: they are the same for every record of a run)."""
+        from logarchive import columnar
+
+        self._parts = [columnar.as_columns(part) for part in self._parts]
+        return columnar.concat(self._parts)
+
+
+class FastRegion:
+    """A region encoded by the fast path; its columns are built when first asked for."""
+
+    __slots__ = ("region", "first", "num_rows", "max_line_bytes")
+
+    def __init__(self, region: bytes, first: int, count: int, max_line_bytes: int) -> None:
+        self.region, self.first, self.num_rows = region, first, count
+        self.max_line_bytes = max_line_bytes
+
+    def rows(self) -> list[Row]:
+        """The region's rows by the per-line reference (a long line in it became parts)."""
+        builder = RecordBuilder({}, self.max_line_bytes)
+        builder.splitter._seq = self.first - 1
+        return builder._rows(builder.splitter.feed(self.region))
+
+
+class RowsPart(list):  # type: ignore[type-arg]
+    """Rows of the per-line reference path (a pending line, parts of a long line)."""
+
+    @property
+    def num_rows(self) -> int:
+        return len(self)
+
+
+_SAMPLE = 64 * 1024
+
+
+def fast_shapes(region: bytes) -> bool:
+    """Whether 90% of the region's first 64 KiB are runs of the fast path's two shapes."""
+    end = region.rfind(b"\n", 0, _SAMPLE) + 1 or len(region)
+    pos = covered = 0
+    match_a, match_b = _RUN_A.match, _RUN_B.match
+    while pos < end:
+        found = match_a(region, pos, end) or match_b(region, pos, end)
+        if found is not None:
+            covered += found.end() - pos
+            pos = found.end()
+        else:
+            pos = region.find(b"\n", pos, end) + 1 or end
+    return covered >= 0.9 * end
+
+
+class ColumnarBuilder(RecordBuilder):
+    """:class:`RecordBuilder`'s records and bytes, a chunk at a time in columns: regions of
+    other lines go through :func:`logarchive.columnar.region_columns` (Arrow kernels)."""
+
+    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
+        super().__init__(fields, max_line_bytes)
+        self._tail_text = self._tail.decode() + "\n"
+
+    def feed(self, chunk: bytes) -> ColumnBatch:
+        blobs: list[bytes] = []
+        parts: list[Any] = []
+        start = 0
+        if self.splitter._buf or self.splitter._part:  # finish the pending line the slow way
+            newline = chunk.find(b"\n")
+            start = len(chunk) if newline == -1 else newline + 1
+            self._reference(chunk[:start], blobs, parts)
+        last = chunk.rfind(b"\n")
+        if last >= start:
+            self._region(chunk[start:last + 1] if start or last + 1 < len(chunk) else chunk,
+                         blobs, parts)
+            start = last + 1
+        if start < len(chunk):
+            self._reference(chunk[start:], blobs, parts)
+        return self._batch(blobs, parts)
+
+    def finish(self) -> ColumnBatch:
+        blobs: list[bytes] = []
+        parts: list[Any] = []
+        rows = self._rows(self.splitter.finish())
+        if rows:
+            blobs.append(_encode_rows(rows, self._tail) + b"\n")
+            parts.append(RowsPart(rows))
+        return self._batch(blobs, parts)
+
+    @staticmethod
+    def _batch(blobs: list[bytes], parts: list[Any]) -> ColumnBatch:
+        count = sum(p.num_rows for p in parts)
+        return ColumnBatch(blobs[0] if len(blobs) == 1 else b"".join(blobs), count, parts)
+
+    def _reference(self, data: bytes, blobs: list[bytes], parts: list[Any]) -> None:
+        rows = self._rows(self.splitter.feed(data))
+        if rows:
+            blobs.append(_encode_rows(rows, self._tail) + b"\n")
+            parts.append(RowsPart(rows))
+
+    def _region(self, region: bytes, blobs: list[bytes], parts: list[Any]) -> None:
+        """Complete lines (``region`` ends with ``\\n``)."""
+        first = self.splitter._seq + 1
+        if fast_shapes(region):
+            pieces: list[bytes] = []
+            count = self._lines(region, pieces)
+            blobs.append(b"\n".join(pieces) + b"\n")
+            parts.append(FastRegion(region, first, count, self.splitter.max_line_bytes))
+            return
+        from logarchive import columnar
+
+        built = columnar.region_columns(region, first, self.splitter.max_line_bytes)
+        if built is None:  # a line over the cap becomes parts: the reference does it
+            self._reference(region, blobs, parts)
+            return
+        columns, invalid = built
+        blobs.append(columnar.ndjson(columns, self._tail_text))
+        parts.append(columns)
+        self.invalid_utf8 += invalid
+        self.splitter._seq += columns.num_rows
+        self.records += columns.num_rows
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # blocked (None in sys.modules) or a broken install
+        return False
+
+
 def new_builder(fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                 columnar: bool | None = None) -> RecordBuilder:
     """The record builder of a run: the columnar one (:mod:`logarchive.columnar`, Arrow
     kernels) when pyarrow is installed, else this module's per-line :class:`RecordBuilder`.
     Both produce the same records and bytes; ``columnar`` forces one (True fails without
     pyarrow); ``LOGARCHIVE_CODEC=per-line`` in the environment chooses the per-line one (less
-    memory: pyarrow's kernels cost ~90 MB of RSS). pyarrow is imported here, on the first run
-    that needs records, never for txt."""
+    memory: pyarrow's kernels cost ~90 MB of RSS). pyarrow is imported only when a chunk needs
+    the kernels (never for txt, nor for a log of the fast path's shapes alone)."""
     if columnar is None and os.environ.get("LOGARCHIVE_CODEC") == "per-line":
         columnar = False
     if columnar is not False:
-        try:
-            from logarchive.columnar import ColumnarBuilder
-        except ImportError:
-            if columnar:
-                raise ImportError("the columnar codec needs pyarrow and numpy: "
-                                  "pip install 'logarchive[parquet]'") from None
-        else:
+        if _installed("pyarrow") and _installed("numpy"):
             return ColumnarBuilder(fields, max_line_bytes)
+        if columnar:
+            raise ImportError("the columnar codec needs pyarrow and numpy: "
+                              "pip install 'logarchive[parquet]'")
     return RecordBuilder(fields, max_line_bytes)
 
 

@@ -1,24 +1,25 @@
-"""The columnar line codec: a chunk of source bytes becomes columns (seq, timestamp, level,
-message, part flags) computed by Arrow compute kernels, and every output is rendered from them.
+"""Column kernels of the line codec: a region of complete lines becomes columns (seq,
+timestamp, level, message, part flags) computed by Arrow compute kernels, and the NDJSON and
+record-sink payloads are rendered from them.
 
-Needs pyarrow (``pip install 'logarchive[parquet]'``); :func:`logarchive.codec.new_builder`
-uses it when pyarrow is installed and falls back to :class:`logarchive.codec.RecordBuilder`
-otherwise. That per-line builder defines the semantics: :class:`ColumnarBuilder` produces the
-very same records and the very same NDJSON bytes (fuzzed in ``tests/test_codec_fuzz.py``).
+Needs pyarrow and numpy (``pip install 'logarchive[parquet]'``). The builder that uses these
+kernels, :class:`logarchive.codec.ColumnarBuilder`, is chosen by
+:func:`logarchive.codec.new_builder` when they are installed; the per-line
+:class:`logarchive.codec.RecordBuilder` defines the semantics and is the fallback: both produce
+the very same records and bytes (fuzzed in ``tests/test_codec_fuzz.py``).
 
-How a chunk goes through (no Python call per line on the common path):
+How a region goes through (no Python call per line on the common path):
 
-1. The line pending from the previous chunk (and any line longer than ``max_line_bytes``, which
-   becomes parts) goes through the per-line reference; the region of complete lines is columnar.
-2. The region is decoded once (strict UTF-8; only a region with invalid bytes is decoded with
-   replacement and re-encoded: ``\\n`` never belongs to an invalid sequence, so this equals
-   decoding line by line) and split on ``\\n`` by one ``split_pattern`` kernel; one CR before
-   ``\\n`` is dropped.
+1. numpy finds the LFs; the lines are one Arrow array over the region's bytes (one slice
+   kernel drops the LFs, another one CR before them). A line over ``max_line_bytes`` (it becomes
+   parts) sends the region to the per-line reference.
+2. A region that is valid UTF-8 (one strict decode) is used as it is; otherwise only its
+   non-ASCII lines are decoded line by line, invalid sequences replaced and counted.
 3. Timestamps and levels: :func:`parse_columns` (RE2 kernels for the common forms, the
    reference parser for the rare lines no kernel decides).
 4. JSON: messages that need escaping get it from ``replace_substring`` kernels (orjson per line
    for the rare control characters other than tab and CR); one ``binary_join_element_wise``
-   writes every record, and the NDJSON of the chunk is the data buffer of that array.
+   writes every record, and the NDJSON of the region is the data buffer of that array.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logarchive import codec
-from logarchive.codec import LineBatch, RecordBuilder
 
 # The kernels allocate and free a few MiB per chunk; pyarrow's default pool (mimalloc) keeps
 # freed pages, which measured +60 MB of peak RSS on a 64 MiB NDJSON export (227 MB against
@@ -184,39 +184,6 @@ def _quoted_or_null(values: pa.Array) -> pa.Array:
 
 # --- batches ------------------------------------------------------------------------------------
 
-class ColumnBatch(LineBatch):
-    """A :class:`LineBatch` that also holds its records as Arrow columns (:meth:`arrow`).
-    ``ndjson`` (the records, each ending with ``\\n``) is kept as built: no copy to render it."""
-
-    __slots__ = ("_tables", "_ndjson")
-    columnar = True
-
-    def __init__(self, ndjson: bytes, count: int, tables: list[pa.RecordBatch]) -> None:
-        self.count = count
-        self._records = None
-        self._ndjson = ndjson
-        self._tables = tables
-
-    @property  # type: ignore[override]
-    def blob(self) -> bytes:
-        """The records separated by ``\\n`` (what :class:`LineBatch` keeps)."""
-        return self._ndjson[:-1]
-
-    def ndjson(self) -> bytes:
-        return self._ndjson
-
-    def arrow(self) -> pa.RecordBatch:
-        """The batch's records as a record batch of :data:`SCHEMA` (run fields are not
-        columns; they are the same for every record of a run)."""
-        tables = [t.batch() if isinstance(t, _Deferred) else t for t in self._tables]
-        self._tables = tables
-        if len(tables) == 1:
-            return tables[0]
-        if not tables:
-            return pa.RecordBatch.from_pylist([], schema=SCHEMA)
-        return pa.concat_batches(tables)
-
-
 def records_batch(records: list[dict[str, Any]]) -> pa.RecordBatch:
     """Record dicts (as :meth:`LineBatch.records` gives them) as a record batch of
     :data:`SCHEMA`."""
@@ -238,91 +205,14 @@ def rows_table(rows: list[codec.Row]) -> pa.RecordBatch:
     }, schema=SCHEMA)
 
 
-class ColumnarBuilder(RecordBuilder):
-    """:class:`RecordBuilder`'s records, built by Arrow kernels a chunk at a time.
-
-    A region whose lines are (nearly) all of the two shapes the per-line codec's fast path knows
-    keeps that path for its NDJSON (C-level ``%``-formatting: measured twice as fast as the
-    kernels on such lines); its columns are then built by the kernels only if asked for
-    (:meth:`ColumnBatch.arrow`: Parquet, record sinks)."""
-
-    def __init__(self, fields: dict[str, Any],
-                 max_line_bytes: int = codec.DEFAULT_MAX_LINE_BYTES) -> None:
-        super().__init__(fields, max_line_bytes)
-        self._tail_text = self._tail.decode() + "\n"
-
-    def feed(self, chunk: bytes) -> ColumnBatch:
-        blobs: list[bytes] = []
-        tables: list[Any] = []
-        start = 0
-        if self.splitter._buf or self.splitter._part:  # finish the pending line the slow way
-            newline = chunk.find(b"\n")
-            start = len(chunk) if newline == -1 else newline + 1
-            self._reference(chunk[:start], blobs, tables)
-        last = chunk.rfind(b"\n")
-        if last >= start:
-            self._region(chunk[start:last + 1] if start or last + 1 < len(chunk) else chunk,
-                         blobs, tables)
-            start = last + 1
-        if start < len(chunk):
-            self._reference(chunk[start:], blobs, tables)
-        return self._batch(blobs, tables)
-
-    def finish(self) -> ColumnBatch:
-        blobs: list[bytes] = []
-        tables: list[Any] = []
-        rows = self._rows(self.splitter.finish())
-        if rows:
-            blobs.append(codec._encode_rows(rows, self._tail) + b"\n")
-            tables.append(rows_table(rows))
-        return self._batch(blobs, tables)
-
-    @staticmethod
-    def _batch(blobs: list[bytes], tables: list[Any]) -> ColumnBatch:
-        count = sum(t.num_rows for t in tables)
-        return ColumnBatch(blobs[0] if len(blobs) == 1 else b"".join(blobs), count, tables)
-
-    def _reference(self, data: bytes, blobs: list[bytes], tables: list[Any]) -> None:
-        rows = self._rows(self.splitter.feed(data))
-        if rows:
-            blobs.append(codec._encode_rows(rows, self._tail) + b"\n")
-            tables.append(rows_table(rows))
-
-    def _region(self, region: bytes, blobs: list[bytes], tables: list[Any]) -> None:
-        """Complete lines (``region`` ends with ``\\n``)."""
-        ends = np.flatnonzero(np.frombuffer(region, np.uint8) == 10)
-        if len(region) > self.splitter.max_line_bytes and _longest(ends) > \
-                self.splitter.max_line_bytes:
-            self._reference(region, blobs, tables)  # a line over the cap becomes parts
-            return
-        first = self.splitter._seq + 1
-        if _fast_shapes(region):
-            pieces: list[bytes] = []
-            count = self._lines(region, pieces)
-            blobs.append(b"\n".join(pieces) + b"\n")
-            tables.append(_Deferred(region, ends, first, count))
-            return
-        columns, invalid = region_columns(region, ends, first)
-        blobs.append(ndjson(columns, self._tail_text))
-        tables.append(columns)
-        self.invalid_utf8 += invalid
-        self.splitter._seq += columns.num_rows
-        self.records += columns.num_rows
-
-
-class _Deferred:
-    """The columns of a region encoded by the fast path, built when first asked for."""
-
-    def __init__(self, region: bytes, ends: Any, first: int, count: int) -> None:
-        self.region, self.ends, self.first, self.num_rows = region, ends, first, count
-
-    def batch(self) -> pa.RecordBatch:
-        return region_columns(self.region, self.ends, self.first)[0]
-
-
-def region_columns(region: bytes, ends: Any, first: int) -> tuple[pa.RecordBatch, int]:
-    """The records of complete lines (none over the cap) as columns, and how many invalid
-    UTF-8 sequences were replaced. ``ends``: the offsets of the region's LFs."""
+def region_columns(region: bytes, first: int, max_line_bytes: int
+                   ) -> tuple[pa.RecordBatch, int] | None:
+    """The records of a region of complete lines as columns, and how many invalid UTF-8
+    sequences were replaced; None when a line (its CR included) is over ``max_line_bytes``
+    (it becomes parts: the per-line reference's job)."""
+    ends = np.flatnonzero(np.frombuffer(region, np.uint8) == 10)
+    if len(region) > max_line_bytes and _longest(ends) > max_line_bytes:
+        return None
     lines, invalid = _decode(region, _drop_cr(_split_lines(region, ends)))
     seqs = pc.add(pa.array(np.arange(len(lines), dtype=np.int64)), first)
     stamps, levels = parse_columns(lines)
@@ -331,6 +221,24 @@ def region_columns(region: bytes, ends: Any, first: int) -> tuple[pa.RecordBatch
         "part": pa.nulls(len(lines), pa.int32()), "partial": pa.nulls(len(lines), pa.bool_()),
         "continuation": pa.nulls(len(lines), pa.bool_()),
     }, schema=SCHEMA), invalid
+
+
+def as_columns(part: Any) -> pa.RecordBatch:
+    """One part of a :class:`~logarchive.codec.ColumnBatch` as columns."""
+    if isinstance(part, pa.RecordBatch):
+        return part
+    if isinstance(part, codec.FastRegion):
+        built = region_columns(part.region, part.first, part.max_line_bytes)
+        return built[0] if built is not None else rows_table(part.rows())
+    return rows_table(part)
+
+
+def concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    if not batches:
+        return pa.RecordBatch.from_pylist([], schema=SCHEMA)
+    return pa.concat_batches(batches)
 
 
 def ndjson(columns: pa.RecordBatch, tail: str) -> bytes:
@@ -362,24 +270,6 @@ def _decode(region: bytes, lines: pa.Array) -> tuple[pa.Array, int]:
         texts.append(text)
     return pc.replace_with_mask(lines.view(pa.string()), wide,
                                 pa.array(texts, pa.string())), invalid
-
-
-_SAMPLE = 64 * 1024
-
-
-def _fast_shapes(region: bytes) -> bool:
-    """Whether 90% of the region's first 64 KiB are runs of the per-line fast path's shapes."""
-    end = region.rfind(b"\n", 0, _SAMPLE) + 1 or len(region)
-    pos = covered = 0
-    match_a, match_b = codec._RUN_A.match, codec._RUN_B.match
-    while pos < end:
-        found = match_a(region, pos, end) or match_b(region, pos, end)
-        if found is not None:
-            covered += found.end() - pos
-            pos = found.end()
-        else:
-            pos = region.find(b"\n", pos, end) + 1 or end
-    return covered >= 0.9 * end
 
 
 def _longest(ends: Any) -> int:
