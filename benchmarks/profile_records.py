@@ -24,24 +24,24 @@ sys.path.insert(0, str(HERE))
 
 from run import LOGARCHIVE, run_folder, write_config  # noqa: E402
 
-CATEGORIES = [  # first match wins, searched from the innermost frame outwards
-    ("payload building", ("encode_columns", "(encode)", "send_batch", "_add ", "_whole_line",
-                          "row_records", "json_quoted", "epoch_millis", "epoch_text")),
-    ("codec", ("columnar.py", "codec.py")),
+CATEGORIES = [  # the first category any frame of a stack names wins
+    ("waiting (in-flight slot, acknowledgements)", ("_dispatch", "Condition.wait",
+                                                    "_wait_settled", "poll_until")),
+    ("payload building", ("send_batch", "encode_columns", "IntakeProtocol.encode",
+                          "HecProtocol.encode", "BatchingDelivery.send ")),
+    ("codec", ("Builder.feed", "Builder.finish", "columnar.py")),
     ("gzip", ("gzip", "zlib")),
-    ("http", ("httpx", "httpcore", "ssl", "socket")),
-    ("waiting", ("wait (threading", "_dispatch", "_wait_settled", "poll_until")),
-    ("source read / hash", ("sourcestream", "SourceStats", "read_chunks", "sha")),
+    ("http", ("httpx", "httpcore")),
+    ("ledger", ("ledger.py",)),
+    ("source read / hash", ("sourcestream", "SourceStats", "read_chunks")),
 ]
 
 
 def categorise(stack: str) -> str:
-    frames = stack.split(";")
-    for frame in reversed(frames):
-        for name, needles in CATEGORIES:
-            if any(n in frame for n in needles):
-                return name
-    return "other (start-up, imports, ledger, engine)"
+    for name, needles in CATEGORIES:
+        if any(n in stack for n in needles):
+            return name
+    return "other (start-up, imports, engine)"
 
 
 def main() -> None:

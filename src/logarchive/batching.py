@@ -228,12 +228,13 @@ class BatchProtocol:
         :attr:`DeliveryStats.skipped`; its ordinal still counts, so ``seq`` stays exact)."""
         raise NotImplementedError
 
-    def encode_columns(self, columns: Any) -> list[list[bytes]] | None:
+    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
         """The encoded event(s) of every record of ``columns`` (a ``pyarrow.RecordBatch`` of the
         codec's columns: seq, timestamp, level, message, part, partial, continuation; see
         :data:`logarchive.columnar.SCHEMA`), built by column kernels instead of a call per
-        record; the same bytes as :meth:`encode` per record. None (the default): the delivery
-        calls :meth:`encode` with a dict per record."""
+        record: per record, its one event (``bytes``, a whole line) or the list :meth:`encode`
+        returns; the same bytes as :meth:`encode`. None (the default): the delivery calls
+        :meth:`encode` with a dict per record."""
         return None
 
     def headers(self) -> dict[str, str]:
@@ -406,10 +407,26 @@ class BatchingDelivery(RecordDelivery):
             return
         self._raise_error()
         parts = columns.column("part").to_pylist()
+        add, add_one, stop = self._add, self._add_one, self.stop
         for offset, (encoded, seq) in enumerate(zip(events, columns.column("seq").to_pylist())):
-            if self.stop.is_set():
+            if stop.is_set():
                 return
-            self._add(encoded, first_ordinal + offset, seq, parts[offset] or 0)
+            if type(encoded) is bytes:
+                add_one(encoded, first_ordinal + offset, seq)
+            else:
+                add(encoded, first_ordinal + offset, seq, parts[offset] or 0)
+
+    def _add_one(self, data: bytes, ordinal: int, seq: int) -> None:
+        """:meth:`_add` for a whole line encoded to one event (the common case, in short)."""
+        grow = len(data) + (len(self.protocol.separator) if self._events else 0)
+        if self._events and (self._size + grow > self.cfg.batch_max_bytes
+                             or len(self._events) >= self.cfg.batch_max_events):
+            self._dispatch()
+            grow = len(data)
+        if not self._events:
+            self._size = self.prefix_len
+        self._events.append(Event(data, ordinal, seq, 0))
+        self._size += grow
 
     def _add(self, encoded: list[bytes], ordinal: int, seq: int, part: int) -> None:
         """Queue one record's events, dispatching the current batch when they do not fit."""

@@ -129,7 +129,7 @@ class IntakeProtocol(BatchProtocol):
             out += b',"status":"%s"' % level.encode()
         return out + b"}"
 
-    def encode_columns(self, columns: Any) -> list[list[bytes]]:
+    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]]:
         """:meth:`encode` for a table of records: whole lines by column kernels (the bytes of
         :meth:`_whole_line`), pieces of split lines and oversized entries by :meth:`encode`."""
         import pyarrow as pa
@@ -149,7 +149,7 @@ class IntakeProtocol(BatchProtocol):
             pc.fill_null(status, ""), "}", "")
         slow = pc.or_(pc.is_valid(columns.column("part")),
                       pc.greater(pc.binary_length(entries), self.cfg.max_entry_bytes))
-        out = [[entry] for entry in pc.cast(entries, pa.binary()).to_pylist()]
+        out: list[Any] = pc.cast(entries, pa.binary()).to_pylist()
         if pc.any(slow).as_py():
             indices = pc.indices_nonzero(slow)
             for index, record in zip(indices.to_pylist(),

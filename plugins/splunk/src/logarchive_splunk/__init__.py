@@ -150,7 +150,7 @@ class HecProtocol(BatchProtocol):
             doc["index"] = self.index
         return [orjson.dumps(doc)]
 
-    def encode_columns(self, columns: Any) -> list[list[bytes]] | None:
+    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
         """:meth:`encode` for a table of records, by column kernels: the ``event`` endpoint's
         message events (the raw endpoint and whole-record events: :meth:`encode` per record)."""
         if self.raw or self.cfg.event_format == "record" or {"seq", "event_id", "level",
@@ -181,7 +181,7 @@ class HecProtocol(BatchProtocol):
                                                      '"', ""), ""),
             "}" + (',"index":' + orjson.dumps(self.index).decode() if self.index else "") + "}",
             "")
-        out = [[doc] for doc in pc.cast(docs, pa.binary()).to_pylist()]
+        out: list[Any] = pc.cast(docs, pa.binary()).to_pylist()  # one event per record
         if pc.any(early).as_py():
             from logarchive.plugin_api import row_records
 
