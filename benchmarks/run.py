@@ -534,7 +534,9 @@ USAGE = """\
 ```
 python benchmarks/run.py            # full sizes (1 GiB, 2 GiB, 500 MiB...), writes this file
 python benchmarks/run.py --quick    # small sizes, a few minutes, prints the table
-python benchmarks/run.py --only txt,ndjson --runs 5
+python benchmarks/run.py --only txt,ndjson --runs 5 --logs mixed
+python benchmarks/kernels.py LOG                 # pyarrow vs polars, in-process vs a 2-process pool
+python benchmarks/profile_records.py LOG datadog # py-spy shares of an aggregator export
 ```
 
 Run it with the venv that has logarchive and its plugins installed (`pip install -r
@@ -548,7 +550,9 @@ process (start-up, config, discovery, ledger, manifests, fsync all count); its p
 process's `ru_maxrss`. Baseline and logarchive samples alternate (baseline, logarchive,
 baseline, ...), so load from other processes hits both sides alike; ratios are of medians.
 Logs come from `benchmarks/genlog.py` (ISO timestamps, levels, epochs, losses, about 1 in 2,000
-lines 2 KB–200 KB long, some invalid UTF-8), read from the page cache.
+lines 2 KB–200 KB long, some invalid UTF-8) and `benchmarks/genmixed.py` (issue 15's mix of
+real-world line shapes), read from the page cache; every row runs on both (`--logs`).
+`LOGARCHIVE_CODEC=per-line` makes an export use the per-line codec (the ndjson row measures both).
 """
 
 
