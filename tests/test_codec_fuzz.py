@@ -148,7 +148,13 @@ def test_new_builder_is_columnar_with_pyarrow() -> None:
     assert type(new_builder(FIELDS, columnar=False)) is RecordBuilder
 
 
-def test_without_pyarrow_the_per_line_codec_exports(tmp_path) -> None:  # noqa: ANN001
+def python(script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (what it imports is then its own)."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=check)
+
+
+def test_without_pyarrow_the_per_line_codec_exports() -> None:
     """A core install without pyarrow: the per-line builder, same bytes; pyarrow never loaded
     for the CLI's --help."""
     script = (
@@ -159,20 +165,16 @@ def test_without_pyarrow_the_per_line_codec_exports(tmp_path) -> None:  # noqa: 
         "assert type(b) is RecordBuilder, type(b)\n"
         "print(b.feed(b'2026-03-13T10:00:00.123Z [INFO] x\\n').ndjson().decode(), end='')\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True)
-    assert orjson.loads(done.stdout) == {"seq": 1, "timestamp": "2026-03-13T10:00:00.123Z",
+    assert orjson.loads(python(script).stdout) == {"seq": 1, "timestamp": "2026-03-13T10:00:00.123Z",
                                          "level": "info", "message":
                                          "2026-03-13T10:00:00.123Z [INFO] x", "source": "t"}
-    forced = subprocess.run([sys.executable, "-c", "import sys; sys.modules['pyarrow'] = None\n"
-                             "from logarchive.codec import new_builder\n"
-                             "new_builder({}, columnar=True)"], capture_output=True, text=True)
+    forced = python("import sys; sys.modules['pyarrow'] = None\n"
+                    "from logarchive.codec import new_builder\n"
+                    "new_builder({}, columnar=True)", check=False)
     assert forced.returncode != 0 and "pip install 'logarchive[parquet]'" in forced.stderr
-    help_run = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom logarchive.cli import main\n"
-         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-         "print('pyarrow' in sys.modules, file=sys.stderr)"],
-        capture_output=True, text=True, check=True)
+    help_run = python("import sys\nfrom logarchive.cli import main\n"
+                      "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+                      "print('pyarrow' in sys.modules, file=sys.stderr)")
     assert help_run.stderr.strip().endswith("False")
 
 
@@ -239,9 +241,7 @@ def test_a_log_of_the_fast_shapes_never_imports_pyarrow() -> None:
         "print(len(batch), 'pyarrow' in sys.modules, end=' ')\n"
         "print(batch.arrow().num_rows, 'pyarrow' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.split() == ["5100", "False", "5100", "True"]
+    assert python(script).stdout.split() == ["5100", "False", "5100", "True"]
 
 
 def test_logarchive_codec_per_line_chooses_the_per_line_builder(monkeypatch) -> None:  # noqa: ANN001
