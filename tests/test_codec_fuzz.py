@@ -95,7 +95,7 @@ def table_records(batch: LineBatch) -> list[dict]:
     return out
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
        max_line=st.sampled_from([4, 9, 24, 64, 1 << 20]))
 def test_columnar_equals_the_per_line_reference(data: bytes, cuts: list[int],
@@ -113,7 +113,7 @@ def test_columnar_equals_the_per_line_reference(data: bytes, cuts: list[int],
         assert batch.arrow().equals(LineBatch.arrow(batch))  # columns == records converted
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6))
 def test_columnar_equals_record_builder(data: bytes, cuts: list[int]) -> None:
     """The same against the current per-line codec with its fast paths (the fallback)."""
@@ -203,7 +203,7 @@ def protocols() -> list:
     return [IntakeProtocol(datadog, RUN), HecProtocol(splunk, RUN), HecProtocol(plain, RUN)]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(data=STREAMS, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=4),
        max_line=st.sampled_from([16, 1 << 20]))
 def test_events_from_columns_equal_events_from_records(data: bytes, cuts: list[int],
