@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from logarchive_testsupport.postgres import pg_url, postgres_server  # noqa: F401 (fixtures)
 from logarchive_testsupport.workspace import FILES_TO_FS_TOML
 
 @pytest.fixture

@@ -193,14 +193,15 @@ def test_invalid_utf8_is_replaced_and_counted() -> None:
     assert builder.invalid_utf8 == stats.invalid_utf8 == 3  # the genuine U+FFFD is not counted
 
 
+# A timestamp without an offset is taken in [logarchive.parse] timezone (UTC by default).
 @pytest.mark.parametrize("line,timestamp", [
     ("2026-03-13T10:00:00.123Z [INFO] x", "2026-03-13T10:00:00.123Z"),
     ("2026-03-13T12:00:00+02:00 [INFO] x", "2026-03-13T10:00:00.000Z"),
-    ("2026-03-15 09:30:00,120 [INFO] Job completed", "2026-03-15T09:30:00.120"),
+    ("2026-03-15 09:30:00,120 [INFO] Job completed", "2026-03-15T09:30:00.120Z"),
     ("2026-03-13T10:00:00 +0100 [INFO] x", "2026-03-13T09:00:00.000Z"),
     ("2026-03-13 10:00:00.5 -05:30 x", "2026-03-13T15:30:00.500Z"),
-    ("2026-03-13T10:00:00 +01 x", "2026-03-13T10:00:00.000"),
-    ("2026-03-13T10:00:00 +01000 x", "2026-03-13T10:00:00.000"),
+    ("2026-03-13T10:00:00 +01 x", "2026-03-13T10:00:00.000Z"),
+    ("2026-03-13T10:00:00 +01000 x", "2026-03-13T10:00:00.000Z"),
     ("2026-13-45T10:00:00Z not a date", None),
     ("Processing records: batch 1/10", None),
     ("", None),

@@ -349,6 +349,28 @@ def test_config_check_no_env_accepts_placeholders(tmp_path: Path, run_cli) -> No
     assert "sources.training.url" not in bad.stderr
 
 
+def test_no_env_placeholders_of_any_type_leave_every_other_error_reported(
+        tmp_path: Path, run_cli) -> None:
+    """Placeholders in an int, a bool, a number, a list and a [[pipelines]] entry are accepted;
+    every real error in the same file is still found, each on its own line."""
+    text = (GOOD.replace('state_dir = "state"', 'state_dir = "state"\nworkers = "${WORKERS}"')
+            .replace('url = "logs"', 'url = "logs"\nmax_log_bytes = "${MAX_BYTES}"')
+            .replace('format = "ndjson"', 'format = "ndjson"\nimmutable = "${IMMUTABLE}"\n'
+                     'path = "{model_id}/{run_id}.{ext}"')
+            .replace('sinks = ["archive"]', 'sinks = ["archive", "nosuch"]')
+            + '\n[[pipelines]]\nname = "p2"\nsource = "training"\nsinks = "${SINKS}"\n'
+            '\n[sinks.other]\ntype = "fs"\nurl = "other"\ncompression = "zipx"\n'
+            'retention = { max_age_days = "${DAYS}", keep_dayz = "${KEEP}" }\n')
+    (tmp_path / "c.toml").write_text(text)
+    result = run_cli("config", "check", "--no-env", "-c", "c.toml")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith("c.toml: 4 errors:"), result.stderr
+    reported = sorted(line.strip().split(":")[0] for line in lines[1:])
+    assert reported == ["pipelines[0].sinks[1]", "sinks.archive.path", "sinks.other.compression",
+                        "sinks.other.retention.keep_dayz"], result.stderr
+
+
 def test_path_template_fields_are_checked_against_the_source(tmp_path: Path) -> None:
     text = GOOD.replace('format = "ndjson"', 'format = "ndjson"\npath = "{model_id}/{run_id}.{ext}"')
     error = check(tmp_path, text)

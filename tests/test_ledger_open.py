@@ -45,3 +45,4 @@ def test_a_file_named_locks_is_one_line_naming_it(tmp_path: Path) -> None:
         SQLiteLedger(tmp_path)
     assert str(caught.value) == (f"state_dir {tmp_path} is not usable: {tmp_path / 'locks'}: "
                                  "exists and is not a directory")
+

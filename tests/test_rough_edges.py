@@ -59,6 +59,20 @@ def test_dry_run_says_what_it_would_write_per_sink(workdir: Path, run_cli) -> No
     assert lines[2].startswith("would export 1 run(s)")
     assert "exported" not in result.stdout
     assert not (workdir / "archive").exists()
+    assert not (workdir / "state").exists()  # no ledger, no state_dir: a dry run writes nothing
+
+
+def test_dry_run_reads_an_existing_ledger_and_changes_nothing(workdir: Path, run_cli) -> None:
+    assert run_cli("export", "-c", "c.toml").returncode == 0
+    (workdir / "logs" / "run-2.log").write_text("run 2 step 1\n")
+    before = {p: p.read_bytes() for p in (workdir / "state").rglob("*") if p.is_file()}
+    result = run_cli("export", "-c", "c.toml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == ["would export training/run_id=run-2",
+                                              "  archive: would write training/run-2.txt"]
+    assert "skipped 1 (already delivered)" in result.stdout  # run-1, from the ledger
+    after = {p: p.read_bytes() for p in (workdir / "state").rglob("*") if p.is_file()}
+    assert after == before
 
 
 def test_verbose_explains_why_a_run_is_skipped(workdir: Path, run_cli) -> None:

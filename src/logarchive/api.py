@@ -14,7 +14,7 @@ from logarchive.base import ByteSink
 from logarchive.config import Config
 from logarchive.engine import export as _export
 from logarchive.errors import ConfigError
-from logarchive.ledger import SQLiteLedger
+from logarchive.ledger import existing_ledger, open_ledger
 from logarchive.pipeline import byte_sink_names, close_all, open_sink
 from logarchive.results import ExportSummary
 from logarchive.retention import ApplyResult, SinkPlan, apply, plan
@@ -70,12 +70,6 @@ def on_each_sink(config: Config, names: Iterable[str], work: Callable[[ByteSink]
     return results
 
 
-def existing_ledger(config: Config) -> SQLiteLedger | None:
-    """The config's ledger if there is one; None, and nothing created, if not (read-only use)."""
-    exists = (config.state_dir / "ledger.sqlite3").exists()
-    return SQLiteLedger(config.state_dir) if exists else None
-
-
 def verify(config: Config, sink: str | None = None, *,
            sample: int | None = None) -> list[VerifyReport]:
     """Re-read the archived objects of ``sink`` (default: every byte sink) and check them
@@ -108,7 +102,7 @@ def retention_plan(config: Config, sink: str | None = None) -> list[SinkPlan]:
 def retention_apply(config: Config, sink: str | None = None, *,
                     stop: threading.Event | None = None) -> list[ApplyResult]:
     """Plan and delete, sink by sink, with an audit record per deletion in the ledger."""
-    with contextlib.closing(SQLiteLedger(config.state_dir)) as ledger:
+    with contextlib.closing(open_ledger(config)) as ledger:
         return on_each_sink(
             config, _retention_names(config, sink),
             lambda target: apply(target, plan(target, known_sinks=config.sinks), ledger=ledger,

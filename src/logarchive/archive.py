@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import reprlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from logarchive.base import ByteSink
+from logarchive.base import ByteSink, StoredObject
 from logarchive.errors import LogarchiveError
 from logarchive.manifest import MANIFEST_SUFFIX, describe_value, is_manifest, parse_manifest
 from logarchive.runs import parse_time
@@ -148,6 +148,21 @@ def unknown_sink_lines(unknown: dict[str, list[str]], consequence: str) -> list[
     return [f"  {len(paths)} manifest(s) name sink {name!r}, which the config does not have "
             f"(renamed or removed?): {consequence}; see docs/retention.md"
             for name, paths in sorted(unknown.items())]
+
+
+def list_stored(fs: Any, root: str, skip: Callable[[str], bool]) -> Iterator[StoredObject]:
+    """Every object under ``root`` of an fsspec filesystem (what ``ByteSink.list()`` returns),
+    in path order, but those whose relative path ``skip`` names (writes in progress)."""
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        return
+    for full, info in sorted(found.items()):
+        relative = full[len(root):].lstrip("/")
+        if not relative or skip(relative) or info.get("type") == "directory":
+            continue
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
+        yield StoredObject(relative, info.get("size"), mtime if isinstance(mtime, float) else None)
 
 
 def read_archive(sink: ByteSink) -> ArchiveListing:

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from logarchive.codec import DEFAULT_MAX_LINE_BYTES
 from logarchive.http import HttpOptions
+from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings
 from logarchive.paths import validate_template
 from logarchive.retry import RetryOptions
 
@@ -248,12 +249,14 @@ class RuntimeSettings:
 
     ``chunk_size``: bytes to read from a source at a time. ``base_dir``: the config file's folder,
     against which relative paths in a plugin's config are resolved. ``state_dir``: logarchive's
-    state folder (ledger, locks), for plugins that keep local state.
+    state folder (ledger, locks), for plugins that keep local state. ``parse``: how the codec
+    finds timestamps and levels (``[logarchive.parse]``).
     """
 
     chunk_size: int = 1 << 20
     base_dir: Path | None = None
     state_dir: Path | None = None
+    parse: ParseSettings = DEFAULT_PARSE
 
 
 class StopEvent(threading.Event):
@@ -435,8 +438,22 @@ class RecordDelivery:
     The engine calls :meth:`send` with consecutive records (each with its 1-based ``ordinal``)
     and then :meth:`finish`. Call ``on_accepted(ordinal)`` after the receiver has accepted
     (acknowledged) every record up to ``ordinal``; the engine persists it right away, so a
-    restarted export resumes after it.
+    restarted export resumes after it. ``on_accepted`` raises when the run was taken over by
+    another export: end the delivery with that error (send nothing more).
+
+    A sink that leaves some records out by design (documented in its README, e.g. blank lines
+    on Splunk's raw endpoint) counts them in :attr:`skipped`, over the whole run: the records an
+    earlier export delivered are handed to :meth:`passed` for that, so a resumed run counts
+    exactly what a run delivered in one go does. The engine records it in the ledger
+    (``lines_skipped``) and the summary.
     """
+
+    skipped: int = 0
+    """Records of this run the sink leaves out by design (never sent; their ordinals count)."""
+
+    def passed(self, records: list[dict[str, Any]]) -> None:
+        """Records an earlier export delivered (ordinal <= ``resume_after``): not sent, only
+        counted in :attr:`skipped` when the sink would have left them out."""
 
     def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
         raise NotImplementedError

@@ -19,7 +19,8 @@ split, permanent). Everything else lives here, once:
   is polled until acknowledged, and the batch is re-sent (and counted) after ``ack_timeout``,
   with the same backoff and budget (``http.retry``) as any retry;
 - ``on_accepted(ordinal)`` right after the contiguous prefix of accepted records grows, so the
-  ledger always names the last record that is safely delivered;
+  ledger always names the last record that is safely delivered; when it raises (the run's claim
+  was taken over), the delivery ends with that error and sends nothing more;
 - the stop event (SIGTERM/SIGINT): no new batch is sent; requests already on the wire and their
   acknowledgements get ``stop_grace`` seconds to settle, so that a stopped export resumes
   exactly after what the receiver holds;
@@ -223,18 +224,25 @@ class BatchProtocol:
     ack_poll_interval: float = 1.0
     """Seconds between two :meth:`poll_acks` while a batch waits for its acknowledgement."""
 
+    def skips(self, record: dict[str, Any]) -> bool:
+        """True for a record this receiver is never sent (counted in
+        :attr:`DeliveryStats.skipped`, the ledger and the summary; its ordinal still counts, so
+        ``seq`` stays exact). Document what is skipped in the plugin's README."""
+        return False
+
     def encode(self, record: dict[str, Any]) -> list[bytes]:
-        """Encoded event(s) of one record, in order; ``[]`` skips the record (counted in
-        :attr:`DeliveryStats.skipped`; its ordinal still counts, so ``seq`` stays exact)."""
+        """Encoded event(s) of one record, in order (at least one; records :meth:`skips`
+        are never passed)."""
         raise NotImplementedError
 
     def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
         """The encoded event(s) of every record of ``columns`` (a ``pyarrow.RecordBatch`` of the
         codec's columns: seq, timestamp, level, message, part, partial, continuation; see
         :data:`logarchive.columnar.SCHEMA`), built by column kernels instead of a call per
-        record: per record, its one event (``bytes``, a whole line) or the list :meth:`encode`
-        returns; the same bytes as :meth:`encode`. None (the default): the delivery calls
-        :meth:`encode` with a dict per record."""
+        record: per record, its one event (``bytes``, a whole line), the list :meth:`encode`
+        returns, or ``[]`` for a record :meth:`skips` (counted); the same bytes as
+        :meth:`encode`. None (the default): the delivery calls :meth:`skips` and :meth:`encode`
+        with a dict per record."""
         return None
 
     def headers(self) -> dict[str, str]:
@@ -268,7 +276,7 @@ class DeliveryStats:
     splits: int = 0
     resent: int = 0
     ack_polls: int = 0
-    skipped: int = 0       # records the protocol encoded to no event (documented per sink)
+    skipped: int = 0       # records the protocol skips, over the whole run (documented per sink)
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -388,11 +396,14 @@ class BatchingDelivery(RecordDelivery):
 
     def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
         self._raise_error()
-        encode = self.protocol.encode
+        encode, skips = self.protocol.encode, self.protocol.skips
         for offset, record in enumerate(records):
             if self.stop.is_set():
                 return  # the engine aborts at its next check; nothing more goes out
             ordinal = first_ordinal + offset
+            if skips(record):
+                self.stats.skipped += 1
+                continue
             self._add(encode(record), ordinal, record.get("seq", ordinal),
                       record.get("part") or 0)
 
@@ -429,7 +440,8 @@ class BatchingDelivery(RecordDelivery):
         self._size += grow
 
     def _add(self, encoded: list[bytes], ordinal: int, seq: int, part: int) -> None:
-        """Queue one record's events, dispatching the current batch when they do not fit."""
+        """Queue one record's events, dispatching the current batch when they do not fit
+        (``[]``: a record :meth:`BatchProtocol.encode_columns` skipped, counted)."""
         if not encoded:
             self.stats.skipped += 1
             return
@@ -449,6 +461,13 @@ class BatchingDelivery(RecordDelivery):
                 self._size = self.prefix_len
             self._events.append(Event(data, ordinal, seq, part, i == len(encoded) - 1))
             self._size += grow
+
+    @property
+    def skipped(self) -> int:  # type: ignore[override]
+        return self.stats.skipped
+
+    def passed(self, records: list[dict[str, Any]]) -> None:
+        self.stats.skipped += sum(1 for record in records if self.protocol.skips(record))
 
     def finish(self) -> None:
         self._raise_error()
@@ -534,12 +553,16 @@ class BatchingDelivery(RecordDelivery):
                 self._deliver(batch)
             except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread
                 self._fail(batch, exc)
-            else:
-                with self._cond:
-                    batch.done = True
-                    self._in_flight -= 1
+                continue
+            with self._cond:
+                batch.done = True
+                self._in_flight -= 1
+                try:
                     self._report_locked()
-                    self._cond.notify_all()
+                except BaseException as exc:  # noqa: BLE001 - on_accepted refused (lease lost)
+                    self._error = self._error or exc
+                    self.abandon.set()
+                self._cond.notify_all()
 
     def _fail(self, batch: RequestBatch, exc: BaseException) -> None:
         exc = self.sink.give_up_error(exc, self.stop.is_set())

@@ -3,8 +3,8 @@ config, without exporting (like Vector's sink health checks).
 
 Each component's plugin ``check()`` runs once (sources: the service answers and accepts the
 credentials; sinks: the folder or bucket exists and takes writes, the aggregator's token is valid),
-on its own: one failure does not stop the others. A check exports nothing, writes no log line to
-an aggregator and leaves nothing behind.
+on its own: one failure does not stop the others; a PostgreSQL ledger is connected to. A check
+exports nothing, writes no log line to an aggregator and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from logarchive.config import Config
 from logarchive.errors import LogarchiveError
+from logarchive.ledger import existing_ledger, ledger_place
 from logarchive.pipeline import close_all, open_any_sink, open_source
 from logarchive.secrets import redact
 
@@ -48,7 +49,23 @@ def run_checks(config: Config, pipeline: str | None = None) -> list[CheckResult]
                          lambda n=n: open_source(config, n, stop)) for n in sources]
     results += [check_one("sink", n, config.sinks[n].plugin.type,
                           lambda n=n: open_any_sink(config, n, stop)) for n in sinks]
+    if config.settings.ledger is not None:
+        results.append(check_ledger(config))
     return results
+
+
+def check_ledger(config: Config) -> CheckResult:
+    """Connect to the PostgreSQL ledger and check its schema (creating nothing)."""
+    try:
+        ledger = existing_ledger(config)
+    except LogarchiveError as exc:
+        return CheckResult("ledger", "ledger", "postgresql", "failed", str(exc))
+    if ledger is None:
+        detail = "connected; no ledger there yet (the first export creates it)"
+    else:
+        ledger.close()
+        detail = "connected; the ledger's schema is usable"
+    return CheckResult("ledger", "ledger", "postgresql", "ok", f"{ledger_place(config)}: {detail}")
 
 
 def check_one(kind: str, name: str, type_: str, opener: Callable[[], Any]) -> CheckResult:

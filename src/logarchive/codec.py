@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import orjson
 
+from logarchive import parse
+
 Format = Literal["txt", "json", "ndjson"]
 Compression = Literal["none", "gzip", "zstd"]
 FORMATS: tuple[str, ...] = ("txt", "json", "ndjson")
@@ -35,19 +37,8 @@ RECORD_KEYS = frozenset(
 )
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 _REPLACEMENT_UTF8 = "\ufffd".encode()
-
-# The offset may follow the time after one space (``10:00:00 +0100``, as strftime's ``%z`` after
-# a space writes it): then it must be a full ``+hhmm`` / ``+hh:mm`` not followed by a digit.
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
-    r"(?:Z|z|[+-]\d{2}(?::?\d{2})?| [+-]\d{2}:?\d{2}(?!\d))?"
-)
-_LEVEL_NAMES = {
-    "TRACE": "trace", "DEBUG": "debug", "INFO": "info", "NOTICE": "notice", "WARN": "warning",
-    "WARNING": "warning", "ERROR": "error", "ERR": "error", "CRITICAL": "critical",
-    "CRIT": "critical", "FATAL": "critical",
-}
-_LEVEL_WINDOW = 80
+_LEVEL_NAMES = parse.NAMES  # kept for modules written against the old parser
+_LEVEL_WINDOW = parse.LEVEL_WINDOW
 
 
 def extension(fmt: str, compression: str) -> str:
@@ -56,41 +47,9 @@ def extension(fmt: str, compression: str) -> str:
     return f"{fmt}{suffix}"
 
 
-_last_minute = ""
-_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
 def parse_timestamp(text: str) -> str | None:
-    """ISO-8601 timestamp at the very start of a line, normalised (UTC ``Z`` when it has an
-    offset), else ``None``."""
-    if len(text) < 16 or not text[:4].isdigit():
-        return None
-    # Fast path: already canonical (``2026-03-13T10:00:00.123Z``), the usual training-log form.
-    # The date, hour and minute are validated once per distinct minute (consecutive lines share
-    # them); only the seconds are checked per line.
-    global _last_minute
-    if len(text) >= 24 and text[23] == "Z" and _CANONICAL.match(text) and text[17:19] < "60":
-        if len(text) == 24 or not text[24].isdigit():
-            minute = text[:16]
-            if minute != _last_minute:
-                try:
-                    datetime.fromisoformat(minute)
-                except ValueError:
-                    return None
-                _last_minute = minute
-            return text[:24]
-    match = _TIMESTAMP.match(text)
-    if match is None:
-        return None
-    raw = match.group(0).replace(",", ".").replace(" +", "+").replace(" -", "-")
-    try:
-        value = datetime.fromisoformat(raw.replace("z", "Z"))
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        return value.isoformat(timespec="milliseconds")
-    value = value.astimezone(timezone.utc)
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The line's timestamp, canonical UTC (:func:`logarchive.parse.timestamp`), else ``None``."""
+    return parse.timestamp(text)
 
 
 def timestamp_to_epoch(timestamp: str | None) -> float | None:
@@ -104,17 +63,8 @@ def timestamp_to_epoch(timestamp: str | None) -> float | None:
 
 
 def parse_level(text: str) -> str | None:
-    """Level from an ``[INFO]``-style marker near the start of a line, lower-cased and
-    canonical (``warn`` → ``warning``), else ``None``."""
-    start = text.find("[", 0, _LEVEL_WINDOW)
-    while start != -1:
-        end = text.find("]", start + 1, start + 11)
-        if end != -1:
-            name = _LEVEL_NAMES.get(text[start + 1:end].upper())
-            if name is not None:
-                return name
-        start = text.find("[", start + 1, _LEVEL_WINDOW)
-    return None
+    """The line's level (:func:`logarchive.parse.level`), else ``None``."""
+    return parse.level(text)
 
 
 def _utf8_cut(data: bytes | bytearray, limit: int) -> int:
@@ -218,7 +168,7 @@ def decode_line(raw: bytes) -> tuple[str, int]:
 
 
 _LEVEL_JSON: dict[str | None, bytes] = {None: b"null"}
-_LEVEL_JSON.update({name: b'"%s"' % name.encode() for name in set(_LEVEL_NAMES.values())})
+_LEVEL_JSON.update({name: b'"%s"' % name.encode() for name in parse.LEVELS})
 _BOOL_JSON = {True: b"true", False: b"false"}
 
 Row = tuple[int, int, bool, str, "str | None", "str | None"]
@@ -233,7 +183,8 @@ Row = tuple[int, int, bool, str, "str | None", "str | None"]
 # Shape A: ``<canonical timestamp> [LEVEL]<clean ASCII>``: the timestamp is
 # parse_timestamp's canonical form with a valid calendar date (Feb 29 is left to the slow path),
 # the level an upper-case name right after it (so it is the first ``[`` of the line).
-# Shape B: no timestamp (first byte not a digit) and no ``[`` in the first 80 bytes: both null.
+# Shape B: no timestamp (first byte not a digit) and no ``[`` in the first 80 bytes, and no level
+# name anywhere (_MAYBE_LEVEL: the other level markers of logarchive.parse): both null.
 _CLEAN = rb'[ !#-\[\]-~\x7f]'       # printable ASCII except " and \ : JSON-safe as is
 _CLEAN_NB = rb'[ !#-Z\]-~\x7f]'     # the same without [
 _FAST_DATE = (rb'(?!0000)\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-'
@@ -242,10 +193,21 @@ _RUN_A = re.compile(rb'(?:' + _FAST_DATE + rb' \[(?:TRACE|DEBUG|INFO|NOTICE|WARN
                     rb'ERR|CRITICAL|CRIT|FATAL)\]' + _CLEAN + rb'*\n)+')
 _RUN_B = re.compile(rb'(?:(?![0-9])(?:' + _CLEAN_NB + rb'{0,79}\n|' + _CLEAN_NB + rb'{80}'
                     + _CLEAN + rb'*\n))+')
+_MAYBE_LEVEL = re.compile(rb"(?i:TRACE|DEBUG|INFO|NOTICE|WARN|ERR|CRIT|FATAL)")
 _LEVEL3 = {b"TRA": b'"trace"', b"DEB": b'"debug"', b"INF": b'"info"', b"NOT": b'"notice"',
            b"WAR": b'"warning"', b"ERR": b'"error"', b"CRI": b'"critical"', b"FAT": b'"critical"'}
 _TS_SLICE = itemgetter(slice(0, 24))
 _LEVEL_SLICE = itemgetter(slice(26, 29))
+
+
+def _run_b(region: bytes, pos: int, end: int) -> re.Match[bytes] | None:
+    """A run of shape B from ``pos``, ending before the first line that names a level."""
+    found = _RUN_B.match(region, pos, end)
+    named = found and _MAYBE_LEVEL.search(region, pos, found.end())
+    if named:
+        stop = region.rfind(b"\n", pos, named.start()) + 1
+        found = None if stop == pos else _RUN_B.match(region, pos, stop)
+    return found
 
 
 def _encode_rows(rows: list[Row], tail: bytes) -> bytes:
@@ -318,9 +280,11 @@ class RecordBuilder:
     return a :class:`LineBatch`.
     """
 
-    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
+    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 parse: parse.ParseSettings = parse.DEFAULT):
         self.splitter = LineSplitter(max_line_bytes)
         self.fields = fields
+        self.parse = parse
         encoded_fields = orjson.dumps(fields)  # b'{"source":"x","run_id":"y"}'
         self._tail = b"," + encoded_fields[1:] if fields else b"}"
         escaped = self._tail.replace(b"%", b"%%")
@@ -355,13 +319,13 @@ class RecordBuilder:
     def _lines(self, region: bytes, blobs: list[bytes]) -> int:
         """Complete lines (``region`` ends with ``\\n``): runs of fast shapes, else line by line."""
         count, pos, end = 0, 0, len(region)
-        match_a, match_b = _RUN_A.match, _RUN_B.match
+        match_a = _RUN_A.match
         limit = self.splitter.max_line_bytes
         while pos < end:
             found = match_a(region, pos)
             template = self._template_a
             if found is None:
-                found = match_b(region, pos)
+                found = _run_b(region, pos, end)
                 template = self._template_b
             if found is not None:
                 stop = found.end()
@@ -397,13 +361,13 @@ class RecordBuilder:
 
     def _rows(self, pieces: Iterable[tuple[int, int, bool, bytes]]) -> list[Row]:
         rows: list[Row] = []
-        append = rows.append
+        append, settings, parse_line = rows.append, self.parse, parse.line
         for seq, part, last, raw in pieces:
             text, bad = decode_line(raw)
             if bad:
                 self.invalid_utf8 += bad
             if part <= 1:
-                append((seq, part, last, text, parse_timestamp(text), parse_level(text)))
+                append((seq, part, last, text, *parse_line(text, settings)))
             else:
                 append((seq, part, last, text, None, None))
         self.records += len(rows)
@@ -450,15 +414,16 @@ class ColumnBatch(LineBatch):
 class FastRegion:
     """A region encoded by the fast path; its columns are built when first asked for."""
 
-    __slots__ = ("region", "first", "num_rows", "max_line_bytes")
+    __slots__ = ("region", "first", "num_rows", "max_line_bytes", "parse")
 
-    def __init__(self, region: bytes, first: int, count: int, max_line_bytes: int) -> None:
+    def __init__(self, region: bytes, first: int, count: int, max_line_bytes: int,
+                 parse: parse.ParseSettings) -> None:
         self.region, self.first, self.num_rows = region, first, count
-        self.max_line_bytes = max_line_bytes
+        self.max_line_bytes, self.parse = max_line_bytes, parse
 
     def rows(self) -> list[Row]:
         """The region's rows by the per-line reference (a long line in it became parts)."""
-        builder = RecordBuilder({}, self.max_line_bytes)
+        builder = RecordBuilder({}, self.max_line_bytes, parse=self.parse)
         builder.splitter._seq = self.first - 1
         return builder._rows(builder.splitter.feed(self.region))
 
@@ -478,9 +443,9 @@ def fast_shapes(region: bytes) -> bool:
     """Whether 90% of the region's first 64 KiB are runs of the fast path's two shapes."""
     end = region.rfind(b"\n", 0, _SAMPLE) + 1 or len(region)
     pos = covered = 0
-    match_a, match_b = _RUN_A.match, _RUN_B.match
+    match_a = _RUN_A.match
     while pos < end:
-        found = match_a(region, pos, end) or match_b(region, pos, end)
+        found = match_a(region, pos, end) or _run_b(region, pos, end)
         if found is not None:
             covered += found.end() - pos
             pos = found.end()
@@ -493,8 +458,9 @@ class ColumnarBuilder(RecordBuilder):
     """:class:`RecordBuilder`'s records and bytes, a chunk at a time in columns: regions of
     other lines go through :func:`logarchive.columnar.region_columns` (Arrow kernels)."""
 
-    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
-        super().__init__(fields, max_line_bytes)
+    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 parse: parse.ParseSettings = parse.DEFAULT):
+        super().__init__(fields, max_line_bytes, parse)
         self._tail_text = self._tail.decode() + "\n"
 
     def feed(self, chunk: bytes) -> ColumnBatch:
@@ -541,11 +507,12 @@ class ColumnarBuilder(RecordBuilder):
             pieces: list[bytes] = []
             count = self._lines(region, pieces)
             blobs.append(b"\n".join(pieces) + b"\n")
-            parts.append(FastRegion(region, first, count, self.splitter.max_line_bytes))
+            parts.append(FastRegion(region, first, count, self.splitter.max_line_bytes,
+                                    self.parse))
             return
         from logarchive import columnar
 
-        built = columnar.region_columns(region, first, self.splitter.max_line_bytes)
+        built = columnar.region_columns(region, first, self.splitter.max_line_bytes, self.parse)
         if built is None:  # a line over the cap becomes parts: the reference does it
             self._reference(region, blobs, parts)
             return
@@ -565,22 +532,24 @@ def _installed(module: str) -> bool:
 
 
 def new_builder(fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-                columnar: bool | None = None) -> RecordBuilder:
+                columnar: bool | None = None, *,
+                parse: parse.ParseSettings = parse.DEFAULT) -> RecordBuilder:
     """The record builder of a run: the columnar one (:mod:`logarchive.columnar`, Arrow
     kernels) when pyarrow is installed, else this module's per-line :class:`RecordBuilder`.
     Both produce the same records and bytes; ``columnar`` forces one (True fails without
     pyarrow); ``LOGARCHIVE_CODEC=per-line`` in the environment chooses the per-line one (less
     memory: pyarrow's kernels cost ~90 MB of RSS). pyarrow is imported only when a chunk needs
-    the kernels (never for txt, nor for a log of the fast path's shapes alone)."""
+    the kernels (never for txt, nor for a log of the fast path's shapes alone). ``parse``: how
+    timestamps and levels are found (``[logarchive.parse]``)."""
     if columnar is None and os.environ.get("LOGARCHIVE_CODEC") == "per-line":
         columnar = False
     if columnar is not False:
         if _installed("pyarrow") and _installed("numpy"):
-            return ColumnarBuilder(fields, max_line_bytes)
+            return ColumnarBuilder(fields, max_line_bytes, parse)
         if columnar:
             raise ImportError("the columnar codec needs pyarrow and numpy: "
                               "pip install 'logarchive[parquet]'")
-    return RecordBuilder(fields, max_line_bytes)
+    return RecordBuilder(fields, max_line_bytes, parse)
 
 
 class SourceStats:

@@ -32,7 +32,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logarchive import codec
+from logarchive import codec, parse
 
 # The kernels allocate and free a few MiB per chunk; pyarrow's default pool (mimalloc) keeps
 # freed pages, which measured +60 MB of peak RSS on a 64 MiB NDJSON export (227 MB against
@@ -205,7 +205,8 @@ def rows_table(rows: list[codec.Row]) -> pa.RecordBatch:
     }, schema=SCHEMA)
 
 
-def region_columns(region: bytes, first: int, max_line_bytes: int
+def region_columns(region: bytes, first: int, max_line_bytes: int,
+                   settings: parse.ParseSettings = parse.DEFAULT
                    ) -> tuple[pa.RecordBatch, int] | None:
     """The records of a region of complete lines as columns, and how many invalid UTF-8
     sequences were replaced; None when a line (its CR included) is over ``max_line_bytes``
@@ -215,7 +216,7 @@ def region_columns(region: bytes, first: int, max_line_bytes: int
         return None
     lines, invalid = _decode(region, _drop_cr(_split_lines(region, ends)))
     seqs = pc.add(pa.array(np.arange(len(lines), dtype=np.int64)), first)
-    stamps, levels = parse_columns(lines)
+    stamps, levels = parse_columns(lines, settings)
     return pa.record_batch({
         "seq": seqs, "timestamp": stamps, "level": levels, "message": lines,
         "part": pa.nulls(len(lines), pa.int32()), "partial": pa.nulls(len(lines), pa.bool_()),
@@ -228,7 +229,7 @@ def as_columns(part: Any) -> pa.RecordBatch:
     if isinstance(part, pa.RecordBatch):
         return part
     if isinstance(part, codec.FastRegion):
-        built = region_columns(part.region, part.first, part.max_line_bytes)
+        built = region_columns(part.region, part.first, part.max_line_bytes, part.parse)
         return built[0] if built is not None else rows_table(part.rows())
     return rows_table(part)
 

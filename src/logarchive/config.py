@@ -22,13 +22,42 @@ from logarchive.base import ByteSink, ByteSinkConfig, PluginConfig
 from logarchive.codec import extension
 from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
+from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings, zone_of
 from logarchive.paths import PATH_BUILTINS
-from logarchive.secrets import register_secret
+from logarchive.secrets import LedgerUrl, register_secret
 from logarchive.templates import template_fields
 
 log = structlog.get_logger("logarchive.config")
 CONFIG_ENV = "LOGARCHIVE_CONFIG"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ParseConfig(BaseModel):
+    """The ``[logarchive.parse]`` table: how timestamps and levels are found (docs/parsing.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = Field(default="UTC", description="Zone of timestamps without an offset "
+                          "(an IANA name).", examples=["Europe/Berlin"])
+    timestamp_fields: list[str] = Field(
+        default=list(DEFAULT_PARSE.timestamp_fields), examples=[["ts", "time"]],
+        description="JSON-line fields holding the timestamp, first present wins.")
+    level_fields: list[str] = Field(
+        default=list(DEFAULT_PARSE.level_fields), examples=[["level", "severity"]],
+        description="JSON-line fields holding the level, first present wins.")
+    message_fields: list[str] = Field(
+        default=list(DEFAULT_PARSE.message_fields), examples=[["msg", "message"]],
+        description="JSON-line fields whose text is searched for what the others lack.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_of(value)
+        return value
+
+    def settings(self) -> ParseSettings:
+        return ParseSettings(self.timezone, tuple(self.timestamp_fields), tuple(self.level_fields),
+                             tuple(self.message_fields))
 
 
 class Settings(BaseModel):
@@ -46,6 +75,21 @@ class Settings(BaseModel):
     chunk_size: int = Field(
         default=1024 * 1024, ge=4096, le=64 * 1024 * 1024,
         description="Bytes read from a source at a time.", examples=[1048576],
+    )
+    parse: ParseConfig = Field(default_factory=ParseConfig,
+                               description="Timestamp and level detection.")
+    ledger: LedgerUrl | None = Field(
+        default=None,
+        description="A PostgreSQL database shared by every host that exports these sources "
+        "(docs/scaling.md; needs the postgres extra). Default: SQLite in state_dir. A secret: "
+        "its password is masked everywhere; use ${ENV_VAR}.",
+        examples=["postgresql://logarchive:${LEDGER_PASSWORD}@db.internal/logarchive"],
+    )
+    lease_seconds: int = Field(
+        default=60, ge=1, le=3600,
+        description="PostgreSQL ledger: how long a run claimed by an export stays claimed "
+        "without being renewed (renewed every third of it while the export lives); a dead "
+        "export's runs are taken over after it.", examples=[60],
     )
 
 
@@ -354,8 +398,9 @@ def _validate(model: type[M], data: Any, errors: _Errors, prefix: tuple[str, ...
     try:
         result = model.model_validate(data, context=context)
     except ValidationError as exc:
-        for loc, message in _messages(exc, model, data):
-            if not interpolation.is_placeholder((*prefix, *loc)):
+        for loc, message, kind in _messages(exc, model, data):
+            # A placeholder (--no-env) fits any type; a key that does not exist is still wrong.
+            if kind == "extra_forbidden" or not interpolation.is_placeholder((*prefix, *loc)):
                 errors.add(_dotted((*prefix, *loc)), message)
                 reported.add(loc)
     try:
@@ -371,25 +416,50 @@ def _validate(model: type[M], data: Any, errors: _Errors, prefix: tuple[str, ...
 
 def _without_placeholders(model: type[M], data: Any, prefix: tuple[str, ...],
                           interpolation: Interpolation, context: dict[str, Any] | None) -> M | None:
-    """``--no-env``: the model with each placeholder key left to its default (a placeholder
-    that fits no type, ``workers = "${WORKERS}"``), or built unvalidated if even that fails."""
-    def strip(value: Any, loc: tuple[Any, ...]) -> Any:
+    """``--no-env``: the model validated with each placeholder that fits no type
+    (``workers = "${WORKERS}"``, in a table or a list) left out, so its key takes its default
+    and everything else is still checked. A required key left out drops the list item that
+    holds it (a ``[[pipelines]]`` entry); when nothing holds it, None (nothing else to check)."""
+    dropped: set[tuple[Any, ...]] = set()
+    for _ in range(100):  # each round leaves out at least one more value
+        try:
+            return model.model_validate(data, context=context)
+        except ValidationError as exc:
+            locs = [loc for loc, _, _ in _messages(exc, model, data)]
+        drop = [loc for loc in locs if loc not in dropped
+                and interpolation.is_placeholder((*prefix, *loc))]
+        drop += [item for item in map(_list_item, (loc for loc in locs if loc in dropped))
+                 if item]
+        if not drop:
+            return None
+        dropped.update(drop)
+        data = _leave_out(data, drop)
+    return None
+
+
+def _list_item(loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The location of the innermost list item that holds ``loc`` (None: no list holds it)."""
+    positions = [n for n, part in enumerate(loc) if isinstance(part, int)]
+    return loc[:positions[-1] + 1] if positions else None
+
+
+def _leave_out(data: Any, locs: list[tuple[Any, ...]]) -> Any:
+    """A copy of ``data`` without the values at ``locs`` (table keys or list items)."""
+    def walk(value: Any, loc: tuple[Any, ...]) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v, (*loc, k)) for k, v in value.items()
-                    if (*loc, k) not in interpolation.placeholders}
+            return {k: walk(v, (*loc, k)) for k, v in value.items() if (*loc, k) not in gone}
+        if isinstance(value, list):
+            return [walk(v, (*loc, i)) for i, v in enumerate(value) if (*loc, i) not in gone]
         return value
 
-    stripped = strip(data, prefix)
-    try:
-        return model.model_validate(stripped, context=context)
-    except ValidationError:
-        return model.model_construct(**stripped) if isinstance(stripped, dict) else None
+    gone = set(locs)
+    return walk(data, ())
 
 
 def _strict_errors(exc: ValidationError, model: type[BaseModel], data: Any,
                    prefix: tuple[str, ...], errors: _Errors, interpolation: Interpolation,
                    reported: set[tuple[Any, ...]]) -> None:
-    for loc, message in _messages(exc, model, data):
+    for loc, message, _ in _messages(exc, model, data):
         full = (*prefix, *loc)
         if loc in reported or interpolation.is_interpolated(full):
             continue
@@ -399,8 +469,9 @@ def _strict_errors(exc: ValidationError, model: type[BaseModel], data: Any,
 
 
 def _messages(exc: ValidationError, model: type[BaseModel],
-              data: Any) -> list[tuple[tuple[Any, ...], str]]:
-    """(location in ``data``, message) for each error; union member tags are dropped."""
+              data: Any) -> list[tuple[tuple[Any, ...], str, str]]:
+    """(location in ``data``, message, pydantic's error type) for each error; union member
+    tags are dropped."""
     out = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = _data_loc(error["loc"], data, keep_last=error["type"] in ("missing",
@@ -413,7 +484,7 @@ def _messages(exc: ValidationError, model: type[BaseModel],
             message = f"unknown key{hint}; expected one of: {', '.join(known)}"
         elif error["type"] == "missing":
             message = "required key is missing"
-        out.append((loc, message))
+        out.append((loc, message, error["type"]))
     return out
 
 

@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,12 +29,14 @@ import structlog
 from logarchive.version import __version__
 from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
 from logarchive.codec import (
-    Compressor, FormatEncoder, RecordBuilder, SourceStats, extension, new_builder,
+    Compressor, FormatEncoder, LineBatch, RecordBuilder, SourceStats, encode_records, extension,
+    new_builder,
 )
 from logarchive.errors import (
-    Interrupted, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError, SourceError,
+    Interrupted, LeaseLost, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
+    SourceError,
 )
-from logarchive.ledger import Delivery, Ledger, RunLock, object_lock, state_error
+from logarchive.ledger import Delivery, Ledger
 from logarchive.manifest import build_manifest, describe_value, manifest_path, parse_manifest
 from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
@@ -43,7 +44,7 @@ from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
 from logarchive.secrets import redact
 from logarchive.sourcestream import (
-    Declared, StreamLimits, check_declared, declared_of, limited,
+    Declared, RecordChunk, SourceStream, StreamLimits, check_declared, declared_of, limited,
 )
 from logarchive.status import RunStatus
 
@@ -71,25 +72,23 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
     commit per sink. Never raises for a run's own failure; the result says what happened."""
     started = time.monotonic()
     result = RunResult(pipe.config.name, run, RunStatus.EXPORTED)
-    lock = RunLock(state_dir, run.key_hash)
-    try:
-        claimed = lock.acquire()
-    except OSError as exc:  # e.g. a file named `locks` in state_dir
-        raise LedgerError(state_error(Path(state_dir), exc)) from None
-    if not claimed:
+    claim = ledger.claim(run)
+    if claim is None:
         result.status = RunStatus.LOCKED
         log.info("run_locked", run=run.key, reason="another export is delivering it")
         return result
+    delivery = RunDelivery(pipe, run, claim.ledger, result, state_dir, stop or threading.Event())
     try:
-        # Re-check under the lock: a concurrent export may have delivered it meanwhile.
-        sinks = pending_sinks(ledger, run, sinks, force) or []
+        # Re-check under the claim: a concurrent export may have delivered it meanwhile.
+        sinks = pending_sinks(claim.ledger, run, sinks, force) or []
         if not sinks:
             result.status = RunStatus.SKIPPED
             return result
-        delivery = RunDelivery(pipe, run, ledger, result, state_dir, stop or threading.Event())
         delivery.deliver(sinks, force, progress or Progress())
+    except LeaseLost as exc:
+        delivery.lose(exc)
     finally:
-        lock.release()
+        claim.release()
         result.seconds = time.monotonic() - started
     return result
 
@@ -133,7 +132,8 @@ class RunDelivery:
         self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
         if any(t.needs_records for t in self.targets):
             max_line = min(t.max_line_bytes for t in self.targets)
-            self.builder = new_builder(self.run.record_fields(), max_line)
+            self.builder = new_builder(self.run.record_fields(), max_line,
+                                       parse=self.pipe.source.context.settings.parse)
         try:
             self.read(progress)
         except BaseException as exc:
@@ -176,9 +176,12 @@ class RunDelivery:
             raise SinkError("no sink could start: " + self._states())
         source = self.pipe.source
         with source.open(self.run) as stream:
+            if isinstance(stream, SourceStream) and stream.records:
+                self.builder = RecordPassthrough()  # records as the source gave them
             for chunk in limited(stream, StreamLimits.of(source.name, source.config)):
                 if self.stop.is_set():
                     raise Interrupted("export stopped before the run finished")
+                self.ledger.check_claim()
                 if chunk:
                     self.feed(chunk)
                     progress.advance(len(chunk))
@@ -203,7 +206,7 @@ class RunDelivery:
         for target in list(self.targets):
             try:
                 target.feed(piece)
-            except Interrupted:
+            except (Interrupted, LeaseLost):
                 raise
             except Exception as exc:  # one sink's failure must not stop the others
                 target.abort()
@@ -213,8 +216,10 @@ class RunDelivery:
     def commit(self, target: Target) -> None:
         """Commit one target; a failure is recorded for that target alone."""
         try:
+            self.ledger.check_claim()
             target.commit(self)
-        except LedgerError:  # the state is unusable (full state_dir...): stop, nothing partial
+        except (LedgerError, LeaseLost):  # the state is unusable (full state_dir...) or the
+            # run was taken over: stop, nothing partial
             for each in self.targets:  # aborting a committed target changes nothing
                 each.abort()
             raise
@@ -228,16 +233,21 @@ class RunDelivery:
             self.fail(target.name, exc)
 
     def delivered(self, name: str, *, object: str | None, sha256: str | None = None,
-                  size: int | None = None, accepted: int = 0, durable: bool = True) -> None:
+                  size: int | None = None, accepted: int = 0, durable: bool = True,
+                  lines_skipped: int = 0) -> None:
         """Record that ``name`` has the run (called by a target's commit); ``sha256`` and
         ``size`` default to the source's. A sink that forgets what it holds (not ``durable``)
-        is recorded ``volatile``: the next export delivers the run again."""
+        is recorded ``volatile``: the next export delivers the run again. ``lines_skipped``:
+        the lines a record sink leaves out by design (:attr:`RecordDelivery.skipped`)."""
         self.ledger.delivered(self.run, name, object=object,
                               sha256=self.stats.sha256 if sha256 is None else sha256,
                               size=self.stats.size if size is None else size,
                               lines=self.stats.lines, accepted=accepted,
-                              status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE)
+                              status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE,
+                              lines_skipped=lines_skipped)
         self.result.sinks[name] = RunStatus.DELIVERED.value
+        if lines_skipped:
+            self.result.lines_skipped[name] = lines_skipped
 
     def fail(self, name: str, error: BaseException) -> None:
         """Record that sink ``name`` failed this run; an error fatal for the sink gives it up
@@ -267,6 +277,8 @@ class RunDelivery:
     def end_all(self, exc: BaseException) -> None:
         """The run itself failed (source error, signal, nothing left to feed): abort every
         live target and record the run's outcome at each."""
+        if isinstance(exc, LeaseLost):
+            raise exc  # nothing may be recorded: export_run ends the run (see lose)
         for target in self.targets:
             target.abort()
         message = redact(str(exc)) or type(exc).__name__
@@ -283,6 +295,16 @@ class RunDelivery:
             (log.info if quiet else log.error)("run_" + status, run=self.run.key, error=message)
         else:  # a bug, not a classified failure: keep the traceback
             log.error("run_failed", run=self.run.key, error=message, exc_info=True)
+
+    def lose(self, exc: LeaseLost) -> None:
+        """Another export took the run over (this one's lease ran out): abort every target
+        and record nothing; the run's ledger records are the new owner's."""
+        for target in self.targets:
+            target.abort()  # aborting a committed target changes nothing
+        self.result.status, self.result.error = RunStatus.LEASE_LOST, str(exc)
+        for target in self.targets:
+            self.result.sinks.setdefault(target.name, f"{RunStatus.LEASE_LOST}: {exc}")
+        log.warning("run_lease_lost", run=self.run.key, error=str(exc))
 
     def _states(self) -> str:
         return "; ".join(f"{name} {state}" for name, state in self.result.sinks.items())
@@ -385,7 +407,7 @@ class ByteTarget(Target):
             self.writer.write(tail)
         stats = delivery.stats
         digest = stats.sha256 if self.verbatim else self.sha.hexdigest()
-        with object_lock(delivery.state_dir, self.name, self.path):
+        with delivery.ledger.object_lock(self.name, self.path):
             keep = _keep_existing(self.sink, self.path, delivery.run, digest)
             if keep:
                 self.abort()  # identical bytes are archived already
@@ -437,7 +459,8 @@ class RecordTarget(Target):
              resume_after: int) -> RecordTarget:
         run, ledger = delivery.run, delivery.ledger
         started = sink.start(
-            run, resume_after=resume_after,
+            run.replays or run,  # a replay's events are the replayed run's (same event ids)
+            resume_after=resume_after,
             on_accepted=lambda ordinal: ledger.set_accepted(run.key, name, ordinal),
         )
         return cls(name, sink, started, resume_after)
@@ -447,6 +470,8 @@ class RecordTarget(Target):
         if not piece.batch:
             return
         skip = max(0, self.resume_after - piece.first + 1)
+        if skip:
+            self.delivery.passed(piece.batch.records()[:skip])  # counted in skipped, not sent
         if skip < len(piece.batch):
             self.delivery.send_batch(piece.batch, piece.first + skip, skip)
 
@@ -456,12 +481,32 @@ class RecordTarget(Target):
             raise Interrupted("export stopped before all batches were accepted")
         self.delivery.finish()
         total = delivery.builder.records if delivery.builder else 0
-        delivery.delivered(self.name, object=None, accepted=total)
+        delivery.delivered(self.name, object=None, accepted=total,
+                           lines_skipped=self.delivery.skipped)
         log.info("run_exported", run=delivery.run.key, sink=self.name, records=total,
-                 resumed_after=self.resume_after, lines=delivery.stats.lines)
+                 resumed_after=self.resume_after, lines=delivery.stats.lines,
+                 lines_skipped=self.delivery.skipped)
 
     def abort(self) -> None:
         self.delivery.abort()
+
+
+class RecordPassthrough:
+    """The builder of a :class:`~logarchive.sourcestream.RecordStream`: its records, unchanged
+    (no line codec), as the :class:`~logarchive.codec.LineBatch` every target reads."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def feed(self, chunk: bytes) -> LineBatch:
+        rows = chunk.rows if isinstance(chunk, RecordChunk) else []
+        batch = LineBatch(b"\n".join(encode_records(rows)), len(rows))
+        batch._records = rows
+        self.records += len(rows)
+        return batch
+
+    def finish(self) -> LineBatch:
+        return LineBatch(b"", 0)
 
 
 def archived_path(sink: ByteSink, previous: Delivery | None) -> str | None:

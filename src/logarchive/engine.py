@@ -21,7 +21,7 @@ from logarchive.codec import extension
 from logarchive.config import Config, PipelineConfig
 from logarchive.delivery import export_run, pending_sinks
 from logarchive.errors import ConfigError, LogarchiveError
-from logarchive.ledger import Ledger, SQLiteLedger
+from logarchive.ledger import Ledger, existing_ledger, open_ledger
 from logarchive.paths import render
 from logarchive.pipeline import Pipeline, instantiate
 from logarchive.results import ExportSummary, Progress, RunResult
@@ -65,7 +65,7 @@ def export(
     summary = ExportSummary(dry_run=dry_run)
     with ExitStack() as cleanup:  # closes every pipeline, then the ledger if opened here
         if ledger is None:
-            ledger = cleanup.enter_context(closing(SQLiteLedger(config.state_dir)))
+            ledger = cleanup.enter_context(closing(_ledger_for(config, dry_run)))
         _warn_new_ledger(config, selected, ledger, summary)
         jobs: list[Job] = []
         for pipe_cfg in selected:
@@ -85,6 +85,18 @@ def export(
     if stop.is_set() and summary.interrupted_by is None:
         summary.interrupted_by = stop.signal_number if isinstance(stop, StopEvent) else None
     return summary
+
+
+def _ledger_for(config: Config, dry_run: bool) -> Ledger:
+    """The config's ledger; a dry run creates none (nor ``state_dir``): it reads the existing
+    ledger, or takes every run as undelivered when there is none."""
+    if not dry_run:
+        return open_ledger(config)
+    found = existing_ledger(config)
+    if found is None:
+        found = Ledger()  # the interface alone: knows no delivery, records nothing
+        found.created = True
+    return found
 
 
 def _would_do(config: Config, sink: str, run: RunRef) -> str:
@@ -108,7 +120,7 @@ def _warn_new_ledger(config: Config, selected: list[PipelineConfig], ledger: Led
     if not (ledger.created and record_sinks):
         return
     summary.warnings.append(
-        f"new ledger at {ledger.path or config.state_dir}: every run the sources "
+        f"new ledger at {ledger.where or config.state_dir}: every run the sources "
         f"list will be delivered to {', '.join(record_sinks)}, including runs delivered "
         "before; if the state directory was lost, stop and restore it (or run `logarchive "
         "ledger rebuild` for archives, and export with --since to limit re-delivery)"

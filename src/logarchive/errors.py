@@ -92,5 +92,20 @@ class StateDirFull(LedgerError):
     exit_code: int = ExitCode.STATE_FULL
 
 
+class StateDirUnusable(LedgerError):
+    """``state_dir`` cannot hold the ledger and the locks (a file where the folder should be, a
+    file named ``locks`` in it, not writable), found before any run starts: a configuration
+    error, exit status 2. The same failure in the middle of a run is that run's failure."""
+
+    exit_code: int = ExitCode.USAGE
+
+
 class Interrupted(LogarchiveError):
     """The export was asked to stop (SIGTERM/SIGINT) before this run finished."""
+
+
+class LeaseLost(LogarchiveError):
+    """This export's claim on a run was taken over by another export after its lease ran out
+    (a PostgreSQL ledger; this process was paused or cut off for longer than
+    ``lease_seconds``). The run is stopped without another ledger write: its new owner delivers
+    it. The export exits with :attr:`ExitCode.LEASE_LOST`."""

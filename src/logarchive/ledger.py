@@ -1,8 +1,12 @@
 """The ledger: what was delivered where, and where an interrupted delivery stopped.
 
-Embedded default: SQLite (WAL, synchronous=FULL) under ``state_dir``. Everything the engine
-needs goes through :class:`Ledger`, so a shared store can replace SQLite for sharded exports.
-Per-run claims between concurrent processes are file locks (:class:`RunLock`).
+Embedded default: SQLite (WAL, synchronous=FULL) under ``state_dir``; ``[logarchive] ledger =
+"postgresql://..."`` shares one ledger between hosts (:mod:`logarchive.ledger_pg`, the
+``postgres`` extra). Everything the engine needs goes through :class:`Ledger`, opened by
+:func:`open_ledger`: the records, and the claims that keep two exports off one run
+(:meth:`Ledger.claim`) and off one object name (:meth:`Ledger.object_lock`). SQLite's claims are
+file locks under ``state_dir`` (:class:`RunLock`), dropped by the kernel when their process dies;
+PostgreSQL's are rows with a lease (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import sqlite3
@@ -18,15 +23,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
 
-from logarchive.errors import LedgerError, StateDirFull
+from logarchive.errors import ConfigError, LedgerError, StateDirFull, StateDirUnusable
 from logarchive.runs import iso
 from logarchive.secrets import redact
 from logarchive.status import RunStatus
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from logarchive.config import Config
+
+SCHEMA_VERSION = 2  # 2: deliveries.lines_skipped
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     completed   TEXT,
     updated_at  TEXT NOT NULL,
     delivered_at TEXT,
+    lines_skipped INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_key, sink)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -80,9 +89,26 @@ class Delivery:
     completed: str | None
     updated_at: str
     delivered_at: str | None
+    lines_skipped: int = 0
+    """Lines the sink does not send by design (Splunk raw: blank lines), counted in ``lines``."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class Claim:
+    """This process's claim on one run: while it holds, no other export delivers the run.
+
+    Record the run's delivery through :attr:`ledger`. Where a claim can be lost (a lease that
+    ran out and was taken over by another export), that ledger checks the claim in the same
+    transaction as each write of this run and raises :class:`~logarchive.errors.LeaseLost`
+    instead of writing; a file lock cannot be lost while its process lives."""
+
+    ledger: Ledger
+
+    def release(self) -> None:
+        """Give the run back (a claim already lost is left to its new owner)."""
+        raise NotImplementedError
 
 
 class Ledger:
@@ -95,21 +121,137 @@ class Ledger:
     is known delivered, so record sinks, which cannot be asked what they hold, get every run
     again. The export warns about it."""
 
+    @property
+    def where(self) -> str | None:
+        """Where the ledger is, for messages (no credentials)."""
+        return None if self.path is None else str(self.path)
+
     def get(self, run_key: str, sink: str) -> Delivery | None: ...
     def start(self, run: Any, sink: str) -> Delivery: ...
     def set_accepted(self, run_key: str, sink: str, ordinal: int) -> None: ...
     def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
                   size: int | None, lines: int | None, accepted: int = 0,
-                  status: RunStatus = RunStatus.DELIVERED) -> None: ...
+                  status: RunStatus = RunStatus.DELIVERED, lines_skipped: int = 0) -> None: ...
     def failed(self, run: Any, sink: str, error: str, *,
                status: RunStatus = RunStatus.FAILED) -> None: ...
     def deliveries(self, sink: str | None = None) -> Iterator[Delivery]: ...
     def event(self, kind: str, *, sink: str | None = None, run_key: str | None = None,
               **detail: Any) -> None: ...
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
+    def claim(self, run: Any) -> Claim | None:
+        """Claim ``run`` for this process; None when another export holds it."""
+        raise NotImplementedError
 
-class SQLiteLedger(Ledger):
+    def object_lock(self, sink: str, path: str) -> AbstractContextManager[None]:
+        """Serialise the check-then-commit of one object name between every export that shares
+        this ledger, so two runs that a template maps to the same name cannot both see it
+        free."""
+        raise NotImplementedError
+
+    def check_claim(self) -> None:
+        """Raise :class:`~logarchive.errors.LeaseLost` when this is a claim's ledger and the
+        claim was lost (checked between the chunks of a run); a ledger without a claim has
+        nothing to lose."""
+
+
+class SQLLedger(Ledger):
+    """The records, in SQL that SQLite and PostgreSQL both run (``?`` placeholders): a backend
+    supplies :meth:`_write`, :meth:`_fetch`, and may fence the writes of a claimed run in
+    :meth:`_write_run`."""
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write_run(self, run_key: str, sql: str, params: tuple[Any, ...]) -> None:
+        """A write of ``run_key``'s records (the claim's fence goes here)."""
+        self._write(sql, params)
+
+    def get(self, run_key: str, sink: str) -> Delivery | None:
+        rows = self._fetch(f"SELECT {_COLUMNS} FROM deliveries WHERE run_key=? AND sink=?",
+                           (run_key, sink))
+        return _delivery(rows[0]) if rows else None
+
+    def start(self, run: Any, sink: str) -> Delivery:
+        self._write_run(run.key, _START, (run.key, sink, run.source, json.dumps(run.fields),
+                                          RunStatus.IN_PROGRESS, iso(run.completed), _now()))
+        found = self.get(run.key, sink)
+        assert found is not None
+        return found
+
+    def set_accepted(self, run_key: str, sink: str, ordinal: int) -> None:
+        self._write_run(run_key,
+                        "UPDATE deliveries SET accepted=?, updated_at=? WHERE run_key=? AND sink=?",
+                        (ordinal, _now(), run_key, sink))
+
+    def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
+                  size: int | None, lines: int | None, accepted: int = 0,
+                  status: RunStatus = RunStatus.DELIVERED, lines_skipped: int = 0) -> None:
+        now = _now()
+        self._write_run(run.key, _DELIVERED, (
+            run.key, sink, run.source, json.dumps(run.fields), status, object, sha256, size,
+            lines, accepted, iso(run.completed), now, now, lines_skipped))
+
+    def failed(self, run: Any, sink: str, error: str, *,
+               status: RunStatus = RunStatus.FAILED) -> None:
+        self._write_run(run.key, _FAILED, (run.key, sink, run.source, json.dumps(run.fields),
+                                           status, redact(error)[:2000], iso(run.completed),
+                                           _now()))
+
+    def deliveries(self, sink: str | None = None) -> Iterator[Delivery]:
+        if sink is None:
+            rows = self._fetch(f"SELECT {_COLUMNS} FROM deliveries ORDER BY run_key, sink")
+        else:
+            rows = self._fetch(
+                f"SELECT {_COLUMNS} FROM deliveries WHERE sink=? ORDER BY run_key", (sink,))
+        return iter([_delivery(r) for r in rows])
+
+    def event(self, kind: str, *, sink: str | None = None, run_key: str | None = None,
+              **detail: Any) -> None:
+        self._write(
+            "INSERT INTO events (time, kind, sink, run_key, detail) VALUES (?, ?, ?, ?, ?)",
+            (_now(), kind, sink, run_key, redact(json.dumps(detail, default=str))),
+        )
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        rows = self._fetch("SELECT time, kind, sink, run_key, detail FROM events"
+                           + (" WHERE kind=?" if kind else "") + " ORDER BY id",
+                           (kind,) if kind else ())
+        return [
+            {"time": t, "kind": k, "sink": s, "run_key": r, **json.loads(d)}
+            for t, k, s, r, d in rows
+        ]
+
+
+_COLUMNS = ("run_key, sink, source, fields, status, object, sha256, size, lines, accepted, "
+            "attempts, error, completed, updated_at, delivered_at, lines_skipped")
+_START = """INSERT INTO deliveries (run_key, sink, source, fields, status, accepted, attempts,
+                completed, updated_at)
+            VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?)
+            ON CONFLICT (run_key, sink) DO UPDATE SET
+                status=excluded.status, attempts=deliveries.attempts+1, error=NULL,
+                updated_at=excluded.updated_at"""
+_DELIVERED = """INSERT INTO deliveries (run_key, sink, source, fields, status, object, sha256,
+                    size, lines, accepted, attempts, completed, updated_at, delivered_at,
+                    lines_skipped)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+                ON CONFLICT (run_key, sink) DO UPDATE SET
+                    status=excluded.status, object=excluded.object, sha256=excluded.sha256,
+                    size=excluded.size, lines=excluded.lines, accepted=excluded.accepted,
+                    error=NULL, updated_at=excluded.updated_at,
+                    delivered_at=excluded.delivered_at, lines_skipped=excluded.lines_skipped"""
+_FAILED = """INSERT INTO deliveries (run_key, sink, source, fields, status, attempts, error,
+                 completed, updated_at)
+             VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+             ON CONFLICT (run_key, sink) DO UPDATE SET
+                 status=excluded.status, error=excluded.error, updated_at=excluded.updated_at"""
+
+
+class SQLiteLedger(SQLLedger):
     """The embedded ledger: ``<state_dir>/ledger.sqlite3``."""
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
@@ -117,14 +259,16 @@ class SQLiteLedger(Ledger):
         self.path = self.state_dir / "ledger.sqlite3"
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.state_dir, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "not writable", str(self.state_dir))
             (self.state_dir / "locks").mkdir(exist_ok=True)
             # Overlapping exports (cron) on a fresh state_dir: one creates and migrates the
             # ledger, the others wait their turn instead of failing with "database is locked".
             with _directory_lock(self.state_dir):
                 self.created = not self.path.exists()  # new (or lost): nothing known delivered
                 self._db = self._open()
-        except OSError as exc:
-            raise LedgerError(state_error(self.state_dir, exc)) from None
+        except OSError as exc:  # before any run: a configuration error (exit 2)
+            raise StateDirUnusable(state_error(self.state_dir, exc)) from None
         self._lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:
@@ -137,11 +281,10 @@ class SQLiteLedger(Ledger):
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                           (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise LedgerError(f"{self.path}: written by a newer logarchive (schema {row[0]})")
+            if row is None or int(row[0]) < SCHEMA_VERSION:
+                _migrate(db)
         except sqlite3.DatabaseError as exc:
             advice = _corruption_advice(db)
             db.close()
@@ -158,96 +301,75 @@ class SQLiteLedger(Ledger):
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger {self.path}: write failed: {exc}") from None
 
-    def get(self, run_key: str, sink: str) -> Delivery | None:
+    def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM deliveries WHERE run_key=? AND sink=?", (run_key, sink)
-            ).fetchone()
-        return None if row is None else _delivery(row)
+            return self._db.execute(sql, params).fetchall()
 
-    def start(self, run: Any, sink: str) -> Delivery:
-        now = _now()
-        self._write(
-            """INSERT INTO deliveries (run_key, sink, source, fields, status, accepted, attempts,
-                   completed, updated_at)
-               VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?)
-               ON CONFLICT (run_key, sink) DO UPDATE SET
-                   status=excluded.status, attempts=attempts+1, error=NULL,
-                   updated_at=excluded.updated_at""",
-            (run.key, sink, run.source, json.dumps(run.fields), RunStatus.IN_PROGRESS,
-             iso(run.completed), now),
-        )
-        found = self.get(run.key, sink)
-        assert found is not None
-        return found
+    def claim(self, run: Any) -> Claim | None:
+        lock = RunLock(self.state_dir, run.key_hash)
+        try:
+            claimed = lock.acquire()
+        except OSError as exc:  # e.g. a file named `locks` in state_dir
+            raise LedgerError(state_error(self.state_dir, exc)) from None
+        return _FileClaim(self, lock) if claimed else None
 
-    def set_accepted(self, run_key: str, sink: str, ordinal: int) -> None:
-        self._write(
-            "UPDATE deliveries SET accepted=?, updated_at=? WHERE run_key=? AND sink=?",
-            (ordinal, _now(), run_key, sink),
-        )
-
-    def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
-                  size: int | None, lines: int | None, accepted: int = 0,
-                  status: RunStatus = RunStatus.DELIVERED) -> None:
-        now = _now()
-        self._write(
-            """INSERT INTO deliveries (run_key, sink, source, fields, status, object, sha256, size,
-                   lines, accepted, attempts, completed, updated_at, delivered_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
-               ON CONFLICT (run_key, sink) DO UPDATE SET
-                   status=excluded.status, object=excluded.object, sha256=excluded.sha256,
-                   size=excluded.size, lines=excluded.lines, accepted=excluded.accepted,
-                   error=NULL, updated_at=excluded.updated_at,
-                   delivered_at=excluded.delivered_at""",
-            (run.key, sink, run.source, json.dumps(run.fields), status, object, sha256,
-             size, lines, accepted, iso(run.completed), now, now),
-        )
-
-    def failed(self, run: Any, sink: str, error: str, *,
-               status: RunStatus = RunStatus.FAILED) -> None:
-        self._write(
-            """INSERT INTO deliveries (run_key, sink, source, fields, status, attempts, error,
-                   completed, updated_at)
-               VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
-               ON CONFLICT (run_key, sink) DO UPDATE SET
-                   status=excluded.status, error=excluded.error, updated_at=excluded.updated_at""",
-            (run.key, sink, run.source, json.dumps(run.fields), status, redact(error)[:2000],
-             iso(run.completed), _now()),
-        )
-
-    def deliveries(self, sink: str | None = None) -> Iterator[Delivery]:
-        with self._lock:
-            if sink is None:
-                rows = self._db.execute("SELECT * FROM deliveries ORDER BY run_key, sink").fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM deliveries WHERE sink=? ORDER BY run_key", (sink,)
-                ).fetchall()
-        return iter([_delivery(r) for r in rows])
-
-    def event(self, kind: str, *, sink: str | None = None, run_key: str | None = None,
-              **detail: Any) -> None:
-        self._write(
-            "INSERT INTO events (time, kind, sink, run_key, detail) VALUES (?, ?, ?, ?, ?)",
-            (_now(), kind, sink, run_key, redact(json.dumps(detail, default=str))),
-        )
-
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT time, kind, sink, run_key, detail FROM events"
-                + (" WHERE kind=?" if kind else "") + " ORDER BY id",
-                (kind,) if kind else (),
-            ).fetchall()
-        return [
-            {"time": t, "kind": k, "sink": s, "run_key": r, **json.loads(d)}
-            for t, k, s, r, d in rows
-        ]
+    def object_lock(self, sink: str, path: str) -> AbstractContextManager[None]:
+        return object_lock(self.state_dir, sink, path)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _FileClaim(Claim):
+    """A :class:`RunLock`: held until released or until its process dies."""
+
+    def __init__(self, ledger: Ledger, lock: RunLock) -> None:
+        self.ledger = ledger
+        self._lock = lock
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def open_ledger(config: Config) -> Ledger:
+    """The ledger ``config`` names: PostgreSQL for a ``ledger`` URL, else SQLite in
+    ``state_dir``; created (or migrated) if need be."""
+    url = config.settings.ledger
+    if url is None:
+        return SQLiteLedger(config.state_dir)
+    found = _postgres().open_ledger(url.get_secret_value(),
+                                    lease_seconds=config.settings.lease_seconds)
+    assert found is not None
+    return found
+
+
+def existing_ledger(config: Config) -> Ledger | None:
+    """The config's ledger if there is one; None, and nothing created, if not (read-only use)."""
+    url = config.settings.ledger
+    if url is None:
+        path = config.state_dir / "ledger.sqlite3"
+        return SQLiteLedger(config.state_dir) if path.exists() else None
+    return _postgres().open_ledger(url.get_secret_value(),
+                                   lease_seconds=config.settings.lease_seconds, create=False)
+
+
+def ledger_place(config: Config) -> str:
+    """Where ``config``'s ledger is, for messages: its database URL without credentials, or
+    its state_dir."""
+    url = config.settings.ledger
+    return str(config.state_dir) if url is None else redact(url.get_secret_value())
+
+
+def _postgres() -> Any:
+    """:mod:`logarchive.ledger_pg`, imported when a config names a PostgreSQL ledger."""
+    try:
+        ledger_pg = importlib.import_module("logarchive.ledger_pg")
+    except ImportError as exc:
+        raise ConfigError(
+            f"the PostgreSQL ledger needs the postgres extra ({exc.name or exc} is not "
+            "installed): pip install 'logarchive[postgres]'", key="logarchive.ledger") from None
+    return ledger_pg
 
 
 def state_error(state_dir: Path, exc: OSError) -> str:
@@ -288,11 +410,21 @@ def _corruption_advice(db: sqlite3.Connection) -> str:
             "runs delivered to them are sent again).")
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a ledger written by an older logarchive to :data:`SCHEMA_VERSION` (in place: a
+    column added with its default; an older logarchive refuses the newer schema)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+    if "lines_skipped" not in columns:  # schema 1 -> 2
+        db.execute("ALTER TABLE deliveries ADD COLUMN lines_skipped INTEGER NOT NULL DEFAULT 0")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+
 def _delivery(row: tuple[Any, ...]) -> Delivery:
     (run_key, sink, source, fields, status, obj, sha, size, lines, accepted, attempts, error,
-     completed, updated_at, delivered_at) = row
+     completed, updated_at, delivered_at, lines_skipped) = row
     return Delivery(run_key, sink, source, json.loads(fields), status, obj, sha, size, lines,
-                    accepted, attempts, error, completed, updated_at, delivered_at)
+                    accepted, attempts, error, completed, updated_at, delivered_at,
+                    lines_skipped)
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)

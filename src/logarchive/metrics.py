@@ -30,7 +30,8 @@ from logarchive.status import RunStatus
 
 JOB = "logarchive"
 STATE_FILE = "metrics.json"
-_UNSUCCESSFUL = (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.LOCKED)
+_UNSUCCESSFUL = (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.LOCKED,
+                 RunStatus.LEASE_LOST)
 
 
 def require_client() -> None:

@@ -39,7 +39,7 @@ class Pipeline:
 
 def runtime_settings(config: Config) -> RuntimeSettings:
     return RuntimeSettings(chunk_size=config.settings.chunk_size, base_dir=config.base_dir,
-                           state_dir=config.state_dir)
+                           state_dir=config.state_dir, parse=config.settings.parse.settings())
 
 
 def open_source(config: Config, name: str, stop: threading.Event | None = None) -> Source:

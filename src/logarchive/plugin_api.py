@@ -16,6 +16,11 @@ A minimal source plugin::
     def logarchive_register_sources(register):
         register(MySource)
 
+A source whose logs are records already (the ``archive`` source replaying an NDJSON archive)
+returns a :class:`RecordStream` from ``open()``: lists of record dicts, passed to every sink
+unchanged instead of through the line codec (see :mod:`logarchive.sourcestream`). A run whose
+``RunRef.replays`` names another run reaches record sinks as that run (its event ids).
+
 A plugin's runtime code imports nothing else of ``logarchive`` (``tests/test_plugin_imports.py``
 enforces it); its shipped testing modules may also import ``logarchive.testing``. When a plugin
 needs something core has, it is exported here.
@@ -117,6 +122,21 @@ __all__ += [
     "SplitBatch", "epoch_seconds", "event_id", "refuse_redirect", "render_run_template",
     "retriable_error",
 ]
+
+# Reading a logarchive archive (the ``archive`` source): objects paired with their manifests
+# (logarchive.archive), the records of a stored object (logarchive.search), and record
+# streams: a source whose logs are records already hands them to the delivery as they are
+# (logarchive.sourcestream.RecordStream).
+from logarchive.archive import Archived, ArchiveListing, list_stored, read_archive  # noqa: E402
+from logarchive.codec import decompress_stream  # noqa: E402
+from logarchive.search import archived_records  # noqa: E402
+from logarchive.sourcestream import RecordChunk, RecordStream  # noqa: E402
+
+__all__ += [
+    "ArchiveListing", "Archived", "RecordChunk", "RecordStream", "archived_records",
+    "decompress_stream", "list_stored", "read_archive",
+]
+
 
 # Column kernels for BatchProtocol.encode_columns (logarchive.columnar): they need pyarrow,
 # imported on first use, so a plugin that names them at call time costs nothing without it.

@@ -23,12 +23,15 @@ class RunResult:
     seconds: float = 0.0
     error: str | None = None
     fatal: bool = False  # the source cannot serve any other run (invalid token...)
+    lines_skipped: dict[str, int] = field(default_factory=dict)
+    """Per sink, the lines it leaves out by design (Splunk raw: blank lines); never sent."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "pipeline": self.pipeline, "run": self.run.key, "fields": self.run.fields,
             "status": self.status, "sinks": self.sinks, "bytes": self.bytes,
-            "lines": self.lines, "seconds": round(self.seconds, 3), "error": self.error,
+            "lines": self.lines, "lines_skipped": self.lines_skipped,
+            "seconds": round(self.seconds, 3), "error": self.error,
         }
 
 
@@ -67,11 +70,24 @@ class ExportSummary:
         return sum(r.lines for r in self.results if r.status == RunStatus.EXPORTED)
 
     @property
+    def lines_skipped(self) -> dict[str, int]:
+        """Per sink, the lines of exported runs it left out by design (never sent)."""
+        totals: dict[str, int] = {}
+        for result in self.results:
+            if result.status == RunStatus.EXPORTED:
+                for sink, count in result.lines_skipped.items():
+                    totals[sink] = totals.get(sink, 0) + count
+        return totals
+
+    @property
     def exit_code(self) -> int:
         """OK when everything was delivered or there was nothing to do, FAILED when some runs
-        failed or were deferred (a sink given up), 128 + the signal number when a signal stopped the export."""
+        failed or were deferred (a sink given up), LEASE_LOST when another export took a run
+        over, 128 + the signal number when a signal stopped the export."""
         if self.interrupted_by is not None:
             return ExitCode.for_signal(self.interrupted_by)
+        if self.count(RunStatus.LEASE_LOST):
+            return ExitCode.LEASE_LOST
         undelivered = self.failed or self.count(RunStatus.DEFERRED)
         return ExitCode.FAILED if (undelivered or self.errors) else ExitCode.OK
 
@@ -80,8 +96,10 @@ class ExportSummary:
             "exported": self.exported, "skipped": self.skipped, "failed": self.failed,
             "not_ready": self.count(RunStatus.NOT_READY), "locked": self.count(RunStatus.LOCKED),
             "deferred": self.count(RunStatus.DEFERRED),
-            "interrupted": self.count(RunStatus.INTERRUPTED), "bytes": self.bytes,
-            "lines": self.lines, "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
+            "interrupted": self.count(RunStatus.INTERRUPTED),
+            "lease_lost": self.count(RunStatus.LEASE_LOST), "bytes": self.bytes,
+            "lines": self.lines, "lines_skipped": self.lines_skipped,
+            "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
             "errors": self.errors, "warnings": self.warnings, "exit_code": self.exit_code,
             "runs": [r.to_json() for r in self.results],
         }
@@ -96,14 +114,17 @@ class ExportSummary:
         for status, words in ((RunStatus.NOT_READY, "not ready"),
                               (RunStatus.LOCKED, "in progress elsewhere"),
                               (RunStatus.DEFERRED, "deferred to the next export"),
-                              (RunStatus.INTERRUPTED, "interrupted")):
+                              (RunStatus.INTERRUPTED, "interrupted"),
+                              (RunStatus.LEASE_LOST, "lease lost (taken over by another export)")):
             if self.count(status):
                 parts.append(f"{words} {self.count(status)}")
         if self.errors:  # the exit status counts them: so does the summary
             parts.append(f"{len(self.errors)} source error(s)")
+        skipped = "".join(f" ({count} not sent to {sink}: see its README)"
+                          for sink, count in sorted(self.lines_skipped.items()))
         return (
             ", ".join(parts)
-            + f"; {human_bytes(self.bytes)}, {self.lines} lines in {self.seconds:.2f}s"
+            + f"; {human_bytes(self.bytes)}, {self.lines} lines{skipped} in {self.seconds:.2f}s"
         )
 
 

@@ -43,6 +43,7 @@ class RunRef:
     metadata: dict[str, Any] = field(default_factory=dict)
     locator: Any = field(default=None, repr=False, compare=False)
     size_hint: int | None = field(default=None, compare=False)
+    replays: RunRef | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.fields:
@@ -87,7 +88,10 @@ class RunRef:
         return self.status in TERMINAL
 
     def record_fields(self) -> dict[str, str]:
-        """Fields added to every record: the source name and the identifying fields."""
+        """Fields added to every record: the source name and the identifying fields (those of
+        the replayed run for a replay, so its records are the original ones)."""
+        if self.replays is not None:
+            return self.replays.record_fields()
         return {"source": self.source, **self.fields}
 
     def matches(self, selector: str) -> bool:

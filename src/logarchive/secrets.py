@@ -199,3 +199,26 @@ def _register(value: SecretStr) -> SecretStr:
 
 Secret = Annotated[SecretStr, AfterValidator(_register)]
 """A config value that never prints (``**********``) and is redacted from every output."""
+
+
+def _register_url_credentials(value: SecretStr) -> SecretStr:
+    """A database URL: ``postgresql://`` (or ``postgres://``); its password (in the userinfo or
+    a ``password`` parameter) is registered, so the URL can be shown with :func:`redact`."""
+    url = value.get_secret_value()
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password] + [v for k, v in parse_qsl(parts.query)
+                                      if k.lower() in SENSITIVE_QUERY_KEYS]
+    except ValueError:
+        parts, secrets = None, []
+    if parts is None or parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected a postgresql:// URL (postgresql://USER:${PASSWORD}@HOST/"
+                         "DATABASE), or no ledger key for the SQLite ledger in state_dir")
+    for secret in secrets:
+        if secret:
+            register_secret(secret)
+    return value
+
+
+LedgerUrl = Annotated[SecretStr, AfterValidator(_register_url_credentials)]
+"""A database URL that never prints; its credentials are redacted from every output."""

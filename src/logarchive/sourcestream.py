@@ -7,6 +7,12 @@ puts around every source stream.
   truncation is provable from the manifest alone.
 - :class:`SourceStream`: an iterator of byte chunks carrying its :class:`Declared` (filled as
   the source learns it: an HTTP download knows its length only after the first response).
+- :class:`RecordStream`: a stream of records instead of bytes (``records = True``), for a
+  source whose logs are records already (the ``archive`` source replaying an NDJSON archive):
+  the delivery passes them to every sink as they are (their ``seq``, ``part``, timestamps and
+  levels are kept, never re-parsed) instead of running the line codec; their text lines
+  (:class:`RecordChunk`) stand for the source bytes (sha256, size and lines in the manifest,
+  the bytes a ``txt`` sink stores).
 - :class:`StreamLimits` / :func:`limited`: ``max_log_bytes``, ``run_timeout`` and
   ``min_bytes_per_second`` over ``min_rate_window``, keys of every source, enforced once here
   around whatever a plugin streams. Hitting one fails the run with the key named.
@@ -17,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from logarchive.errors import SourceError
 
@@ -43,12 +49,43 @@ class SourceStream(Iterator[bytes]):
     bytes passed on are the bytes the declaration describes (not after a JSON-to-lines
     transform)."""
 
+    records: ClassVar[bool] = False
+    """True: the chunks are :class:`RecordChunk` (see :class:`RecordStream`)."""
+
     def __init__(self, chunks: Iterable[bytes], declared: Declared | None = None) -> None:
         self._chunks = iter(chunks)
         self.declared = declared if declared is not None else Declared()
 
     def __next__(self) -> bytes:
         return next(self._chunks)
+
+
+class RecordChunk(bytes):
+    """Records of a :class:`RecordStream`; as bytes, their text: each record's ``message``
+    followed by a newline unless the record is ``partial`` (a piece of a long line)."""
+
+    rows: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]]) -> RecordChunk:
+        text = "".join(r["message"] if r.get("partial") else r["message"] + "\n" for r in rows)
+        chunk = cls(text.encode("utf-8", "replace"))
+        chunk.rows = rows
+        return chunk
+
+
+class RecordStream(SourceStream):
+    """A stream of records, one list of them at a time. Each record is a dict as the line codec
+    writes it: ``seq`` (ordinal lines, 1-based, ascending), ``timestamp``, ``level``,
+    ``message``, ``part``/``partial``/``continuation`` for pieces of a long line, and the run's
+    fields. Sinks receive them unchanged: a record sink in order, an ``ndjson`` or ``json``
+    sink as they are, a ``txt`` sink their text."""
+
+    records: ClassVar[bool] = True
+
+    def __init__(self, batches: Iterable[list[dict[str, Any]]],
+                 declared: Declared | None = None) -> None:
+        super().__init__((RecordChunk.of(rows) for rows in batches if rows), declared)
 
 
 def declared_of(stream: Iterable[bytes], size_hint: int | None) -> Declared:

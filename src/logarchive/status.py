@@ -21,6 +21,7 @@ class RunStatus(enum.StrEnum):
     SKIPPED = "skipped"            # every sink had it already
     LOCKED = "locked"              # another export is delivering it right now
     DEFERRED = "deferred"          # a sink it is pending at was given up in this export
+    LEASE_LOST = "lease_lost"      # its claim ran out and another export took the run over
     # Both an outcome and a ledger state.
     FAILED = "failed"              # retried by the next export
     NOT_READY = "not_ready"        # the source says it is not finished: picked up later
@@ -40,6 +41,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1             # some runs (or checks, deletions) failed; the rest were done
     USAGE = 2              # usage or configuration error: nothing was done
     STATE_FULL = 3         # the state directory's filesystem is full (space or inodes): stopped
+    LEASE_LOST = 4         # a run's claim was taken over (lease ran out): another export has it
     SIGHUP = 129           # stopped by SIGHUP (128 + 1)
     SIGINT = 130           # stopped by SIGINT (Ctrl-C): 128 + 2
     SIGTERM = 143          # stopped by SIGTERM (128 + 15)
@@ -58,8 +60,9 @@ class ExitCode(enum.IntEnum):
         words = {
             cls.OK: "everything delivered, or nothing to do",
             cls.FAILED: "some runs, checks or deletions failed (the rest were done)",
-            cls.USAGE: "usage or configuration error (nothing was done)",
+            cls.USAGE: "usage or configuration error, an unusable state_dir included (nothing was done)",
             cls.STATE_FULL: "state_dir is full (no space or inodes left): stopped",
+            cls.LEASE_LOST: "a run's lease ran out and another export took it over",
             cls.SIGHUP: "stopped by SIGHUP", cls.SIGINT: "stopped by SIGINT (Ctrl-C)",
             cls.SIGTERM: "stopped by SIGTERM",
         }

@@ -46,20 +46,24 @@ def test_two_exports_at_once_on_a_fresh_state_dir(tmp_path: Path, record) -> Non
 
 
 @pytest.mark.scenario(
-    "a file named `locks` in state_dir",
-    "the export exits 1 with one line naming state_dir/locks, no traceback, nothing archived",
+    "an unusable state_dir (a file named `locks` in it, or a file where it should be)",
+    "a configuration error before any run: the export exits 2 with one line naming the path, "
+    "no traceback, nothing archived",
 )
-def test_a_file_named_locks_in_state_dir(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", ["locks", "state_dir"])
+def test_an_unusable_state_dir_is_a_config_error(tmp_path: Path, bad: str) -> None:
     make_logs(tmp_path / "logs", runs=2, lines_per_run=10)
     state = tmp_path / "state"
-    state.mkdir()
-    (state / "locks").write_text("not a directory")
+    if bad == "locks":
+        state.mkdir()
+    culprit = state / "locks" if bad == "locks" else state
+    culprit.write_text("not a directory")
     config = write_config(tmp_path / "c.toml", state, tmp_path / "logs",
                           local_sink(tmp_path / "out"))
     result = run_export(config)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert f"{state / 'locks'}: exists and is not a directory" in lines[0]
+    assert f"state_dir {state} is not usable: {culprit}: " in lines[0]
     assert not (tmp_path / "out").exists()

@@ -241,7 +241,8 @@ def test_blank_lines_reach_every_aggregator_as_documented(tmp_path):
 @pytest.mark.scenario(
     "blank lines skipped by Splunk's raw endpoint, then a resume",
     "an export to the raw endpoint of a log with blank lines is stopped after 4 batches and "
-    "run again: every non-blank line arrives once, in order; skipped lines never shift a resume",
+    "run again: every non-blank line arrives once, in order; skipped lines never shift a resume "
+    "and the resumed export counts every one of them",
 )
 @pytest.mark.timeout(120)
 def test_blank_lines_keep_resume_exact_after_an_interruption(tmp_path):
@@ -266,10 +267,13 @@ def test_blank_lines_keep_resume_exact_after_an_interruption(tmp_path):
             assert first.count("interrupted") == 1, first.to_json()
             assert 0 < len(raw.events()) < 300
             raw.on_accept = None
-            assert logarchive.export(config).exit_code == 0
+            second = logarchive.export(config)
+            assert second.exit_code == 0
             messages = [e.message for e in raw.events()]
         finally:
             raw.stop()
     expected = [f"2024-05-01T12:00:00Z [INFO] line {i}" for i in range(1, 401)
                 if i % 7 and i % 11]
     assert messages == expected  # no gap, no duplicate, in order
+    # The count covers the whole run, the blank lines before the resume point included.
+    assert second.lines_skipped == {"raw": 400 - len(expected)}

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import json
+import subprocess
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +191,54 @@ def test_index_and_sourcetype_are_templates_of_run_fields(tmp_path, hec, endpoin
     [event] = (e.raw for e in hec.events())
     sent = event["query"] if endpoint == "raw" else event
     assert sent["index"] == "ml_run-7" and sent["sourcetype"] == "training:logs"
+
+
+def _cli(cwd, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `logarchive` console script."""
+    exe = Path(sys.executable).parent / "logarchive"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_raw_endpoint_skips_blank_lines_and_counts_them_exactly_across_a_resume(tmp_path, hec):
+    """Through the CLI: the receiver keeps exactly the non-blank lines; the ledger, the summary
+    and --json count the blank ones, the same after a resume as in one go."""
+    lines = [f"step {n}" if n % 4 else ("", "   ", "\t")[n % 3] for n in range(1, 31)]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "run-1.log").write_text("\n".join(lines) + "\n")
+    kept = [line for line in lines if line.strip()]
+    blank = len(lines) - len(kept)
+    (tmp_path / "c.toml").write_text(f"""
+[logarchive]
+state_dir = "state"
+[sources.logs]
+type = "files"
+url = "logs"
+[sinks.hec]
+type = "splunk"
+url = "{hec.url}"
+token = "{TOKEN}"
+endpoint = "raw"
+batch_max_events = 3
+http.retry = {{ backoff_initial = 0.01, backoff_max = 0.02 }}
+""")
+    hec.fail_next(None, None, None, "bad")  # three batches accepted, then refused: run failed
+    first = _cli(tmp_path, "export", "-c", "c.toml")
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert [e.message for e in hec.events()] == kept[:9]
+
+    resumed = _cli(tmp_path, "export", "-c", "c.toml")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [e.message for e in hec.events()] == kept  # each non-blank line once, in order
+    assert all(line.strip() for r in hec.server.requests
+               for line in hec.body(r).decode().splitlines())  # no blank line was sent
+    assert f"30 lines ({blank} not sent to hec: see its README)" in resumed.stdout
+
+    shown = _cli(tmp_path, "ledger", "show", "-c", "c.toml", "--json")
+    [row] = json.loads(shown.stdout)
+    assert (row["status"], row["lines"], row["lines_skipped"]) == ("delivered", 30, blank)
+    assert f"({blank} lines skipped)" in _cli(tmp_path, "ledger", "show", "-c", "c.toml").stdout
+
+    again = _cli(tmp_path, "export", "-c", "c.toml", "--force", "--json")
+    doc = json.loads(again.stdout)
+    assert doc["lines_skipped"] == {"hec": blank}
+    assert doc["runs"][0]["lines_skipped"] == {"hec": blank}

@@ -21,7 +21,7 @@ from logarchive.cli.common import (
 )
 from logarchive.config import Config
 from logarchive.errors import ConfigError
-from logarchive.ledger import SQLiteLedger
+from logarchive.ledger import Ledger, ledger_place, open_ledger
 from logarchive.pipeline import byte_sink_names, open_sink
 from logarchive.status import ExitCode
 
@@ -42,7 +42,7 @@ def _known_sink(config: Config, sink: str | None) -> None:
                           + ", ".join(sorted(config.sinks)), key="--sink")
 
 
-def _closing(ledger: SQLiteLedger | None) -> contextlib.AbstractContextManager[Any]:
+def _closing(ledger: Ledger | None) -> contextlib.AbstractContextManager[Any]:
     return contextlib.closing(ledger) if ledger is not None else contextlib.nullcontext()
 
 
@@ -64,7 +64,7 @@ def _retention(state: State, sink: str | None, as_json: bool, delete: bool) -> N
         if as_json:
             dump_json({"sinks": []})
         return
-    ledger = SQLiteLedger(config.state_dir) if delete else None
+    ledger = open_ledger(config) if delete else None
 
     def one(target: ByteSink) -> tuple[Any, bool]:  # the plan, or what applying it did
         sink_plan = plan(target, known_sinks=config.sinks)
@@ -170,7 +170,7 @@ def ledger_show(state: State, sink: str | None, events: bool, as_json: bool) -> 
     _known_sink(config, sink)
     ledger = existing_ledger(config)
     if ledger is None:
-        click.echo(f"no ledger at {config.state_dir} yet", err=True)
+        click.echo(f"no ledger at {ledger_place(config)} yet", err=True)
     rows = _ledger_rows(ledger, sink, events) if ledger is not None else []
     if as_json:
         dump_json(rows)
@@ -180,7 +180,7 @@ def ledger_show(state: State, sink: str | None, events: bool, as_json: bool) -> 
         _print_deliveries(rows)
 
 
-def _ledger_rows(ledger: SQLiteLedger, sink: str | None, events: bool) -> list[dict[str, Any]]:
+def _ledger_rows(ledger: Ledger, sink: str | None, events: bool) -> list[dict[str, Any]]:
     with contextlib.closing(ledger):
         if events:
             return [e for e in ledger.events() if sink is None or e["sink"] == sink]
@@ -198,7 +198,8 @@ def _print_events(rows: list[dict[str, Any]]) -> None:
 
 def _print_deliveries(rows: list[dict[str, Any]]) -> None:
     for d in rows:
-        say(f"{d['status']:<11} {d['sink']:<12} {d['run_key']}  {d['object'] or ''}")
+        skipped = f" ({d['lines_skipped']} lines skipped)" if d["lines_skipped"] else ""
+        say(f"{d['status']:<11} {d['sink']:<12} {d['run_key']}  {d['object'] or ''}{skipped}")
     counts: dict[str, int] = {}
     for d in rows:
         counts[d["status"]] = counts.get(d["status"], 0) + 1
@@ -221,7 +222,7 @@ def ledger_rebuild(state: State, sink: str | None, as_json: bool) -> None:
     from logarchive.rebuild import rebuild
 
     config = state.config()
-    with contextlib.closing(SQLiteLedger(config.state_dir)) as ledger:
+    with contextlib.closing(open_ledger(config)) as ledger:
         report = rebuild(config, ledger, [sink] if sink else None)
     if as_json:
         dump_json(report.to_json())

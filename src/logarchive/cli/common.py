@@ -20,7 +20,7 @@ import orjson
 from logarchive import logsetup
 from logarchive.base import StopEvent
 from logarchive.config import Config, load_config
-from logarchive.errors import LogarchiveError
+from logarchive.errors import ConfigError, LogarchiveError
 from logarchive.secrets import redact
 from logarchive.status import ExitCode
 
@@ -183,8 +183,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except LogarchiveError as error:
-            _fail(ctx, f"error: {error}", error.exit_code)
+        except LogarchiveError as error:  # a config's errors, one per line; others one line
+            _fail(ctx, f"error: {error}", error.exit_code, lines=isinstance(error, ConfigError))
         except KeyboardInterrupt:
             _fail(ctx, "interrupted", ExitCode.SIGINT)
         except Exception as error:
@@ -199,8 +199,8 @@ def _verbosity(ctx: click.Context) -> int:
     return ctx.obj.verbosity if isinstance(ctx.obj, State) else 0
 
 
-def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
-    say(redact(message), err=True)
+def _fail(ctx: click.Context, message: str, code: int, lines: bool = False) -> NoReturn:
+    (say_block if lines else say)(redact(message), err=True)
     if _verbosity(ctx) > 0:
         click.echo(redact(traceback.format_exc()), err=True)
     sys.exit(code)

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from logarchive.plugin_api import (
     LOCAL_PROTOCOLS, ByteSink, ByteSinkConfig, ObjectWriter, SinkError, StoredObject,
-    display_url, hookimpl, read_chunks, resolve,
+    display_url, hookimpl, list_stored, read_chunks, resolve,
 )
 
 from logarchive_fs import check
@@ -187,16 +187,7 @@ class FsSink(ByteSink):
             yield chunks
 
     def list(self) -> Iterator[StoredObject]:
-        try:
-            found = self.fs.find(self.root, detail=True)
-        except FileNotFoundError:
-            return
-        for full, info in sorted(found.items()):
-            relative = full[len(self.root):].lstrip("/")
-            if not relative or is_temp(relative) or info.get("type") == "directory":
-                continue
-            mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
-            yield StoredObject(relative, info.get("size"), mtime if isinstance(mtime, float) else None)
+        return list_stored(self.fs, self.root, is_temp)
 
     def delete(self, path: str) -> None:
         """Delete ``path`` for good. On S3 every version of the key is deleted by id (all pages

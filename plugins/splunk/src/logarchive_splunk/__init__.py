@@ -125,11 +125,14 @@ class HecProtocol(BatchProtocol):
             params["index"] = self.index
         return params
 
+    def skips(self, record: dict[str, Any]) -> bool:
+        """HEC's raw endpoint has no form for a blank line: skipped (and counted)."""
+        return self.raw and is_blank(record["message"])
+
     def encode(self, record: dict[str, Any]) -> list[bytes]:
         message = record["message"]
         if self.raw:
-            # HEC's raw endpoint has no form for a blank line: skipped (and counted).
-            return [] if is_blank(message) else [message.replace("\n", " ").encode()]
+            return [message.replace("\n", " ").encode()]
         seq, part = record["seq"], record.get("part")
         ident = self.ids(seq, part)
         epoch = epoch_seconds(record.get("timestamp"))
