@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from logarchive.base import Context
 from logarchive.codec import LineBatch, RecordBuilder, encode_records, new_builder
+from logarchive.parse import DEFAULT, ParseSettings
 from logarchive.runs import RunRef
 
 pa = pytest.importorskip("pyarrow")
@@ -42,7 +43,14 @@ FRAGMENTS = [
     b"\r", b"\r\n", b"\n", b"\n\n", b"\x00", b"\x1f", b"\x08", b"\x0c", b"\x7f", b"\xe2\x80\xa8",
     b"caf\xc3\xa9", b"\xe6\xa8\xa1\xe5\x9e\x8b", b"\xf0\x9f\x98\x80", b"\xff", b"\xc3",
     b"\xe6\xa8", b"\xed\xa0\x80", b"\xef\xbf\xbd", b"{'loss': 0.3}", b'{"ts": "x"}', b" ",
+    # logarchive.parse's other level markers and JSON lines (fields, epochs, a message field)
+    b"level=warn", b'level="ERROR" ', b"| DEBUG |", b"WARNING:root:", b" ERROR ", b"info:",
+    b'{"level": "warn", "msg": "2026-03-13 10:00:00 x"}', b'{"time": 1773396000123}',
+    b'{"t": "2026-10-25 02:30:00", "message": "[INFO] y"}', b"[2026-03-29 02:30:00]",
 ]
+# The run's [logarchive.parse]: the defaults, and a zone with DST and other field names.
+PARSE = [DEFAULT, ParseSettings(timezone="Europe/Berlin", timestamp_fields=("t", "time"),
+                                level_fields=("lvl",), message_fields=("message",))]
 
 streams = st.one_of(
     st.lists(st.sampled_from(FRAGMENTS), max_size=60).map(b"".join),
@@ -57,11 +65,11 @@ def chunks_of(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
 
 
-def reference_batches(data: bytes, cuts: list[int], max_line: int) -> tuple[list[bytes],
-                                                                            RecordBuilder]:
+def reference_batches(data: bytes, cuts: list[int], max_line: int,
+                      parse: ParseSettings = DEFAULT) -> tuple[list[bytes], RecordBuilder]:
     """The per-line definition: every chunk through the splitter, every row through the
-    reference parsers and orjson (none of RecordBuilder's fast paths)."""
-    builder = RecordBuilder(FIELDS, max_line)
+    reference parser (logarchive.parse.line) and orjson (none of RecordBuilder's fast paths)."""
+    builder = RecordBuilder(FIELDS, max_line, parse)
     out = []
     for chunk in chunks_of(data, cuts):
         out.append(builder._slow(chunk, [], 0).ndjson())
@@ -76,9 +84,9 @@ def _encode(rows, builder):  # noqa: ANN001, ANN202
     return _encode_rows(rows, builder._tail)
 
 
-def columnar_batches(data: bytes, cuts: list[int], max_line: int) -> tuple[list[LineBatch],
-                                                                          ColumnarBuilder]:
-    builder = ColumnarBuilder(FIELDS, max_line)
+def columnar_batches(data: bytes, cuts: list[int], max_line: int,
+                     parse: ParseSettings = DEFAULT) -> tuple[list[LineBatch], ColumnarBuilder]:
+    builder = ColumnarBuilder(FIELDS, max_line, parse)
     batches = [builder.feed(chunk) for chunk in chunks_of(data, cuts)]
     return [*batches, builder.finish()], builder
 
@@ -97,11 +105,11 @@ def table_records(batch: LineBatch) -> list[dict]:
 
 @settings(max_examples=250, deadline=None)
 @given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
-       max_line=st.sampled_from([4, 9, 24, 64, 1 << 20]))
-def test_columnar_equals_the_per_line_reference(data: bytes, cuts: list[int],
-                                                max_line: int) -> None:
-    expected, reference = reference_batches(data, cuts, max_line)
-    batches, builder = columnar_batches(data, cuts, max_line)
+       max_line=st.sampled_from([4, 9, 24, 64, 1 << 20]), parse=st.sampled_from(PARSE))
+def test_columnar_equals_the_per_line_reference(data: bytes, cuts: list[int], max_line: int,
+                                                parse: ParseSettings) -> None:
+    expected, reference = reference_batches(data, cuts, max_line, parse)
+    batches, builder = columnar_batches(data, cuts, max_line, parse)
     assert [b.ndjson() for b in batches] == expected
     assert builder.records == reference.records
     assert builder.invalid_utf8 == reference.invalid_utf8
@@ -114,11 +122,13 @@ def test_columnar_equals_the_per_line_reference(data: bytes, cuts: list[int],
 
 
 @settings(max_examples=100, deadline=None)
-@given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6))
-def test_columnar_equals_record_builder(data: bytes, cuts: list[int]) -> None:
+@given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+       parse=st.sampled_from(PARSE))
+def test_columnar_equals_record_builder(data: bytes, cuts: list[int],
+                                        parse: ParseSettings) -> None:
     """The same against the current per-line codec with its fast paths (the fallback)."""
-    fallback = RecordBuilder(FIELDS, 64)
-    columnar = ColumnarBuilder(FIELDS, 64)
+    fallback = RecordBuilder(FIELDS, 64, parse)
+    columnar = ColumnarBuilder(FIELDS, 64, parse)
     for chunk in chunks_of(data, cuts):
         assert columnar.feed(chunk).ndjson() == fallback.feed(chunk).ndjson()
     assert columnar.finish().ndjson() == fallback.finish().ndjson()
@@ -143,9 +153,37 @@ def test_mixed_log_lines_round_trip() -> None:
     assert builder.invalid_utf8 > 0
 
 
+# Lines of the fast path's two shapes, and lines that look like them but name a level in one of
+# logarchive.parse's other forms (the fast path must hand those to the parser).
+FAST_LINES = [
+    b"2026-03-13T10:00:00.123Z [INFO] step 1 loss 0.5", b"epoch 3 done", b"x" * 90,
+    b"2026-03-13T10:00:00.123Z [WARN] level=error in", b"NCCL INFO Init COMPLETE",
+    b"worker level=warn ok", b"WARNING:root:slow", b"app - ERROR - boom", b"| debug | x",
+    b"fatal: no", b"Error: no", b"INFORMATION only",
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(lines=st.lists(st.sampled_from(FAST_LINES), min_size=1, max_size=80),
+       parse=st.sampled_from(PARSE))
+def test_fast_shape_regions_agree_with_the_parser(lines: list[bytes],
+                                                  parse: ParseSettings) -> None:
+    """A region of (nearly) fast shapes keeps the fast path; its NDJSON and its columns are the
+    reference's, level markers in parse's other forms included."""
+    data = b"\n".join(lines * 4) + b"\n"
+    expected, _ = reference_batches(data, [], 1 << 20, parse)
+    batches, _ = columnar_batches(data, [], 1 << 20, parse)
+    assert [b.ndjson() for b in batches] == expected
+    for batch in batches:
+        assert table_records(batch) == batch.records()
+
+
 def test_new_builder_is_columnar_with_pyarrow() -> None:
     assert isinstance(new_builder(FIELDS), ColumnarBuilder)
     assert type(new_builder(FIELDS, columnar=False)) is RecordBuilder
+    tokyo = ParseSettings(timezone="Asia/Tokyo")
+    assert new_builder(FIELDS, parse=tokyo).parse == tokyo
+    assert new_builder(FIELDS, columnar=False, parse=tokyo).parse == tokyo
 
 
 def python(script: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -37,8 +37,6 @@ RECORD_KEYS = frozenset(
 )
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 _REPLACEMENT_UTF8 = "\ufffd".encode()
-_LEVEL_NAMES = parse.NAMES  # kept for modules written against the old parser
-_LEVEL_WINDOW = parse.LEVEL_WINDOW
 
 
 def extension(fmt: str, compression: str) -> str:

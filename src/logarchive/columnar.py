@@ -15,8 +15,8 @@ How a region goes through (no Python call per line on the common path):
    parts) sends the region to the per-line reference.
 2. A region that is valid UTF-8 (one strict decode) is used as it is; otherwise only its
    non-ASCII lines are decoded line by line, invalid sequences replaced and counted.
-3. Timestamps and levels: :func:`parse_columns` (RE2 kernels for the common forms, the
-   reference parser for the rare lines no kernel decides).
+3. Timestamps and levels: :func:`logarchive.parse.columns` (RE2 kernels), which gives each
+   line what :func:`logarchive.parse.line` does under the run's ``[logarchive.parse]``.
 4. JSON: messages that need escaping get it from ``replace_substring`` kernels (orjson per line
    for the rare control characters other than tab and CR); one ``binary_join_element_wise``
    writes every record, and the NDJSON of the region is the data buffer of that array.
@@ -24,7 +24,6 @@ How a region goes through (no Python call per line on the common path):
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import numpy as np
@@ -48,112 +47,13 @@ SCHEMA = pa.schema([
 a line that was not split (the record has no such keys)."""
 
 # --- timestamps and levels ----------------------------------------------------------------------
-# Two timestamp shapes are decided by kernels (the canonical ``2026-03-13T10:00:00.123Z`` and
-# Python logging's ``2026-03-13 10:00:00,123`` followed by no offset); a line that starts with a
-# digit (or a non-ASCII character) in any other way is handed to the reference parser.
-_HOUR_MINUTE = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]"
-_SHAPE_Z = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T%s:[0-5][0-9]\.[0-9]{3}Z(?:[^0-9]|$)" % _HOUR_MINUTE
-_SHAPE_PY = (r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2}) (?P<time>%s:[0-5][0-9]),(?P<ms>[0-9]{3})"
-             r"(?P<end>$|[^0-9Zz+\- ]| $| [^+\-]| [+\-]$| [+\-][^0-9])" % _HOUR_MINUTE)
-_MAYBE_TS = r"^([0-9]|[^\x00-\x7f])"
 
-
-def _folded(upper: str) -> str:
-    """The non-ASCII characters whose ``str.upper()`` is ``upper`` (``I``: dotless ``ı``)."""
-    return "".join(chr(cp) for cp in range(0x80, 0x2000) if chr(cp).upper() == upper)
-
-
-_NAMES = sorted(codec._LEVEL_NAMES, key=len, reverse=True)
-# The leftmost level bracket of a line (RE2 finds it with its DFA; the capture runs only on the
-# lines that have one). It counts when its ``[`` is among the first 80 characters: a byte offset
-# under 80 is; on a non-ASCII line an offset of 80 or more may still be, so the reference decides.
-_LEVEL = r"\[(?P<name>%s)\]" % "|".join(
-    "".join(f"[{c}{c.lower()}]" for c in name) for name in _NAMES)
-# Lines with a character that upper-cases into a level's letter (``[ınfo]`` is ``info`` to the
-# reference) go to the reference too (Arrow's find_substring_regex misses non-ASCII classes).
-_FOLDS = "[%s]" % "".join(sorted({c for name in _NAMES for letter in name
-                                  for c in _folded(letter)}))
-
-
-def reference_columns(messages: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Timestamps and levels by the per-line reference (``parse_timestamp`` / ``parse_level``)."""
-    texts = messages.to_pylist()
-    return (pa.array([codec.parse_timestamp(t) for t in texts], pa.string()),
-            pa.array([codec.parse_level(t) for t in texts], pa.string()))
-
-
-def parse_columns(messages: pa.Array, settings: Any = None) -> tuple[pa.Array, pa.Array]:
-    """Timestamp and level of every message, as the reference parser gives them, vectorised.
-
-    The adapter of the shape ``logarchive.parse.columns`` will have: (string array) ->
-    (timestamps, levels), both string arrays with nulls. ``settings`` is unused until then.
-    """
-    return _timestamps(messages), _levels(messages)
-
-
-def _timestamps(messages: pa.Array) -> pa.Array:
-    maybe = pc.match_substring_regex(messages, _MAYBE_TS)
-    if not pc.any(maybe).as_py():
-        return pa.nulls(len(messages), pa.string())
-    every = pc.all(maybe).as_py()
-    candidates = messages if every else pc.filter(messages, maybe)
-    values = _candidate_timestamps(candidates)
-    return values if every else pc.replace_with_mask(pa.nulls(len(messages), pa.string()),
-                                                     maybe, values)
-
-
-def _candidate_timestamps(messages: pa.Array) -> pa.Array:
-    """Timestamps of lines that start with a digit or a non-ASCII character."""
-    out = pa.nulls(len(messages), pa.string())
-    canonical = pc.match_substring_regex(messages, _SHAPE_Z)
-    python = pc.match_substring_regex(messages, _SHAPE_PY)
-    values = pc.if_else(canonical, pc.utf8_slice_codeunits(messages, 0, 24), out)
-    if pc.any(python).as_py():
-        day, clock, millis, _ = pc.extract_regex(pc.filter(messages, python),
-                                                 _SHAPE_PY).flatten()
-        joined = pc.binary_join_element_wise(day, "T", clock, ".", millis, "")
-        values = pc.replace_with_mask(values, python, joined)
-    # The calendar (Feb 30, year 0): the few distinct dates of a chunk, checked by Python.
-    dates = pc.utf8_slice_codeunits(values, 0, 10)
-    good = pa.array([d for d in pc.unique(dates).drop_null().to_pylist() if _valid_date(d)],
-                    pa.string())
-    valid = pc.fill_null(pc.is_in(dates, good), False)
-    values = pc.if_else(valid, values, out)
-    undecided = pc.invert(valid)
-    if pc.any(undecided).as_py():
-        rest = pc.filter(messages, undecided).to_pylist()
-        values = pc.replace_with_mask(values, undecided,
-                                      pa.array(map(codec.parse_timestamp, rest), pa.string()))
-    return values
-
-
-def _valid_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _levels(messages: pa.Array) -> pa.Array:
-    out = pa.nulls(len(messages), pa.string())
-    where = pc.find_substring_regex(messages, _LEVEL)
-    near = pc.and_(pc.greater_equal(where, 0), pc.less(where, codec._LEVEL_WINDOW))
-    if pc.any(near).as_py():
-        found = pc.extract_regex(pc.filter(messages, near), _LEVEL).flatten()[0]
-        names = pc.unique(found).to_pylist()
-        canonical = pa.array([codec._LEVEL_NAMES[name.upper()] for name in names], pa.string())
-        levels = pc.take(canonical, pc.index_in(found, pa.array(names, pa.string())))
-        out = pc.replace_with_mask(out, near, levels)
-    far = pc.greater_equal(where, codec._LEVEL_WINDOW)
-    if pc.all(pc.string_is_ascii(messages)).as_py():
-        return out
-    odd = pc.or_(pc.and_(far, pc.invert(pc.string_is_ascii(messages))),
-                 pc.match_substring_regex(messages, _FOLDS))
-    if pc.any(odd).as_py():
-        rest = pc.filter(messages, odd).to_pylist()
-        out = pc.replace_with_mask(out, odd, pa.array(map(codec.parse_level, rest), pa.string()))
-    return out
+def parse_columns(messages: pa.Array, settings: parse.ParseSettings = parse.DEFAULT
+                  ) -> tuple[pa.Array, pa.Array]:
+    """Timestamp and level of every message (string arrays, null where none), row ``i``
+    equal to ``logarchive.parse.line(messages[i], settings)``: :func:`logarchive.parse.columns`."""
+    found = parse.columns(messages, settings)
+    return found.timestamp, found.level
 
 
 # --- JSON ---------------------------------------------------------------------------------------
@@ -315,7 +215,7 @@ def json_quoted(values: pa.Array) -> pa.Array:
 
 def epoch_millis(timestamps: pa.Array) -> pa.Array:
     """Epoch milliseconds (int64, null for null) of the codec's timestamps, which always have
-    milliseconds and are UTC (``Z``) or naive (taken as UTC)."""
+    milliseconds and are UTC (``Z``)."""
     seconds = pc.strptime(pc.utf8_slice_codeunits(timestamps, 0, 19), "%Y-%m-%dT%H:%M:%S", "s",
                           error_is_null=True)
     millis = pc.cast(pc.utf8_slice_codeunits(timestamps, 20, 23), pa.int64())
