@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 
@@ -36,14 +37,14 @@ def lines(seed: int = 7):
         yield f"{stamp} [{level}] {body}\n".encode()
 
 
-def main() -> None:
-    out, size_mb = sys.argv[1], float(sys.argv[2])
+def write_log(out: str, size_mb: float, entries: Iterator[bytes]) -> None:
+    """Write ``size_mb`` MiB to ``out``: a 16 MiB block of ``entries`` built once and repeated
+    (fast to produce gigabytes, still realistic)."""
     target = int(size_mb * 1024 * 1024)
-    # Build a 16 MiB block once and repeat it: fast to produce gigabytes, still realistic.
     block, size = [], 0
-    for line in lines():
-        block.append(line)
-        size += len(line)
+    for entry in entries:
+        block.append(entry)
+        size += len(entry)
         if size >= 16 * 1024 * 1024:
             break
     data = b"".join(block)
@@ -53,6 +54,10 @@ def main() -> None:
             piece = data[: target - written]
             handle.write(piece)
             written += len(piece)
+
+
+def main() -> None:
+    write_log(sys.argv[1], float(sys.argv[2]), lines())
 
 
 if __name__ == "__main__":

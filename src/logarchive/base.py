@@ -484,6 +484,14 @@ class RecordDelivery:
     def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
         raise NotImplementedError
 
+    def send_batch(self, batch: Any, first_ordinal: int, skip: int = 0) -> None:
+        """Send the records of one codec batch (``logarchive.codec.LineBatch``) from index
+        ``skip`` on, the first with ordinal ``first_ordinal``. What the engine calls; by
+        default :meth:`send` with the records as dicts. A sink that builds its payloads from
+        columns overrides it (``batch.arrow()`` when the columnar codec built the batch)."""
+        records = batch.records()
+        self.send(records[skip:] if skip else records, first_ordinal)
+
     def finish(self) -> None:
         """Flush what is buffered and wait for every acknowledgement."""
         raise NotImplementedError

@@ -242,6 +242,16 @@ class BatchProtocol:
         are never passed)."""
         raise NotImplementedError
 
+    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
+        """The encoded event(s) of every record of ``columns`` (a ``pyarrow.RecordBatch`` of the
+        codec's columns: seq, timestamp, level, message, part, partial, continuation; see
+        :data:`logarchive.columnar.SCHEMA`), built by column kernels instead of a call per
+        record: per record, its one event (``bytes``, a whole line), the list :meth:`encode`
+        returns, or ``[]`` for a record :meth:`skips` (counted); the same bytes as
+        :meth:`encode`. None (the default): the delivery calls :meth:`skips` and :meth:`encode`
+        with a dict per record."""
+        return None
+
     def headers(self) -> dict[str, str]:
         """Extra headers of every data request (Content-Type, channel...)."""
         return {}
@@ -393,31 +403,71 @@ class BatchingDelivery(RecordDelivery):
 
     def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
         self._raise_error()
-        max_bytes, max_events = self.cfg.batch_max_bytes, self.cfg.batch_max_events
-        sep = len(self.protocol.separator)
+        encode, skips = self.protocol.encode, self.protocol.skips
         for offset, record in enumerate(records):
             if self.stop.is_set():
                 return  # the engine aborts at its next check; nothing more goes out
             ordinal = first_ordinal + offset
-            if self.protocol.skips(record):
+            if skips(record):
                 self.stats.skipped += 1
                 continue
-            encoded = self.protocol.encode(record)
-            seq, part = record.get("seq", ordinal), record.get("part") or 0
-            added = sum(len(e) for e in encoded) + sep * len(encoded)
-            if self._events and (self._size + added > max_bytes
-                                 or len(self._events) + len(encoded) > max_events):
-                self._dispatch()
-            for i, data in enumerate(encoded):
-                grow = len(data) + (sep if self._events else 0)
-                if self._events and (self._size + grow > max_bytes
-                                     or len(self._events) >= max_events):
-                    self._dispatch()  # a record larger than a batch: split between events
-                    grow = len(data)
-                if not self._events:
-                    self._size = self.prefix_len
-                self._events.append(Event(data, ordinal, seq, part, i == len(encoded) - 1))
-                self._size += grow
+            self._add(encode(record), ordinal, record.get("seq", ordinal),
+                      record.get("part") or 0)
+
+    def send_batch(self, batch: Any, first_ordinal: int, skip: int = 0) -> None:
+        """Send the records of a codec batch from ``skip`` on: their events come from
+        :meth:`BatchProtocol.encode_columns` when the protocol builds them from the batch's
+        columns, else from :meth:`send` (a dict per record)."""
+        columns = batch.arrow().slice(skip) if batch.columnar else None
+        events = None if columns is None else self.protocol.encode_columns(columns)
+        if events is None:
+            super().send_batch(batch, first_ordinal, skip)
+            return
+        self._raise_error()
+        parts = columns.column("part").to_pylist()
+        add, add_one, stop = self._add, self._add_one, self.stop
+        for offset, (encoded, seq) in enumerate(zip(events, columns.column("seq").to_pylist())):
+            if stop.is_set():
+                return
+            if type(encoded) is bytes:
+                add_one(encoded, first_ordinal + offset, seq)
+            else:
+                add(encoded, first_ordinal + offset, seq, parts[offset] or 0)
+
+    def _add_one(self, data: bytes, ordinal: int, seq: int) -> None:
+        """:meth:`_add` for a whole line encoded to one event (the common case, in short)."""
+        grow = len(data) + (len(self.protocol.separator) if self._events else 0)
+        if self._events and (self._size + grow > self.cfg.batch_max_bytes
+                             or len(self._events) >= self.cfg.batch_max_events):
+            self._dispatch()
+            grow = len(data)
+        if not self._events:
+            self._size = self.prefix_len
+        self._events.append(Event(data, ordinal, seq, 0))
+        self._size += grow
+
+    def _add(self, encoded: list[bytes], ordinal: int, seq: int, part: int) -> None:
+        """Queue one record's events, dispatching the current batch when they do not fit
+        (``[]``: a record :meth:`BatchProtocol.encode_columns` skipped, counted)."""
+        if not encoded:
+            self.stats.skipped += 1
+            return
+        max_bytes, max_events = self.cfg.batch_max_bytes, self.cfg.batch_max_events
+        sep = len(self.protocol.separator)
+        added = sum(len(e) for e in encoded) + sep * len(encoded)
+        if self._events and (self._size + added > max_bytes
+                             or len(self._events) + len(encoded) > max_events):
+            self._dispatch()
+        for i, data in enumerate(encoded):
+            grow = len(data) + (sep if self._events else 0)
+            if self._events and (self._size + grow > max_bytes
+                                 or len(self._events) >= max_events):
+                self._dispatch()  # a record larger than a batch: split between events
+                grow = len(data)
+            if not self._events:
+                self._size = self.prefix_len
+            self._events.append(Event(data, ordinal, seq, part, i == len(encoded) - 1))
+            self._size += grow
 
     @property
     def skipped(self) -> int:  # type: ignore[override]

@@ -14,6 +14,8 @@ Line model
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import zlib
 from collections.abc import Iterable
@@ -35,8 +37,6 @@ RECORD_KEYS = frozenset(
 )
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 _REPLACEMENT_UTF8 = "\ufffd".encode()
-_LEVEL_NAMES = parse.NAMES  # kept for modules written against the old parser
-_LEVEL_WINDOW = parse.LEVEL_WINDOW
 
 
 def extension(fmt: str, compression: str) -> str:
@@ -201,6 +201,16 @@ _TS_SLICE = itemgetter(slice(0, 24))
 _LEVEL_SLICE = itemgetter(slice(26, 29))
 
 
+def _run_b(region: bytes, pos: int, end: int) -> re.Match[bytes] | None:
+    """A run of shape B from ``pos``, ending before the first line that names a level."""
+    found = _RUN_B.match(region, pos, end)
+    named = found and _MAYBE_LEVEL.search(region, pos, found.end())
+    if named:
+        stop = region.rfind(b"\n", pos, named.start()) + 1
+        found = None if stop == pos else _RUN_B.match(region, pos, stop)
+    return found
+
+
 def _encode_rows(rows: list[Row], tail: bytes) -> bytes:
     """The per-line path's JSON: one object per row, as ``orjson.dumps(record)`` writes it."""
     dumps, levels = orjson.dumps, _LEVEL_JSON
@@ -228,6 +238,8 @@ class LineBatch:
     renderings carry the same keys in the same order)."""
 
     __slots__ = ("blob", "count", "_records")
+    columnar = False
+    """True on batches of the columnar codec, whose :meth:`arrow` costs no conversion."""
 
     def __init__(self, blob: bytes, count: int) -> None:
         self.blob = blob
@@ -252,6 +264,14 @@ class LineBatch:
     def json_body(self) -> bytes:
         """The records as elements of a JSON array, separated by ``,\\n``."""
         return self.blob.replace(b"\n", b",\n")
+
+    def arrow(self) -> Any:
+        """The records as a ``pyarrow.RecordBatch`` of :data:`logarchive.columnar.SCHEMA`
+        (needs pyarrow; built from :meth:`records` here, from the columns themselves on the
+        columnar codec's batches)."""
+        from logarchive.columnar import records_batch
+
+        return records_batch(self.records())
 
 
 class RecordBuilder:
@@ -300,18 +320,14 @@ class RecordBuilder:
     def _lines(self, region: bytes, blobs: list[bytes]) -> int:
         """Complete lines (``region`` ends with ``\\n``): runs of fast shapes, else line by line."""
         count, pos, end = 0, 0, len(region)
-        match_a, match_b = _RUN_A.match, _RUN_B.match
+        match_a = _RUN_A.match
         limit = self.splitter.max_line_bytes
         while pos < end:
             found = match_a(region, pos)
             template = self._template_a
             if found is None:
-                found = match_b(region, pos)
+                found = _run_b(region, pos, end)
                 template = self._template_b
-                named = found and _MAYBE_LEVEL.search(region, pos, found.end())
-                if named:  # the B run ends before the first line naming a level
-                    stop = region.rfind(b"\n", pos, named.start()) + 1
-                    found = None if stop == pos else _RUN_B.match(region, pos, stop)
             if found is not None:
                 stop = found.end()
                 lines = region[pos:stop - 1].split(b"\n")
@@ -357,6 +373,184 @@ class RecordBuilder:
                 append((seq, part, last, text, None, None))
         self.records += len(rows)
         return rows
+
+
+# --- the columnar builder ------------------------------------------------------------------------
+# Records of a chunk in columns (logarchive.columnar: Arrow kernels). A region of complete lines
+# that is nearly all of the two fast shapes keeps the fast path above for its NDJSON (measured
+# faster than the kernels on such lines) and needs no pyarrow until its columns are asked for:
+# a log of such lines never imports pyarrow (start-up and ~90 MB of RSS saved).
+
+class ColumnBatch(LineBatch):
+    """A :class:`LineBatch` whose records are also columns (:meth:`arrow`, built on demand
+    from what each region of the chunk kept: Arrow columns, a fast-path region, or reference
+    rows). ``ndjson`` (each record ending with ``\\n``) is kept as built: no copy to render."""
+
+    __slots__ = ("_parts", "_ndjson")
+    columnar = True
+
+    def __init__(self, ndjson: bytes, count: int, parts: list[Any]) -> None:
+        self.count = count
+        self._records = None
+        self._ndjson = ndjson
+        self._parts = parts
+
+    @property  # type: ignore[override]
+    def blob(self) -> bytes:
+        """The records separated by ``\\n`` (what :class:`LineBatch` keeps)."""
+        return self._ndjson[:-1]
+
+    def ndjson(self) -> bytes:
+        return self._ndjson
+
+    def arrow(self) -> Any:
+        """The records as a ``pyarrow.RecordBatch`` of :data:`logarchive.columnar.SCHEMA`
+        (run fields are not columns: they are the same for every record of a run)."""
+        from logarchive import columnar
+
+        self._parts = [columnar.as_columns(part) for part in self._parts]
+        return columnar.concat(self._parts)
+
+
+class FastRegion:
+    """A region encoded by the fast path; its columns are built when first asked for."""
+
+    __slots__ = ("region", "first", "num_rows", "max_line_bytes", "parse")
+
+    def __init__(self, region: bytes, first: int, count: int, max_line_bytes: int,
+                 parse: parse.ParseSettings) -> None:
+        self.region, self.first, self.num_rows = region, first, count
+        self.max_line_bytes, self.parse = max_line_bytes, parse
+
+    def rows(self) -> list[Row]:
+        """The region's rows by the per-line reference (a long line in it became parts)."""
+        builder = RecordBuilder({}, self.max_line_bytes, parse=self.parse)
+        builder.splitter._seq = self.first - 1
+        return builder._rows(builder.splitter.feed(self.region))
+
+
+class RowsPart(list):  # type: ignore[type-arg]
+    """Rows of the per-line reference path (a pending line, parts of a long line)."""
+
+    @property
+    def num_rows(self) -> int:
+        return len(self)
+
+
+_SAMPLE = 64 * 1024
+
+
+def fast_shapes(region: bytes) -> bool:
+    """Whether 90% of the region's first 64 KiB are runs of the fast path's two shapes."""
+    end = region.rfind(b"\n", 0, _SAMPLE) + 1 or len(region)
+    pos = covered = 0
+    match_a = _RUN_A.match
+    while pos < end:
+        found = match_a(region, pos, end) or _run_b(region, pos, end)
+        if found is not None:
+            covered += found.end() - pos
+            pos = found.end()
+        else:
+            pos = region.find(b"\n", pos, end) + 1 or end
+    return covered >= 0.9 * end
+
+
+class ColumnarBuilder(RecordBuilder):
+    """:class:`RecordBuilder`'s records and bytes, a chunk at a time in columns: regions of
+    other lines go through :func:`logarchive.columnar.region_columns` (Arrow kernels)."""
+
+    def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 parse: parse.ParseSettings = parse.DEFAULT):
+        super().__init__(fields, max_line_bytes, parse)
+        self._tail_text = self._tail.decode() + "\n"
+
+    def feed(self, chunk: bytes) -> ColumnBatch:
+        blobs: list[bytes] = []
+        parts: list[Any] = []
+        start = 0
+        if self.splitter._buf or self.splitter._part:  # finish the pending line the slow way
+            newline = chunk.find(b"\n")
+            start = len(chunk) if newline == -1 else newline + 1
+            self._reference(chunk[:start], blobs, parts)
+        last = chunk.rfind(b"\n")
+        if last >= start:
+            self._region(chunk[start:last + 1] if start or last + 1 < len(chunk) else chunk,
+                         blobs, parts)
+            start = last + 1
+        if start < len(chunk):
+            self._reference(chunk[start:], blobs, parts)
+        return self._batch(blobs, parts)
+
+    def finish(self) -> ColumnBatch:
+        blobs: list[bytes] = []
+        parts: list[Any] = []
+        rows = self._rows(self.splitter.finish())
+        if rows:
+            blobs.append(_encode_rows(rows, self._tail) + b"\n")
+            parts.append(RowsPart(rows))
+        return self._batch(blobs, parts)
+
+    @staticmethod
+    def _batch(blobs: list[bytes], parts: list[Any]) -> ColumnBatch:
+        count = sum(p.num_rows for p in parts)
+        return ColumnBatch(blobs[0] if len(blobs) == 1 else b"".join(blobs), count, parts)
+
+    def _reference(self, data: bytes, blobs: list[bytes], parts: list[Any]) -> None:
+        rows = self._rows(self.splitter.feed(data))
+        if rows:
+            blobs.append(_encode_rows(rows, self._tail) + b"\n")
+            parts.append(RowsPart(rows))
+
+    def _region(self, region: bytes, blobs: list[bytes], parts: list[Any]) -> None:
+        """Complete lines (``region`` ends with ``\\n``)."""
+        first = self.splitter._seq + 1
+        if fast_shapes(region):
+            pieces: list[bytes] = []
+            count = self._lines(region, pieces)
+            blobs.append(b"\n".join(pieces) + b"\n")
+            parts.append(FastRegion(region, first, count, self.splitter.max_line_bytes,
+                                    self.parse))
+            return
+        from logarchive import columnar
+
+        built = columnar.region_columns(region, first, self.splitter.max_line_bytes, self.parse)
+        if built is None:  # a line over the cap becomes parts: the reference does it
+            self._reference(region, blobs, parts)
+            return
+        columns, invalid = built
+        blobs.append(columnar.ndjson(columns, self._tail_text))
+        parts.append(columns)
+        self.invalid_utf8 += invalid
+        self.splitter._seq += columns.num_rows
+        self.records += columns.num_rows
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # blocked (None in sys.modules) or a broken install
+        return False
+
+
+def new_builder(fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                columnar: bool | None = None, *,
+                parse: parse.ParseSettings = parse.DEFAULT) -> RecordBuilder:
+    """The record builder of a run: the columnar one (:mod:`logarchive.columnar`, Arrow
+    kernels) when pyarrow is installed, else this module's per-line :class:`RecordBuilder`.
+    Both produce the same records and bytes; ``columnar`` forces one (True fails without
+    pyarrow); ``LOGARCHIVE_CODEC=per-line`` in the environment chooses the per-line one (less
+    memory: pyarrow's kernels cost ~90 MB of RSS). pyarrow is imported only when a chunk needs
+    the kernels (never for txt, nor for a log of the fast path's shapes alone). ``parse``: how
+    timestamps and levels are found (``[logarchive.parse]``)."""
+    if columnar is None and os.environ.get("LOGARCHIVE_CODEC") == "per-line":
+        columnar = False
+    if columnar is not False:
+        if _installed("pyarrow") and _installed("numpy"):
+            return ColumnarBuilder(fields, max_line_bytes, parse)
+        if columnar:
+            raise ImportError("the columnar codec needs pyarrow and numpy: "
+                              "pip install 'logarchive[parquet]'")
+    return RecordBuilder(fields, max_line_bytes, parse)
 
 
 class Compressor:

@@ -30,6 +30,7 @@ from logarchive.version import __version__
 from logarchive.base import ByteSink, ObjectWriter, RecordDelivery, RecordSink
 from logarchive.codec import (
     Compressor, FormatEncoder, LineBatch, RecordBuilder, SourceStats, encode_records, extension,
+    new_builder,
 )
 from logarchive.errors import (
     Interrupted, LeaseLost, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
@@ -131,8 +132,8 @@ class RunDelivery:
         self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
         if any(t.needs_records for t in self.targets):
             max_line = min(t.max_line_bytes for t in self.targets)
-            self.builder = RecordBuilder(self.run.record_fields(), max_line,
-                                         parse=self.pipe.source.context.settings.parse)
+            self.builder = new_builder(self.run.record_fields(), max_line,
+                                       parse=self.pipe.source.context.settings.parse)
         try:
             self.read(progress)
         except BaseException as exc:
@@ -468,13 +469,11 @@ class RecordTarget(Target):
         """Send the piece's records past the resume point."""
         if not piece.batch:
             return
-        records = piece.batch.records()
-        skip = self.resume_after - piece.first + 1
-        selected = records[skip:] if skip > 0 else records
-        if skip > 0:
-            self.delivery.passed(records[:skip])  # counted in skipped, never sent again
-        if selected:
-            self.delivery.send(selected, max(piece.first, self.resume_after + 1))
+        skip = max(0, self.resume_after - piece.first + 1)
+        if skip:
+            self.delivery.passed(piece.batch.records()[:skip])  # counted in skipped, not sent
+        if skip < len(piece.batch):
+            self.delivery.send_batch(piece.batch, piece.first + skip, skip)
 
     def commit(self, delivery: RunDelivery) -> None:
         """Wait for every acknowledgement, then record the run delivered."""

@@ -28,7 +28,7 @@ needs something core has, it is exported here.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator
@@ -136,3 +136,17 @@ __all__ += [
     "ArchiveListing", "Archived", "RecordChunk", "RecordStream", "archived_records",
     "decompress_stream", "list_stored", "read_archive",
 ]
+
+
+# Column kernels for BatchProtocol.encode_columns (logarchive.columnar): they need pyarrow,
+# imported on first use, so a plugin that names them at call time costs nothing without it.
+_COLUMN_KERNELS = ("epoch_millis", "epoch_text", "is_blank", "json_quoted", "row_records")
+__all__ += list(_COLUMN_KERNELS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _COLUMN_KERNELS:
+        from logarchive import columnar
+
+        return getattr(columnar, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

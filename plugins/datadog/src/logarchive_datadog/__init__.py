@@ -129,6 +129,34 @@ class IntakeProtocol(BatchProtocol):
             out += b',"status":"%s"' % level.encode()
         return out + b"}"
 
+    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]]:
+        """:meth:`encode` for a table of records: whole lines by column kernels (the bytes of
+        :meth:`_whole_line`), pieces of split lines and oversized entries by :meth:`encode`."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from logarchive.plugin_api import epoch_millis, json_quoted, row_records
+
+        seqs = columns.column("seq")
+        ids = pa.array([self.ids(seq) for seq in seqs.to_pylist()], pa.string())
+        stamp = pc.binary_join_element_wise(',"timestamp":',
+                                            pc.cast(epoch_millis(columns.column("timestamp")),
+                                                    pa.string()), "")
+        status = pc.binary_join_element_wise(',"status":"', columns.column("level"), '"', "")
+        entries = pc.binary_join_element_wise(
+            self._head.decode(), json_quoted(columns.column("message")), self._middle.decode(),
+            pc.cast(seqs, pa.string()), ',"event_id":"', ids, '"', pc.fill_null(stamp, ""),
+            pc.fill_null(status, ""), "}", "")
+        slow = pc.or_(pc.is_valid(columns.column("part")),
+                      pc.greater(pc.binary_length(entries), self.cfg.max_entry_bytes))
+        out: list[Any] = pc.cast(entries, pa.binary()).to_pylist()
+        if pc.any(slow).as_py():
+            indices = pc.indices_nonzero(slow)
+            for index, record in zip(indices.to_pylist(),
+                                     row_records(columns.take(indices))):
+                out[index] = self.encode(record)
+        return out
+
     def encode(self, record: dict[str, Any]) -> list[bytes]:
         part = record.get("part")
         message = record["message"]

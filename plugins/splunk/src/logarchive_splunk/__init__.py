@@ -153,6 +153,52 @@ class HecProtocol(BatchProtocol):
             doc["index"] = self.index
         return [orjson.dumps(doc)]
 
+    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
+        """:meth:`encode` for a table of records, by column kernels: the ``event`` endpoint's
+        message events (the raw endpoint and whole-record events: :meth:`encode` per record)."""
+        if self.raw or self.cfg.event_format == "record" or {"seq", "event_id", "level",
+                                                              "part"} & set(self.fields):
+            return None
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from logarchive.plugin_api import epoch_millis, epoch_text, is_blank, json_quoted
+
+        seqs, parts = columns.column("seq"), columns.column("part")
+        ids = pa.array([self.ids(seq, part) for seq, part in zip(seqs.to_pylist(),
+                                                                 parts.to_pylist())], pa.string())
+        stamps = columns.column("timestamp")
+        when = epoch_text(epoch_millis(stamps))
+        early = pc.and_(pc.is_valid(stamps), pc.is_null(when))  # before 1970: per record
+        message = json_quoted(columns.column("message"))
+        event = pc.if_else(is_blank(columns.column("message")),
+                           pc.binary_join_element_wise('{"message":', message, "}", ""), message)
+        fields = orjson.dumps(self.fields)[1:-1].decode()
+        docs = pc.binary_join_element_wise(
+            '{"time":', pc.fill_null(when, orjson.dumps(self.run_time).decode()),
+            self._constant_keys, event, ',"fields":{' + (fields + "," if fields else ""),
+            '"seq":"', pc.cast(seqs, pa.string()), '","event_id":"', ids, '"',
+            pc.fill_null(pc.binary_join_element_wise(',"level":"', columns.column("level"),
+                                                     '"', ""), ""),
+            pc.fill_null(pc.binary_join_element_wise(',"part":"', pc.cast(parts, pa.string()),
+                                                     '"', ""), ""),
+            "}" + (',"index":' + orjson.dumps(self.index).decode() if self.index else "") + "}",
+            "")
+        out: list[Any] = pc.cast(docs, pa.binary()).to_pylist()  # one event per record
+        if pc.any(early).as_py():
+            from logarchive.plugin_api import row_records
+
+            indices = pc.indices_nonzero(early)
+            for index, record in zip(indices.to_pylist(), row_records(columns.take(indices))):
+                out[index] = self.encode(record)
+        return out
+
+    @property
+    def _constant_keys(self) -> str:
+        return (',"host":' + orjson.dumps(self.host).decode() + ',"source":'
+                + orjson.dumps(self.source).decode() + ',"sourcetype":'
+                + orjson.dumps(self.sourcetype).decode() + ',"event":')
+
     def classify(self, response: httpx.Response, batch: RequestBatch) -> None:
         """Accept only HEC's own success, ``{"text": "Success", "code": 0}``."""
         body = self._refuse_errors(response, batch)
