@@ -178,12 +178,14 @@ def test_fast_shape_regions_agree_with_the_parser(lines: list[bytes],
         assert table_records(batch) == batch.records()
 
 
-def test_new_builder_is_columnar_with_pyarrow() -> None:
-    assert isinstance(new_builder(FIELDS), ColumnarBuilder)
+def test_new_builder_is_per_line_unless_columnar_is_asked() -> None:
+    assert type(new_builder(FIELDS)) is RecordBuilder
+    assert isinstance(new_builder(FIELDS, columnar=True), ColumnarBuilder)
     assert type(new_builder(FIELDS, columnar=False)) is RecordBuilder
     tokyo = ParseSettings(timezone="Asia/Tokyo")
     assert new_builder(FIELDS, parse=tokyo).parse == tokyo
     assert new_builder(FIELDS, columnar=False, parse=tokyo).parse == tokyo
+    assert new_builder(FIELDS, columnar=True, parse=tokyo).parse == tokyo
 
 
 def python(script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -272,7 +274,7 @@ def test_a_log_of_the_fast_shapes_never_imports_pyarrow() -> None:
     script = (
         "import sys\n"
         "from logarchive.codec import ColumnarBuilder, new_builder\n"
-        "b = new_builder({'source': 't'})\n"
+        "b = new_builder({'source': 't'}, columnar=True)\n"
         "assert isinstance(b, ColumnarBuilder)\n"
         "line = b'2026-03-13T10:00:00.123Z [INFO] step 1 loss=0.5\\n'\n"
         "batch = b.feed(line * 5000 + b'no timestamp nor bracket\\n' * 100)\n"
@@ -282,7 +284,7 @@ def test_a_log_of_the_fast_shapes_never_imports_pyarrow() -> None:
     assert python(script).stdout.split() == ["5100", "False", "5100", "True"]
 
 
-def test_logarchive_codec_per_line_chooses_the_per_line_builder(monkeypatch) -> None:  # noqa: ANN001
-    monkeypatch.setenv("LOGARCHIVE_CODEC", "per-line")
-    assert type(new_builder(FIELDS)) is RecordBuilder
-    assert isinstance(new_builder(FIELDS, columnar=True), ColumnarBuilder)
+def test_logarchive_codec_columnar_chooses_the_columnar_builder(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("LOGARCHIVE_CODEC", "columnar")
+    assert isinstance(new_builder(FIELDS), ColumnarBuilder)
+    assert type(new_builder(FIELDS, columnar=False)) is RecordBuilder
