@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,38 @@ def test_a_sqlite_export_never_imports_psycopg(tmp_path: Path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def run_all(run_cli, path: Path, env: dict[str, str]) -> tuple[list[Any], str]:
+    """export (-vv), ledger show (-vv), config show and check (-vv): results and all output."""
+    runs = [run_cli("-vv", "export", "-c", str(path), env=env),
+            run_cli("-vv", "ledger", "show", "-c", str(path), env=env),
+            run_cli("config", "show", "-c", str(path), env=env),
+            run_cli("-vv", "check", "-c", str(path), "--json", env=env)]
+    return runs, "\n".join(r.stdout + r.stderr for r in runs)
+
+
+def test_a_password_with_url_characters_is_the_password_and_never_prints(
+        tmp_path: Path, pg_url: str, run_cli) -> None:
+    # Pasted raw, '@' made part of it the host, '/' the database: the URL (with it) was printed.
+    password = "Kx7q@Vb9/wQ#z:Zt4m &%2F"
+    path = config_with(tmp_path, with_password(pg_url))
+    runs, text = run_all(run_cli, path, {"LEDGER_PASSWORD": password})
+    assert runs[0].returncode == 0, runs[0].stderr[-2000:]
+    assert "exported 2 run(s)" in runs[0].stdout
+    database = pg_url.split("?")[0].rsplit("/", 1)[1]
+    socket_dir = pg_url.split("host=")[1].split("&")[0]
+    [ledger] = [c for c in json.loads(runs[3].stdout)["checks"] if c["kind"] == "ledger"]
+    assert ledger["status"] == "ok"
+    assert ledger["detail"].startswith(f"postgresql://***@/{database}?host={socket_dir}: ")
+    pieces = [password, "Kx7q", "Vb9", "wQ#z", "Zt4m", "%2F", "Kx7q%40"]
+    assert [p for p in pieces if p in text] == []
+
+
+def test_password_like_query_parameters_never_print(tmp_path: Path, pg_url: str,
+                                                    run_cli) -> None:
+    url = f"{pg_url}&password=qpw%40secret1&sslpassword=sslpw-secret3"
+    runs, text = run_all(run_cli, config_with(tmp_path, url), {})
+    assert runs[0].returncode == 0, runs[0].stderr[-2000:]
+    for piece in ("qpw%40secret1", "qpw@secret1", "secret1", "sslpw-secret3"):
+        assert piece not in text

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from logarchive.errors import ConfigError, LedgerError, StateDirFull, StateDirUnusable
 from logarchive.runs import iso
-from logarchive.secrets import redact
+from logarchive.secrets import database_place, redact
 from logarchive.status import RunStatus
 
 if TYPE_CHECKING:
@@ -358,7 +358,7 @@ def ledger_place(config: Config) -> str:
     """Where ``config``'s ledger is, for messages: its database URL without credentials, or
     its state_dir."""
     url = config.settings.ledger
-    return str(config.state_dir) if url is None else redact(url.get_secret_value())
+    return str(config.state_dir) if url is None else database_place(url.get_secret_value())
 
 
 def _postgres() -> Any:

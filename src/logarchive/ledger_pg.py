@@ -40,7 +40,7 @@ from psycopg_pool import ConnectionPool
 
 from logarchive.errors import LeaseLost, LedgerError
 from logarchive.ledger import SCHEMA_VERSION, Claim, SQLLedger
-from logarchive.secrets import redact
+from logarchive.secrets import database_place
 
 log = structlog.get_logger("logarchive")
 
@@ -88,6 +88,7 @@ MIGRATIONS: dict[int, str] = {
 """``{version: SQL}``: what brings a ledger at ``version - 1`` to ``version`` (the same steps as
 the SQLite ledger's, so both backends share :data:`~logarchive.ledger.SCHEMA_VERSION`)."""
 
+
 _SCHEMA_LOCK = int.from_bytes(b"logarchv", "big")  # advisory lock held while creating/migrating
 _OBJECT_LOCKS = int.from_bytes(b"loga", "big")      # first key of every object lock
 
@@ -123,7 +124,7 @@ class Database:
     claimed views of it (:class:`ClaimedLedger`)."""
 
     def __init__(self, url: str, lease_seconds: int) -> None:
-        self.where = redact(url)
+        self.where = database_place(url)
         self.lease = timedelta(seconds=lease_seconds)
         params = {"application_name": "logarchive", "connect_timeout": 10}
         try:
