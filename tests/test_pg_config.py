@@ -139,3 +139,26 @@ def test_password_like_query_parameters_never_print(tmp_path: Path, pg_url: str,
     assert runs[0].returncode == 0, runs[0].stderr[-2000:]
     for piece in ("qpw%40secret1", "qpw@secret1", "secret1", "sslpw-secret3"):
         assert piece not in text
+
+
+@pytest.mark.parametrize("url,commands", [
+    ("postgresql://u:topsecret-pw1@127.0.0.1:1/db", [("export",), ("ledger", "show")]),
+    ("postgresql://u:topsecret-pw2@/db?host=/nonexistent-dir", [("ledger", "rebuild")]),
+])
+def test_an_unusable_database_at_start_is_one_line_and_exit_2(tmp_path: Path, run_cli, url,
+                                                              commands) -> None:
+    path = config_with(tmp_path, url)
+    for args in commands:
+        out = run_cli(*args, "-c", str(path))
+        assert out.returncode == 2, (args, out.returncode, out.stderr)
+        [line] = out.stderr.strip().splitlines()
+        assert line.startswith("error: ledger postgresql://***@") and "cannot be opened" in line
+        assert "topsecret" not in out.stdout + out.stderr
+
+
+def test_a_missing_database_at_start_is_exit_2(tmp_path: Path, pg_url: str, run_cli) -> None:
+    url = pg_url.replace(pg_url.split("?")[0].rsplit("/", 1)[1], "no_such_db_x")
+    out = run_cli("export", "-c", str(config_with(tmp_path, url)))
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert 'database "no_such_db_x" does not exist' in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from logarchive.errors import ConfigError, LedgerError, StateDirFull, StateDirUnusable
 from logarchive.runs import iso
 from logarchive.secrets import database_place, redact
-from logarchive.status import RunStatus
+from logarchive.status import ExitCode, RunStatus
 
 if TYPE_CHECKING:
     from logarchive.config import Config
@@ -330,6 +330,13 @@ class _FileClaim(Claim):
 
     def release(self) -> None:
         self._lock.release()
+
+
+class LedgerUnusable(LedgerError):
+    """The ledger's database cannot be used at all when the export starts (unknown host, wrong
+    password, no such database): nothing was done, exit status 2."""
+
+    exit_code: int = ExitCode.USAGE
 
 
 def open_ledger(config: Config) -> Ledger:

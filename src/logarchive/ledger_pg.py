@@ -39,7 +39,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from logarchive.errors import LeaseLost, LedgerError
-from logarchive.ledger import SCHEMA_VERSION, Claim, SQLLedger
+from logarchive.ledger import (
+    SCHEMA_VERSION, Claim, LedgerUnusable, SQLLedger,
+)
 from logarchive.secrets import database_place
 
 log = structlog.get_logger("logarchive")
@@ -154,7 +156,10 @@ class Database:
                 self._migrate(conn, exists)
                 return not exists
         except psycopg.Error as exc:
-            raise LedgerError(f"ledger {self.where} cannot be opened: {_one_line(exc)}") from None
+            raise self.unusable(exc) from None
+
+    def unusable(self, exc: BaseException) -> LedgerUnusable:
+        return LedgerUnusable(f"ledger {self.where} cannot be opened: {_one_line(exc)}")
 
     def _migrate(self, conn: psycopg.Connection[Any], existed: bool) -> None:
         row = conn.execute("SELECT value FROM logarchive.meta WHERE key = 'schema'").fetchone()
@@ -177,7 +182,7 @@ class Database:
             self.pool.open(wait=True, timeout=30)
         except psycopg.Error as exc:
             self.pool.close()
-            raise LedgerError(f"ledger {self.where} cannot be opened: {_one_line(exc)}") from None
+            raise self.unusable(exc) from None
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
