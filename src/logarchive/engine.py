@@ -21,7 +21,7 @@ from logarchive.codec import extension
 from logarchive.config import Config, PipelineConfig
 from logarchive.delivery import export_run, pending_sinks
 from logarchive.errors import ConfigError, LogarchiveError
-from logarchive.ledger import Ledger, existing_ledger, open_ledger
+from logarchive.ledger import Ledger, LedgerUnreachable, existing_ledger, open_ledger
 from logarchive.paths import render
 from logarchive.pipeline import Pipeline, instantiate
 from logarchive.results import ExportSummary, Progress, RunResult
@@ -183,11 +183,20 @@ def _run_jobs(jobs: list[Job], ledger: Ledger, config: Config, workers: int, for
             return RunResult(pipe.config.name, run, RunStatus.INTERRUPTED,
                              error="export stopped")
         with lock:
-            dead = dead_sources.get(id(pipe.source))
+            dead = dead_sources.get(id(pipe.source)) or dead_sources.get(id(ledger))
         if dead:
             return RunResult(pipe.config.name, run, RunStatus.FAILED, error=dead)
-        result = export_run(pipe, run, sinks, ledger=ledger, state_dir=config.state_dir,
-                            force=force, stop=stop, progress=progress)
+        try:
+            result = export_run(pipe, run, sinks, ledger=ledger, state_dir=config.state_dir,
+                                force=force, stop=stop, progress=progress)
+        except LedgerUnreachable as exc:  # start no other run; the summary says what was done
+            with lock:
+                first = id(ledger) not in dead_sources
+                dead_sources.setdefault(
+                    id(ledger), f"not started, the ledger stopped answering: {exc}")
+            if first:
+                log.error("ledger_unreachable", error=str(exc), detail="no other run starts")
+            return RunResult(pipe.config.name, run, RunStatus.FAILED, error=str(exc))
         if result.fatal:
             with lock:
                 dead_sources[id(pipe.source)] = result.error

@@ -339,6 +339,11 @@ class LedgerUnusable(LedgerError):
     exit_code: int = ExitCode.USAGE
 
 
+class LedgerUnreachable(LedgerError):
+    """The ledger's database stopped answering during the export: no other run starts, the
+    summary says what was exported (exit status 1)."""
+
+
 def open_ledger(config: Config) -> Ledger:
     """The ledger ``config`` names: PostgreSQL for a ``ledger`` URL, else SQLite in
     ``state_dir``; created (or migrated) if need be."""

@@ -36,11 +36,11 @@ from typing import Any
 import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from logarchive.errors import LeaseLost, LedgerError
 from logarchive.ledger import (
-    SCHEMA_VERSION, Claim, LedgerUnusable, SQLLedger,
+    SCHEMA_VERSION, Claim, LedgerUnreachable, LedgerUnusable, SQLLedger,
 )
 from logarchive.secrets import database_place
 
@@ -90,6 +90,10 @@ MIGRATIONS: dict[int, str] = {
 """``{version: SQL}``: what brings a ledger at ``version - 1`` to ``version`` (the same steps as
 the SQLite ledger's, so both backends share :data:`~logarchive.ledger.SCHEMA_VERSION`)."""
 
+CONNECT_TIMEOUT = 5
+"""Seconds to connect (libpq's ``connect_timeout``; a ``connect_timeout`` in the URL wins)."""
+POOL_TIMEOUT = 5
+"""Seconds to wait for a pooled connection before checking whether the database answers."""
 
 _SCHEMA_LOCK = int.from_bytes(b"logarchv", "big")  # advisory lock held while creating/migrating
 _OBJECT_LOCKS = int.from_bytes(b"loga", "big")      # first key of every object lock
@@ -128,7 +132,7 @@ class Database:
     def __init__(self, url: str, lease_seconds: int) -> None:
         self.where = database_place(url)
         self.lease = timedelta(seconds=lease_seconds)
-        params = {"application_name": "logarchive", "connect_timeout": 10}
+        params = {"application_name": "logarchive", "connect_timeout": CONNECT_TIMEOUT}
         try:
             params.update(conninfo_to_dict(url))
         except psycopg.ProgrammingError as exc:
@@ -139,6 +143,7 @@ class Database:
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.renewer: threading.Thread | None = None
+        self.down: str | None = None  # why the database stopped answering (then fail fast)
 
     def prepare(self, create: bool) -> bool | None:
         """Create or migrate the schema under an advisory lock (exports starting at once
@@ -177,7 +182,7 @@ class Database:
     def open_pool(self) -> None:
         self.pool = ConnectionPool(self.conninfo, min_size=1, max_size=16, open=False,
                                    configure=_configure, check=ConnectionPool.check_connection,
-                                   name="logarchive-ledger", timeout=60)
+                                   name="logarchive-ledger", timeout=POOL_TIMEOUT)
         try:
             self.pool.open(wait=True, timeout=30)
         except psycopg.Error as exc:
@@ -189,11 +194,35 @@ class Database:
         """A pooled connection in a transaction, committed at the end of the block (rolled
         back if it raises); database errors become :class:`LedgerError`."""
         assert self.pool is not None
+        if self.down is not None:
+            raise LedgerUnreachable(f"ledger {self.where}: {what} not tried: {self.down}")
         try:
-            with self.pool.connection() as conn:
+            with self._connection() as conn:
                 yield conn
         except psycopg.Error as exc:
-            raise LedgerError(f"ledger {self.where}: {what} failed: {_one_line(exc)}") from None
+            message = f"ledger {self.where}: {what} failed: {_one_line(exc)}"
+            if not _unreachable(exc):
+                raise LedgerError(message) from None
+            self.down = f"the database stopped answering ({_one_line(exc)})"
+            raise LedgerUnreachable(message) from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction; waiting longer than :data:`POOL_TIMEOUT` for
+        one is a failure only when the database refuses a new connection too (16 busy is not)."""
+        assert self.pool is not None
+        while True:
+            try:
+                conn = self.pool.getconn()
+                break
+            except PoolTimeout:
+                with psycopg.connect(self.conninfo):  # raises when the database is gone
+                    pass
+        try:
+            with conn:  # commits, or rolls back if the block raises (a pooled one stays open)
+                yield conn
+        finally:
+            self.pool.putconn(conn)
 
     def track(self, claim: PgClaim) -> None:
         with self.lock:
@@ -341,6 +370,15 @@ class ClaimedLedger(PostgresLedger):
 
     def close(self) -> None:
         """The database belongs to the ledger this view came from: it closes it."""
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the database is gone (no connection, connection lost, shutting
+    down) rather than refusing one statement."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None or exc.sqlstate[:2] in ("08", "57"))
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
