@@ -24,7 +24,9 @@ import psycopg
 import pytest
 
 from logarchive.batching import event_id
-from logarchive.status import ExitCode
+from logarchive.results import ExportSummary, RunResult
+from logarchive.runs import RunRef
+from logarchive.status import ExitCode, RunStatus
 from logarchive_datadog.testing import API_KEY, IntakeReceiver
 from logarchive_splunk.testing import TOKEN, HecReceiver
 from logarchive_testsupport.processes import (
@@ -282,3 +284,19 @@ def test_a_database_gone_mid_export_stops_it_fast_with_the_summary(
     assert len(failed) == 2 and all(place in line for line in failed), result.stdout
     assert any("not started, the ledger stopped answering: " in line for line in failed)
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_that_failed_outranks_a_lease_lost_in_the_exit_status() -> None:
+    """Exit 4 says "another export delivered it": wrong when a run of this export failed."""
+    def result(run_id: str, status: RunStatus) -> RunResult:
+        return RunResult("logs", RunRef("logs", {"run_id": run_id}), status)
+
+    lost = ExportSummary(results=[result("a", RunStatus.LEASE_LOST),
+                                  result("b", RunStatus.EXPORTED)])
+    assert lost.exit_code == ExitCode.LEASE_LOST
+    both = ExportSummary(results=[result("a", RunStatus.LEASE_LOST),
+                                  result("b", RunStatus.FAILED)])
+    assert both.exit_code == ExitCode.FAILED
+    deferred = ExportSummary(results=[result("a", RunStatus.LEASE_LOST),
+                                      result("b", RunStatus.DEFERRED)])
+    assert deferred.exit_code == ExitCode.FAILED
