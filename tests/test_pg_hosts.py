@@ -283,7 +283,7 @@ def test_a_database_gone_mid_export_stops_it_fast_with_the_summary(
     failed = [line for line in result.stdout.splitlines() if line.startswith("failed ")]
     assert len(failed) == 2 and all(place in line for line in failed), result.stdout
     assert any("not started, the ledger stopped answering: " in line for line in failed)
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "psycopg.pool" not in result.stderr
 
 
 def test_a_run_that_failed_outranks_a_lease_lost_in_the_exit_status() -> None:
@@ -300,3 +300,14 @@ def test_a_run_that_failed_outranks_a_lease_lost_in_the_exit_status() -> None:
     deferred = ExportSummary(results=[result("a", RunStatus.LEASE_LOST),
                                       result("b", RunStatus.DEFERRED)])
     assert deferred.exit_code == ExitCode.FAILED
+
+
+def test_a_new_postgresql_ledger_warns_about_the_database_not_state_dir(
+        tmp_path: Path, pg_url: str, receivers: dict[str, Any]) -> None:
+    make_logs(tmp_path / "logs", runs=1, lines_per_run=5)
+    path = host(tmp_path, "a", pg_url, receivers)
+    result = run_export(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert "new ledger at postgresql://***@/" in warning
+    assert "if the ledger's database was lost" in warning and "state directory" not in warning

@@ -23,6 +23,7 @@ lease, on the database's clock (the hosts' clocks play no part):
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -45,6 +46,8 @@ from logarchive.ledger import (
 from logarchive.secrets import database_place
 
 log = structlog.get_logger("logarchive")
+if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # shown with -vv only: the
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # ledger's errors say it all
 
 _TABLES = """
 CREATE SCHEMA IF NOT EXISTS logarchive;
