@@ -7,6 +7,7 @@ past its lease) records nothing once another took its run over, and exits 4."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import signal
@@ -284,6 +285,33 @@ def test_a_database_gone_mid_export_stops_it_fast_with_the_summary(
     assert len(failed) == 2 and all(place in line for line in failed), result.stdout
     assert any("not started, the ledger stopped answering: " in line for line in failed)
     assert "Traceback" not in result.stderr and "psycopg.pool" not in result.stderr
+
+
+def test_a_stuck_object_lock_fails_the_run_at_that_sink_and_says_so(
+        tmp_path: Path, pg_url: str) -> None:
+    """A paused or cut-off writer's session keeps the object's advisory lock: the export that
+    took its run over waited for it without a word, for hours after a split. Now it says it
+    waits, gives up after 3 x lease_seconds, and the next export delivers."""
+    logs = make_logs(tmp_path / "logs", runs=1, lines_per_run=10)
+    sinks = {"archive": {"type": "fs", "url": str(tmp_path / "archive"),
+                         "path": "{model_id}/{run_id}.{ext}"}}
+    path = write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs", sinks)
+    path.write_text(path.read_text().replace(
+        "[logarchive]\n", f"[logarchive]\nledger = {json.dumps(pg_url)}\nlease_seconds = 1\n",
+        1))
+    [name] = logs
+    key = int.from_bytes(hashlib.sha256(f"archive\0m/{name}.txt".encode()).digest()[:4], "big",
+                         signed=True)
+    with psycopg.connect(pg_url) as holder:  # the stuck writer, inside its transaction
+        holder.execute("SELECT pg_advisory_xact_lock(%s::int4, %s::int4)",
+                       (int.from_bytes(b"loga", "big"), key))
+        stuck = run_export(path)
+    assert stuck.returncode == ExitCode.FAILED, stuck.stdout + stuck.stderr
+    assert "object_lock_wait" in stuck.stderr
+    assert "held this object's lock for 3 s" in stuck.stdout + stuck.stderr
+    after = run_export(path)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
 
 
 def test_a_run_that_failed_outranks_a_lease_lost_in_the_exit_status() -> None:

@@ -17,7 +17,8 @@ lease, on the database's clock (the hosts' clocks play no part):
   taken it over, nothing is written and the run stops with :class:`~logarchive.errors.LeaseLost`.
   A lease that ran out but was not taken over is still held: the row lock makes the check and
   the write one step, so a claimant waits for the write and then finds the lease renewed;
-- object names are serialised with transaction-scoped advisory locks.
+- object names are serialised with transaction-scoped advisory locks, tried every half second;
+  one held for three leases belongs to a stuck writer: the run fails at that sink (next export).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -39,7 +41,7 @@ import structlog
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from logarchive.errors import LeaseLost, LedgerError
+from logarchive.errors import LeaseLost, LedgerError, LogarchiveError
 from logarchive.ledger import (
     SCHEMA_VERSION, Claim, LedgerUnreachable, LedgerUnusable, SQLLedger,
 )
@@ -97,6 +99,8 @@ CONNECT_TIMEOUT = 5
 """Seconds to connect (libpq's ``connect_timeout``; a ``connect_timeout`` in the URL wins)."""
 POOL_TIMEOUT = 5
 """Seconds to wait for a pooled connection before checking whether the database answers."""
+LOCK_WAIT = 0.5
+"""Seconds between two tries of a busy object lock."""
 
 _SCHEMA_LOCK = int.from_bytes(b"logarchv", "big")  # advisory lock held while creating/migrating
 _OBJECT_LOCKS = int.from_bytes(b"loga", "big")      # first key of every object lock
@@ -268,10 +272,28 @@ class Database:
 
     @contextmanager
     def _advisory_lock(self, key: int) -> Iterator[None]:
-        with self.transaction("object lock") as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s::int4, %s::int4)",
-                         (_OBJECT_LOCKS, key))
-            yield
+        """The object's advisory lock, tried every :data:`LOCK_WAIT` seconds (each wait
+        logged); after three leases the writer holding it is stuck (paused, cut off: a live
+        one keeps its lease): the run fails at this sink and the next export tries again."""
+        give_up = 3 * self.lease.total_seconds()
+        waited = 0.0
+        while True:
+            with self.transaction("object lock") as conn:
+                taken = conn.execute("SELECT pg_try_advisory_xact_lock(%s::int4, %s::int4)",
+                                     (_OBJECT_LOCKS, key)).fetchone()
+                if taken is not None and taken[0]:
+                    yield
+                    return
+            if waited >= give_up or self.closed.is_set():
+                raise LogarchiveError(
+                    f"another export has held this object's lock for {waited:.0f} s (3 x "
+                    "lease_seconds) without finishing: it is paused or cut off from the "
+                    "database; the next export tries again")
+            if waited % 30 == 0:  # at the first wait, then every 30 s
+                log.warning("object_lock_wait", waited=waited, give_up_after=give_up,
+                            detail="another export writes the same object; waiting for it")
+            time.sleep(LOCK_WAIT)
+            waited += LOCK_WAIT
 
     def close(self) -> None:
         self.closed.set()
