@@ -267,7 +267,7 @@ def test_help_and_version(run_cli) -> None:
 def test_readme_commands_are_the_ones_ci_runs() -> None:
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    for command in ("pip install -r requirements-dev.txt", "pytest"):
+    for command in ("sh scripts/dev-install.sh", "pytest"):
         assert f"\n{command} " in readme  # the first code block, as a newcomer copies it
         assert f"\n{command}\n" in ci
 

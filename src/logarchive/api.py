@@ -14,6 +14,7 @@ from logarchive.base import ByteSink
 from logarchive.config import Config
 from logarchive.engine import export as _export
 from logarchive.errors import ConfigError
+from logarchive.executor import check_executor, executor_for
 from logarchive.ledger import existing_ledger, open_ledger
 from logarchive.pipeline import byte_sink_names, close_all, open_sink
 from logarchive.results import ExportSummary
@@ -76,14 +77,18 @@ def verify(config: Config, sink: str | None = None, *,
     against their manifests; ``report.passed`` says whether each archive is whole."""
     names = [sink] if sink else byte_sink_names(config)
     ledger = existing_ledger(config)
+    check_executor(config)
+    executor = executor_for(config, None)  # re-reading objects fans out over it
 
     def one(target: ByteSink) -> VerifyReport:
         if not target.exists(""):  # checking nothing must not pass as "all objects match"
             raise ConfigError(f"no archive at {target.describe('')} (nothing was exported "
                               "there, or the url is wrong)", key=f"sinks.{target.name}.url")
-        return _verify(target, ledger=ledger, sample=sample)
+        return _verify(target, ledger=ledger, sample=sample,
+                       hash_many=executor.hash_many(config))
 
-    with contextlib.closing(ledger) if ledger else contextlib.nullcontext():
+    with contextlib.closing(executor), (
+            contextlib.closing(ledger) if ledger else contextlib.nullcontext()):
         return on_each_sink(config, names, one)
 
 

@@ -102,14 +102,16 @@ class RetentionConfig(BaseModel):
 class ByteSinkConfig(SinkConfig):
     """Common keys of sinks that store objects (files, S3, GCS)."""
 
-    format: Literal["txt", "json", "ndjson"] = Field(
+    format: Literal["txt", "json", "ndjson", "parquet"] = Field(
         default="txt",
         description="txt: the source bytes, byte for byte; json: one array of line objects; "
-        "ndjson: one line object per line.",
+        "ndjson: one line object per line; parquet: the line objects as columns (needs the "
+        "parquet extra; see docs/parquet.md).",
         examples=["ndjson"],
     )
     compression: Literal["none", "gzip", "zstd"] = Field(
-        default="none", description="Compression of the stored object.", examples=["gzip"]
+        default="none", description="Compression of the stored object; for parquet, the column "
+        "codec (default zstd).", examples=["gzip"]
     )
     compression_level: int | None = Field(
         default=None, ge=1, le=22, description="Compression level (gzip 1-9, zstd 1-22).",
@@ -147,6 +149,30 @@ class ByteSinkConfig(SinkConfig):
     @classmethod
     def _valid_path(cls, value: str) -> str:
         return validate_template(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parquet_defaults_to_zstd(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") == "parquet" and "compression" not in data:
+            return {**data, "compression": "zstd"}
+        return data
+
+    @model_validator(mode="after")
+    def _parquet_options(self) -> ByteSinkConfig:
+        if self.format != "parquet":
+            return self
+        from logarchive.parquet import missing_extra
+
+        problem = missing_extra()
+        if problem:
+            raise ValueError(problem)
+        level = self.compression_level
+        if level is not None and self.compression == "none":
+            raise ValueError("compression_level needs compression 'zstd' or 'gzip' (parquet's "
+                             "column codec); remove it or choose a codec")
+        if level is not None and self.compression == "gzip" and level > 9:
+            raise ValueError(f"compression_level {level} is over gzip's 9")
+        return self
 
 
 class SinkRetryOptions(RetryOptions):

@@ -50,6 +50,7 @@ from logarchive.errors import Interrupted, LogarchiveError, SinkError
 from logarchive.http import HttpClient, HttpOptions, describe_response, retry_after
 from logarchive.retry import Retryable, call_with_retries, poll_until
 from logarchive.secrets import redact, redact_url
+from logarchive.slots import connection_slot
 from logarchive.templates import UnknownFields, render_template
 
 __all__ = [
@@ -77,6 +78,12 @@ class BatchingSinkConfig(RecordSinkConfig):
         "exactly-once promise across SIGKILL to one batch per run being delivered; more is "
         "faster and may duplicate up to this many per run.",
         examples=[1],
+    )
+    max_connections: int | None = Field(
+        default=None, ge=1, le=10000,
+        description="Requests to this sink on the wire at once across the whole export: every "
+        "run, thread and (under the Dask executor) every worker of the cluster. None: no cap "
+        "beyond max_in_flight per run.", examples=[8],
     )
     stop_grace: float = Field(
         default=15.0, ge=0,
@@ -623,9 +630,10 @@ class BatchingDelivery(RecordDelivery):
 
         # Never follow a redirect: httpx would turn the POST into a GET (and carry custom
         # credential headers to another host); refuse_redirect above makes the 3xx an error.
-        response = self.client.request(proto.method, proto.path, content=content,
-                                       headers=headers, params=proto.params(),
-                                       classify=classify, follow_redirects=False)
+        with connection_slot(self.sink.name, self.cfg.max_connections):
+            response = self.client.request(proto.method, proto.path, content=content,
+                                           headers=headers, params=proto.params(),
+                                           classify=classify, follow_redirects=False)
         self.stats.events += len(events)
         self.stats.body_bytes += len(body)
         self.stats.sent_bytes += len(content)

@@ -14,7 +14,6 @@ Line model
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from typing import Any, Literal
 import orjson
 
 from logarchive import parse
+from logarchive.sourcestats import SourceStats  # noqa: F401  (moved; imported from here)
 
 Format = Literal["txt", "json", "ndjson"]
 Compression = Literal["none", "gzip", "zstd"]
@@ -40,7 +40,10 @@ _LEVEL_WINDOW = parse.LEVEL_WINDOW
 
 
 def extension(fmt: str, compression: str) -> str:
-    """File extension for a format and compression: ``ndjson.gz``, ``txt.zst``, ``json``."""
+    """File extension for a format and compression: ``ndjson.gz``, ``txt.zst``, ``json``;
+    ``parquet`` whatever the compression (Parquet compresses its columns, not the file)."""
+    if fmt == "parquet":
+        return "parquet"
     suffix = {"none": "", "gzip": ".gz", "zstd": ".zst"}[compression]
     return f"{fmt}{suffix}"
 
@@ -354,89 +357,6 @@ class RecordBuilder:
                 append((seq, part, last, text, None, None))
         self.records += len(rows)
         return rows
-
-
-class SourceStats:
-    """sha256, size, line count and invalid-UTF-8 count of the raw source bytes, chunk by chunk.
-
-    No per-line work: lines are counted with ``bytes.count``; UTF-8 is only decoded for chunks
-    that are not pure ASCII.
-    """
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self.size = 0
-        self._newlines = 0
-        self._last_byte = b"\n"
-        self.invalid_utf8 = 0
-        self._decoder = _IncrementalReplaceCounter()
-
-    def update(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._sha.update(chunk)
-        self.size += len(chunk)
-        self._newlines += chunk.count(b"\n")
-        self._last_byte = chunk[-1:]
-        self.invalid_utf8 += self._decoder.feed(chunk)
-
-    def finish(self) -> None:
-        self.invalid_utf8 += self._decoder.finish()
-
-    @property
-    def sha256(self) -> str:
-        return self._sha.hexdigest()
-
-    @property
-    def lines(self) -> int:
-        return self._newlines + (0 if self._last_byte == b"\n" else 1)
-
-
-class _IncrementalReplaceCounter:
-    """Counts invalid UTF-8 sequences across chunk boundaries (same count as decode_line).
-
-    Strict decoding runs at memcpy speed on ASCII and valid UTF-8; each error it raises is
-    exactly one replacement character of the ``replace`` handler, so invalid sequences are
-    counted without decoding a chunk twice (or at all, for pure ASCII). An incomplete
-    character at the end of a chunk waits for the next one.
-    """
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def feed(self, chunk: bytes) -> int:
-        if not self._pending and chunk.isascii():
-            return 0
-        data = self._pending + chunk if self._pending else chunk
-        count, self._pending = _count_invalid(data, final=False)
-        return count
-
-    def finish(self) -> int:
-        count, _ = _count_invalid(self._pending, final=True) if self._pending else (0, b"")
-        self._pending = b""
-        return count
-
-
-def _count_invalid(data: bytes, final: bool) -> tuple[int, bytes]:
-    """Invalid sequences in ``data`` and the incomplete tail to carry (empty when final)."""
-    import codecs
-
-    view, pos, count, errors = memoryview(data), 0, 0, 0
-    while pos < len(data):
-        try:
-            _, used = codecs.utf_8_decode(view[pos:], "strict", final)
-        except UnicodeDecodeError as exc:
-            count += 1
-            pos += exc.end
-            errors += 1
-            if errors > 16:  # dense garbage: one decode with replacement for the rest
-                rest = data[pos:]
-                text, used = codecs.utf_8_decode(rest, "replace", final)
-                count += text.count("\ufffd") - rest[:used].count(_REPLACEMENT_UTF8)
-                return count, rest[used:]
-            continue
-        return count, data[pos + used:]
-    return count, b""
 
 
 class Compressor:

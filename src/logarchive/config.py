@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 import structlog
@@ -25,11 +25,28 @@ from logarchive.plugins import PluginType, Registry, default_registry
 from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings, zone_of
 from logarchive.paths import PATH_BUILTINS
 from logarchive.secrets import LedgerUrl, encode_in_url, register_secret
+from logarchive.serve.settings import ServeConfig
 from logarchive.templates import template_fields
 
 log = structlog.get_logger("logarchive.config")
 CONFIG_ENV = "LOGARCHIVE_CONFIG"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ExecutorSettings(BaseModel):
+    """The ``[logarchive.executor]`` table: where runs are exported (docs/scaling.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["threads", "dask"] = Field(
+        default="threads", description="threads: this process, `workers` threads; dask: one "
+        "Dask task per run (needs `pip install 'logarchive[dask]'`).", examples=["dask"])
+    address: str | None = Field(
+        default=None, description="Dask scheduler to submit to (dask only); omitted: start a "
+        "LocalCluster on this machine.", examples=["tcp://scheduler:8786"])
+    processes: int | None = Field(
+        default=None, ge=1, le=1024, description="LocalCluster worker processes (dask without "
+        "address only; default: the CPU count).", examples=[2])
 
 
 class ParseConfig(BaseModel):
@@ -76,6 +93,8 @@ class Settings(BaseModel):
         default=1024 * 1024, ge=4096, le=64 * 1024 * 1024,
         description="Bytes read from a source at a time.", examples=[1048576],
     )
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings,
+                                       description="Where runs are exported.")
     parse: ParseConfig = Field(default_factory=ParseConfig,
                                description="Timestamp and level detection.")
     ledger: LedgerUrl | None = Field(
@@ -119,6 +138,7 @@ class _RawConfig(BaseModel):
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: list[PipelineConfig] = Field(default_factory=list)
+    serve: ServeConfig | None = None  # `logarchive serve` (docs/serve.md)
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,10 @@ class Config:
     sinks: dict[str, PluginInstanceConfig]
     pipelines: list[PipelineConfig]
     registry: Registry = field(repr=False)
+    document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The TOML document after interpolation (secrets included): what a Dask task rebuilds
+    the config from on its worker (:mod:`logarchive.executor`)."""
+    serve: ServeConfig | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -225,7 +249,7 @@ def parse_config(data: dict[str, Any], *, path: str = "<config>", registry: Regi
     errors.raise_if_any()
     config = Config(
         path=path, base_dir=base_dir or Path.cwd(), settings=raw.logarchive, sources=sources,
-        sinks=sinks, pipelines=pipelines, registry=registry,
+        sinks=sinks, pipelines=pipelines, registry=registry, document=data, serve=raw.serve,
     )
     _check_colliding_paths(config)
     return config

@@ -347,7 +347,7 @@ class ByteTarget(Target):
     sink: ByteSink
     path: str
     writer: ObjectWriter
-    encoder: FormatEncoder
+    encoder: Any  # FormatEncoder or ParquetEncoder
     compressor: Compressor
     sha: Any = field(default_factory=hashlib.sha256)
     size: int = 0
@@ -363,8 +363,8 @@ class ByteTarget(Target):
             cfg.path, delivery.run, ext=extension(cfg.format, cfg.compression),
             exported=delivery.exported_at)
         check_name_lengths(path, cfg.path, sink.name_limits(), f"sink {name!r}")
-        target = cls(name, sink, path, sink.open_object(path), FormatEncoder(cfg.format),
-                     Compressor(cfg.compression, cfg.compression_level))
+        encoder, compressor = _encoding(cfg, delivery.run.record_fields())
+        target = cls(name, sink, path, sink.open_object(path), encoder, compressor)
         target.put(target.encoder.header())
         return target
 
@@ -490,6 +490,16 @@ class RecordTarget(Target):
 
     def abort(self) -> None:
         self.delivery.abort()
+
+
+def _encoding(cfg: Any, fields: dict[str, str]) -> tuple[Any, Compressor]:
+    """The encoder and the stream compressor of a byte sink's objects: Parquet compresses its
+    columns itself, so its object is never wrapped in a compressed stream."""
+    if cfg.format == "parquet":
+        from logarchive.parquet import ParquetEncoder
+
+        return ParquetEncoder(cfg.compression, cfg.compression_level, fields), Compressor("none")
+    return FormatEncoder(cfg.format), Compressor(cfg.compression, cfg.compression_level)
 
 
 class RecordPassthrough:

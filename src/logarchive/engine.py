@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, closing
 from datetime import datetime
 
@@ -21,7 +20,8 @@ from logarchive.codec import extension
 from logarchive.config import Config, PipelineConfig
 from logarchive.delivery import export_run, pending_sinks
 from logarchive.errors import ConfigError, LogarchiveError
-from logarchive.ledger import Ledger, LedgerUnreachable, existing_ledger, open_ledger
+from logarchive.executor import Batch, Job, check_executor, executor_for
+from logarchive.ledger import Ledger, existing_ledger, open_ledger
 from logarchive.paths import render
 from logarchive.pipeline import Pipeline, instantiate
 from logarchive.results import ExportSummary, Progress, RunResult
@@ -31,9 +31,6 @@ from logarchive.status import RunStatus
 __all__ = ["ExportSummary", "Progress", "RunResult", "export", "export_run"]
 
 log = structlog.get_logger("logarchive")
-
-Job = tuple[Pipeline, RunRef, list[str]]  # a run and the sinks it is pending at
-
 
 def export(
     config: Config,
@@ -59,9 +56,9 @@ def export(
     stop = stop or threading.Event()
     selected = [config.pipeline(pipeline)] if pipeline else list(config.pipelines)
     selectors = list(runs or [])
-    workers = workers or config.settings.workers
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ConfigError("--workers must be at least 1", key="workers")
+    check_executor(config)
     summary = ExportSummary(dry_run=dry_run)
     with ExitStack() as cleanup:  # closes every pipeline, then the ledger if opened here
         if ledger is None:
@@ -171,48 +168,18 @@ def _pending_jobs(pipe: Pipeline, ledger: Ledger, selectors: list[str], since: d
     return jobs
 
 
-def _run_jobs(jobs: list[Job], ledger: Ledger, config: Config, workers: int, force: bool,
-              stop: threading.Event, progress: Progress, summary: ExportSummary) -> None:
-    hints = [run.size_hint for _, run, _ in jobs]
-    progress.start(len(jobs), sum(h for h in hints if h is not None)
-                   if hints and None not in hints else None)
-    dead_sources: dict[int, str | None] = {}
-    lock = threading.Lock()
-
-    def work(pipe: Pipeline, run: RunRef, sinks: list[str]) -> RunResult:
-        if stop.is_set():
-            return RunResult(pipe.config.name, run, RunStatus.INTERRUPTED,
-                             error="export stopped")
-        with lock:
-            dead = dead_sources.get(id(pipe.source)) or dead_sources.get(id(ledger))
-        if dead:
-            return RunResult(pipe.config.name, run, RunStatus.FAILED, error=dead)
-        try:
-            result = export_run(pipe, run, sinks, ledger=ledger, state_dir=config.state_dir,
-                                force=force, stop=stop, progress=progress)
-        except LedgerUnreachable as exc:  # start no other run; the summary says what was done
-            with lock:
-                first = id(ledger) not in dead_sources
-                dead_sources.setdefault(
-                    id(ledger), f"not started, the ledger stopped answering: {exc}")
-            if first:
-                log.error("ledger_unreachable", error=str(exc), detail="no other run starts")
-            return RunResult(pipe.config.name, run, RunStatus.FAILED, error=str(exc))
-        if result.fatal:
-            with lock:
-                dead_sources[id(pipe.source)] = result.error
-        return result
-
+def _run_jobs(jobs: list[Job], ledger: Ledger, config: Config, workers: int | None,
+              force: bool, stop: threading.Event, progress: Progress,
+              summary: ExportSummary) -> None:
+    """Deliver the pending runs on the config's executor (:mod:`logarchive.executor`)."""
+    batch = Batch(jobs, config, ledger, force, stop, progress)
+    batch.start_progress()
+    executor = executor_for(config, workers) if jobs else None
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            futures = [pool.submit(work, *job) for job in jobs]
-            try:
-                for future in as_completed(futures):
-                    result = future.result()
-                    summary.results.append(result)
-                    progress.run_done(result)
-            except BaseException:  # a ledger or state_dir error: start no other run
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        for result in executor.deliver(batch) if executor else ():
+            summary.results.append(result)
+            progress.run_done(result)
     finally:
         progress.stop()
+        if executor is not None:
+            executor.close()

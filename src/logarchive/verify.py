@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +72,33 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+Hashed = tuple[int, str] | str  # (size, sha256) of an object, or why it cannot be read
+HashMany = Callable[[ByteSink, list[str]], Iterable[Hashed]]
+
+
+def hash_object(sink: ByteSink, path: str) -> Hashed:
+    """The size and sha256 of one stored object, or why it cannot be read."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with sink.read(path) as chunks:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+    except (OSError, LogarchiveError) as exc:
+        return redact(str(exc))
+    return size, digest.hexdigest()
+
+
+def hash_objects(sink: ByteSink, paths: list[str]) -> list[Hashed]:
+    """:func:`hash_object` of each path, one after the other (the executors fan it out)."""
+    return [hash_object(sink, path) for path in paths]
+
+
 def verify(sink: ByteSink, *, ledger: Any = None, sample: int | None = None,
-           rng: random.Random | None = None) -> VerifyReport:
-    """Check every object of ``sink`` (or a random ``sample`` of them) against its manifest."""
+           rng: random.Random | None = None, hash_many: HashMany | None = None) -> VerifyReport:
+    """Check every object of ``sink`` (or a random ``sample`` of them) against its manifest.
+    ``hash_many`` re-reads the objects (default: :func:`hash_objects`, in this thread)."""
     listing = read_archive(sink)
     report = VerifyReport(sink.name, sink.describe("").rstrip("/"))
     for path, error in listing.bad_manifests:
@@ -88,25 +113,19 @@ def verify(sink: ByteSink, *, ledger: Any = None, sample: int | None = None,
     to_check = present
     if sample is not None and sample < len(present):
         to_check = sorted((rng or random.Random()).sample(present, sample), key=lambda e: e.path)
-    for entry in to_check:
+    hashed = (hash_many or hash_objects)(sink, [e.path for e in to_check])
+    for entry, outcome in zip(to_check, hashed, strict=True):
         expected = entry.manifest.get("object") or {}
         report.checked += 1
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with sink.read(entry.path) as chunks:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
-        except (OSError, LogarchiveError) as exc:
-            report.findings.append(Finding("corrupt", entry.path,
-                                           f"cannot be read: {redact(str(exc))}"))
+        if isinstance(outcome, str):
+            report.findings.append(Finding("corrupt", entry.path, f"cannot be read: {outcome}"))
             continue
+        size, sha = outcome
         problems = _declared_problems(entry.manifest)
         if expected.get("size") != size:
             problems.append(f"size {size}, manifest says {expected.get('size')}")
-        if expected.get("sha256") != digest.hexdigest():
-            problems.append(f"sha256 {digest.hexdigest()}, manifest says {expected.get('sha256')}")
+        if expected.get("sha256") != sha:
+            problems.append(f"sha256 {sha}, manifest says {expected.get('sha256')}")
         if problems:
             report.findings.append(Finding("corrupt", entry.path, "; ".join(problems)))
         else:

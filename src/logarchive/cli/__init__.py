@@ -19,6 +19,7 @@ from logarchive.cli.common import CONTEXT_SETTINGS, Group, State
 from logarchive.cli.export import export_cmd
 from logarchive.cli.inspect import config_group, plugins_cmd, runs_cmd
 from logarchive.cli.query import query_cmd, search_cmd
+from logarchive.cli.serve import serve_cmd
 from logarchive.config import CONFIG_ENV
 from logarchive.status import ExitCode
 from logarchive.version import __version__
@@ -54,3 +55,4 @@ for _command in (export_cmd, runs_cmd, plugins_cmd, check_cmd, config_group, ret
     main.add_command(_command)
 main.add_command(query_cmd)
 main.add_command(search_cmd)
+main.add_command(serve_cmd)
