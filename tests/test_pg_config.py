@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,61 @@ def test_a_sqlite_export_never_imports_psycopg(tmp_path: Path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def run_all(run_cli, path: Path, env: dict[str, str]) -> tuple[list[Any], str]:
+    """export (-vv), ledger show (-vv), config show and check (-vv): results and all output."""
+    runs = [run_cli("-vv", "export", "-c", str(path), env=env),
+            run_cli("-vv", "ledger", "show", "-c", str(path), env=env),
+            run_cli("config", "show", "-c", str(path), env=env),
+            run_cli("-vv", "check", "-c", str(path), "--json", env=env)]
+    return runs, "\n".join(r.stdout + r.stderr for r in runs)
+
+
+def test_a_password_with_url_characters_is_the_password_and_never_prints(
+        tmp_path: Path, pg_url: str, run_cli) -> None:
+    # Pasted raw, '@' made part of it the host, '/' the database: the URL (with it) was printed.
+    password = "Kx7q@Vb9/wQ#z:Zt4m &%2F"
+    path = config_with(tmp_path, with_password(pg_url))
+    runs, text = run_all(run_cli, path, {"LEDGER_PASSWORD": password})
+    assert runs[0].returncode == 0, runs[0].stderr[-2000:]
+    assert "exported 2 run(s)" in runs[0].stdout
+    database = pg_url.split("?")[0].rsplit("/", 1)[1]
+    socket_dir = pg_url.split("host=")[1].split("&")[0]
+    [ledger] = [c for c in json.loads(runs[3].stdout)["checks"] if c["kind"] == "ledger"]
+    assert ledger["status"] == "ok"
+    assert ledger["detail"].startswith(f"postgresql://***@/{database}?host={socket_dir}: ")
+    pieces = [password, "Kx7q", "Vb9", "wQ#z", "Zt4m", "%2F", "Kx7q%40"]
+    assert [p for p in pieces if p in text] == []
+
+
+def test_password_like_query_parameters_never_print(tmp_path: Path, pg_url: str,
+                                                    run_cli) -> None:
+    url = f"{pg_url}&password=qpw%40secret1&sslpassword=sslpw-secret3"
+    runs, text = run_all(run_cli, config_with(tmp_path, url), {})
+    assert runs[0].returncode == 0, runs[0].stderr[-2000:]
+    for piece in ("qpw%40secret1", "qpw@secret1", "secret1", "sslpw-secret3"):
+        assert piece not in text
+
+
+@pytest.mark.parametrize("url,commands", [
+    ("postgresql://u:topsecret-pw1@127.0.0.1:1/db", [("export",), ("ledger", "show")]),
+    ("postgresql://u:topsecret-pw2@/db?host=/nonexistent-dir", [("ledger", "rebuild")]),
+])
+def test_an_unusable_database_at_start_is_one_line_and_exit_2(tmp_path: Path, run_cli, url,
+                                                              commands) -> None:
+    path = config_with(tmp_path, url)
+    for args in commands:
+        out = run_cli(*args, "-c", str(path))
+        assert out.returncode == 2, (args, out.returncode, out.stderr)
+        [line] = out.stderr.strip().splitlines()
+        assert line.startswith("error: ledger postgresql://***@") and "cannot be opened" in line
+        assert "topsecret" not in out.stdout + out.stderr
+
+
+def test_a_missing_database_at_start_is_exit_2(tmp_path: Path, pg_url: str, run_cli) -> None:
+    url = pg_url.replace(pg_url.split("?")[0].rsplit("/", 1)[1], "no_such_db_x")
+    out = run_cli("export", "-c", str(config_with(tmp_path, url)))
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert 'database "no_such_db_x" does not exist' in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

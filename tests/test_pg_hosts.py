@@ -6,10 +6,14 @@ past its lease) records nothing once another took its run over, and exits 4."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +25,9 @@ import psycopg
 import pytest
 
 from logarchive.batching import event_id
-from logarchive.status import ExitCode
+from logarchive.results import ExportSummary, RunResult
+from logarchive.runs import RunRef
+from logarchive.status import ExitCode, RunStatus
 from logarchive_datadog.testing import API_KEY, IntakeReceiver
 from logarchive_splunk.testing import TOKEN, HecReceiver
 from logarchive_testsupport.processes import (
@@ -203,3 +209,133 @@ def test_a_paused_owner_records_no_second_delivery(tmp_path: Path, pg_url: str,
         twice = len(duplicated(receiver, logs))
         assert twice <= MAX_IN_FLIGHT * BATCH
         record(f"{name}: {twice} events twice (bound {MAX_IN_FLIGHT * BATCH})")
+
+
+class CuttableProxy:
+    """127.0.0.1:port forwarded to the server's Unix socket, cut for good (listener closed,
+    every connection dropped) when the clients have sent ``marker`` ``after`` times: the
+    database gone mid-export, at a chosen point."""
+
+    def __init__(self, socket_path: str, marker: bytes, after: int) -> None:
+        self.socket_path, self.marker, self.left = socket_path, marker, after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.cut.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.socket_path)
+            self.sockets += [client, server]
+            for a, b, sniff in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, sniff), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, sniff: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if sniff and self.marker in data:
+                    self.left -= 1
+                    if self.left == 0:
+                        self.close()
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.cut.set()
+        self.listener.close()
+        for each in self.sockets:
+            with contextlib.suppress(OSError):
+                each.shutdown(socket.SHUT_RDWR)
+            each.close()
+
+
+def test_a_database_gone_mid_export_stops_it_fast_with_the_summary(
+        tmp_path: Path, pg_url: str) -> None:
+    """Before: every ledger call waited 60 s for the pool (4 min in all), then one error line
+    and no summary. The proxy is cut when the export claims its second run (workers = 1)."""
+    make_logs(tmp_path / "logs", runs=3, lines_per_run=10)
+    database, query = pg_url.split("?")[0].rsplit("/", 1)[1], pg_url.split("?")[1]
+    socket_dir = dict(p.split("=", 1) for p in query.split("&"))["host"]
+    port = dict(p.split("=", 1) for p in query.split("&")).get("port", "5432")
+    proxy = CuttableProxy(f"{socket_dir}/.s.PGSQL.{port}", b"INSERT INTO claims", after=2)
+    sinks = {"archive": {"type": "fs", "url": str(tmp_path / "archive"),
+                         "path": "{model_id}/{run_id}.{ext}"}}
+    path = write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs", sinks,
+                        workers=1)
+    url = f"postgresql://postgres:pw@127.0.0.1:{proxy.port}/{database}"
+    path.write_text(path.read_text().replace(
+        "[logarchive]\n", f"[logarchive]\nledger = {json.dumps(url)}\n", 1))
+    try:
+        result = subprocess.run([EXE, "export", "-c", str(path)], capture_output=True,
+                                text=True, timeout=100)  # was 241 s
+    finally:
+        proxy.close()
+    assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
+    assert exported(result.stdout) == 1 and "failed 2" in result.stdout
+    place = f"ledger postgresql://***@127.0.0.1:{proxy.port}/{database}"
+    failed = [line for line in result.stdout.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 2 and all(place in line for line in failed), result.stdout
+    assert any("not started, the ledger stopped answering: " in line for line in failed)
+    assert "Traceback" not in result.stderr and "psycopg.pool" not in result.stderr
+
+
+def test_a_stuck_object_lock_fails_the_run_at_that_sink_and_says_so(
+        tmp_path: Path, pg_url: str) -> None:
+    """A paused or cut-off writer's session keeps the object's advisory lock: the export that
+    took its run over waited for it without a word, for hours after a split. Now it says it
+    waits, gives up after 3 x lease_seconds, and the next export delivers."""
+    logs = make_logs(tmp_path / "logs", runs=1, lines_per_run=10)
+    sinks = {"archive": {"type": "fs", "url": str(tmp_path / "archive"),
+                         "path": "{model_id}/{run_id}.{ext}"}}
+    path = write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs", sinks)
+    path.write_text(path.read_text().replace(
+        "[logarchive]\n", f"[logarchive]\nledger = {json.dumps(pg_url)}\nlease_seconds = 1\n",
+        1))
+    [name] = logs
+    key = int.from_bytes(hashlib.sha256(f"archive\0m/{name}.txt".encode()).digest()[:4], "big",
+                         signed=True)
+    with psycopg.connect(pg_url) as holder:  # the stuck writer, inside its transaction
+        holder.execute("SELECT pg_advisory_xact_lock(%s::int4, %s::int4)",
+                       (int.from_bytes(b"loga", "big"), key))
+        stuck = run_export(path)
+    assert stuck.returncode == ExitCode.FAILED, stuck.stdout + stuck.stderr
+    assert "object_lock_wait" in stuck.stderr
+    assert "held this object's lock for 3 s" in stuck.stdout + stuck.stderr
+    after = run_export(path)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
+
+
+def test_a_run_that_failed_outranks_a_lease_lost_in_the_exit_status() -> None:
+    """Exit 4 says "another export delivered it": wrong when a run of this export failed."""
+    def result(run_id: str, status: RunStatus) -> RunResult:
+        return RunResult("logs", RunRef("logs", {"run_id": run_id}), status)
+
+    lost = ExportSummary(results=[result("a", RunStatus.LEASE_LOST),
+                                  result("b", RunStatus.EXPORTED)])
+    assert lost.exit_code == ExitCode.LEASE_LOST
+    both = ExportSummary(results=[result("a", RunStatus.LEASE_LOST),
+                                  result("b", RunStatus.FAILED)])
+    assert both.exit_code == ExitCode.FAILED
+    deferred = ExportSummary(results=[result("a", RunStatus.LEASE_LOST),
+                                      result("b", RunStatus.DEFERRED)])
+    assert deferred.exit_code == ExitCode.FAILED
+
+
+def test_a_new_postgresql_ledger_warns_about_the_database_not_state_dir(
+        tmp_path: Path, pg_url: str, receivers: dict[str, Any]) -> None:
+    make_logs(tmp_path / "logs", runs=1, lines_per_run=5)
+    path = host(tmp_path, "a", pg_url, receivers)
+    result = run_export(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert "new ledger at postgresql://***@/" in warning
+    assert "if the ledger's database was lost" in warning and "state directory" not in warning

@@ -24,7 +24,7 @@ from logarchive.errors import ConfigError
 from logarchive.plugins import PluginType, Registry, default_registry
 from logarchive.parse import DEFAULT as DEFAULT_PARSE, ParseSettings, zone_of
 from logarchive.paths import PATH_BUILTINS
-from logarchive.secrets import LedgerUrl, register_secret
+from logarchive.secrets import LedgerUrl, encode_in_url, register_secret
 from logarchive.serve.settings import ServeConfig
 from logarchive.templates import template_fields
 
@@ -529,6 +529,8 @@ def _data_loc(loc: tuple[Any, ...], data: Any, *, keep_last: bool) -> tuple[Any,
     return tuple(out)
 
 
+_URL_KEYS = {("logarchive", "ledger")}
+"""Keys whose value is a URL: what ``${...}`` puts in its userinfo or query is percent-encoded."""
 _VAR = re.compile(r"\$(\$|\{([^}]*)\})")
 _EXPR = re.compile(r"^(?:file:(?P<file>.+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
                    r"(?:(?P<colon>:?)(?P<op>[-?])(?P<arg>.*))?)$", re.DOTALL)
@@ -559,6 +561,9 @@ class Interpolation:
             return [self.apply(v, (*key, i)) for i, v in enumerate(value)]
         if not isinstance(value, str) or "$" not in value:
             return value
+        if key in _URL_KEYS:  # a password with '/' or '@' must stay the password
+            return _VAR.sub(lambda match: encode_in_url(
+                value, match.start(), match.end(), self._substitute(match, key)), value)
         return _VAR.sub(lambda match: self._substitute(match, key), value)
 
     def is_interpolated(self, loc: tuple[Any, ...]) -> bool:

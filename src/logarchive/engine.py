@@ -116,10 +116,11 @@ def _warn_new_ledger(config: Config, selected: list[PipelineConfig], ledger: Led
                            if config.sinks[name].plugin.kind == "records"})
     if not (ledger.created and record_sinks):
         return
+    lost = "the state directory" if config.settings.ledger is None else "the ledger's database"
     summary.warnings.append(
         f"new ledger at {ledger.where or config.state_dir}: every run the sources "
         f"list will be delivered to {', '.join(record_sinks)}, including runs delivered "
-        "before; if the state directory was lost, stop and restore it (or run `logarchive "
+        f"before; if {lost} was lost, stop and restore it (or run `logarchive "
         "ledger rebuild` for archives, and export with --since to limit re-delivery)"
     )
     log.warning("ledger_new", sinks=record_sinks, detail=summary.warnings[-1])

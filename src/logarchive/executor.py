@@ -42,7 +42,7 @@ from logarchive.base import ByteSink, ByteSinkConfig
 from logarchive.config import Config, parse_config
 from logarchive.delivery import export_run
 from logarchive.errors import ConfigError, LedgerError
-from logarchive.ledger import Ledger, open_ledger
+from logarchive.ledger import Ledger, LedgerUnreachable, open_ledger
 from logarchive.pipeline import Pipeline, instantiate, open_sink
 from logarchive.results import Progress, RunResult
 from logarchive.runs import RunRef
@@ -77,13 +77,14 @@ class Batch:
     stop: threading.Event
     progress: Progress
     dead_sources: dict[str, str | None] = field(default_factory=dict)
+    ledger_down: str | None = None  # the ledger's database stopped answering: no run starts
 
     def refused(self, pipe: Pipeline, run: RunRef) -> RunResult | None:
         """The result of a run not started: the export is stopping, or its source failed for
         good in this export (an invalid token...)."""
         if self.stop.is_set():
             return RunResult(pipe.config.name, run, RunStatus.INTERRUPTED, error="export stopped")
-        dead = self.dead_sources.get(pipe.config.name)
+        dead = self.dead_sources.get(pipe.config.name) or self.ledger_down
         if dead:
             return RunResult(pipe.config.name, run, RunStatus.FAILED, error=dead)
         return None
@@ -92,6 +93,14 @@ class Batch:
         """Note a run's result: a source fatal error refuses the source's other runs."""
         if result.fatal:
             self.dead_sources.setdefault(result.pipeline, result.error)
+
+    def ledger_gone(self, pipe: Pipeline, run: RunRef, exc: LedgerUnreachable) -> RunResult:
+        """A run stopped by a ledger database that stopped answering: no other run starts
+        (each is reported failed), the summary says what was exported."""
+        if self.ledger_down is None:
+            self.ledger_down = f"not started, the ledger stopped answering: {exc}"
+            log.error("ledger_unreachable", error=str(exc), detail="no other run starts")
+        return RunResult(pipe.config.name, run, RunStatus.FAILED, error=str(exc))
 
     def start_progress(self) -> None:
         hints = [run.size_hint for _, run, _ in self.jobs]
@@ -133,9 +142,13 @@ class ThreadExecutor(Executor):
                 refused = batch.refused(pipe, run)
             if refused:
                 return refused
-            result = export_run(pipe, run, sinks, ledger=batch.ledger,
-                                state_dir=batch.config.state_dir, force=batch.force,
-                                stop=batch.stop, progress=batch.progress)
+            try:
+                result = export_run(pipe, run, sinks, ledger=batch.ledger,
+                                    state_dir=batch.config.state_dir, force=batch.force,
+                                    stop=batch.stop, progress=batch.progress)
+            except LedgerUnreachable as exc:  # start no other run; the summary says the rest
+                with lock:
+                    return batch.ledger_gone(pipe, run, exc)
             with lock:
                 batch.finished(result)
             return result

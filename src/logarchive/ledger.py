@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from logarchive.errors import ConfigError, LedgerError, StateDirFull, StateDirUnusable
 from logarchive.runs import iso
-from logarchive.secrets import redact
-from logarchive.status import RunStatus
+from logarchive.secrets import database_place, redact
+from logarchive.status import ExitCode, RunStatus
 
 if TYPE_CHECKING:
     from logarchive.config import Config
@@ -332,6 +332,18 @@ class _FileClaim(Claim):
         self._lock.release()
 
 
+class LedgerUnusable(LedgerError):
+    """The ledger's database cannot be used at all when the export starts (unknown host, wrong
+    password, no such database): nothing was done, exit status 2."""
+
+    exit_code: int = ExitCode.USAGE
+
+
+class LedgerUnreachable(LedgerError):
+    """The ledger's database stopped answering during the export: no other run starts, the
+    summary says what was exported (exit status 1)."""
+
+
 def open_ledger(config: Config) -> Ledger:
     """The ledger ``config`` names: PostgreSQL for a ``ledger`` URL, else SQLite in
     ``state_dir``; created (or migrated) if need be."""
@@ -358,7 +370,7 @@ def ledger_place(config: Config) -> str:
     """Where ``config``'s ledger is, for messages: its database URL without credentials, or
     its state_dir."""
     url = config.settings.ledger
-    return str(config.state_dir) if url is None else redact(url.get_secret_value())
+    return str(config.state_dir) if url is None else database_place(url.get_secret_value())
 
 
 def _postgres() -> Any:

@@ -17,15 +17,18 @@ lease, on the database's clock (the hosts' clocks play no part):
   taken it over, nothing is written and the run stops with :class:`~logarchive.errors.LeaseLost`.
   A lease that ran out but was not taken over is still held: the row lock makes the check and
   the write one step, so a claimant waits for the write and then finds the lease renewed;
-- object names are serialised with transaction-scoped advisory locks.
+- object names are serialised with transaction-scoped advisory locks, tried every half second;
+  one held for three leases belongs to a stuck writer: the run fails at that sink (next export).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -36,13 +39,17 @@ from typing import Any
 import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from logarchive.errors import LeaseLost, LedgerError
-from logarchive.ledger import SCHEMA_VERSION, Claim, SQLLedger
-from logarchive.secrets import redact
+from logarchive.errors import LeaseLost, LedgerError, LogarchiveError
+from logarchive.ledger import (
+    SCHEMA_VERSION, Claim, LedgerUnreachable, LedgerUnusable, SQLLedger,
+)
+from logarchive.secrets import database_place
 
 log = structlog.get_logger("logarchive")
+if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # shown with -vv only: the
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # ledger's errors say it all
 
 _TABLES = """
 CREATE SCHEMA IF NOT EXISTS logarchive;
@@ -88,6 +95,13 @@ MIGRATIONS: dict[int, str] = {
 """``{version: SQL}``: what brings a ledger at ``version - 1`` to ``version`` (the same steps as
 the SQLite ledger's, so both backends share :data:`~logarchive.ledger.SCHEMA_VERSION`)."""
 
+CONNECT_TIMEOUT = 5
+"""Seconds to connect (libpq's ``connect_timeout``; a ``connect_timeout`` in the URL wins)."""
+POOL_TIMEOUT = 5
+"""Seconds to wait for a pooled connection before checking whether the database answers."""
+LOCK_WAIT = 0.5
+"""Seconds between two tries of a busy object lock."""
+
 _SCHEMA_LOCK = int.from_bytes(b"logarchv", "big")  # advisory lock held while creating/migrating
 _OBJECT_LOCKS = int.from_bytes(b"loga", "big")      # first key of every object lock
 
@@ -123,9 +137,9 @@ class Database:
     claimed views of it (:class:`ClaimedLedger`)."""
 
     def __init__(self, url: str, lease_seconds: int) -> None:
-        self.where = redact(url)
+        self.where = database_place(url)
         self.lease = timedelta(seconds=lease_seconds)
-        params = {"application_name": "logarchive", "connect_timeout": 10}
+        params = {"application_name": "logarchive", "connect_timeout": CONNECT_TIMEOUT}
         try:
             params.update(conninfo_to_dict(url))
         except psycopg.ProgrammingError as exc:
@@ -136,6 +150,7 @@ class Database:
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.renewer: threading.Thread | None = None
+        self.down: str | None = None  # why the database stopped answering (then fail fast)
 
     def prepare(self, create: bool) -> bool | None:
         """Create or migrate the schema under an advisory lock (exports starting at once
@@ -153,7 +168,10 @@ class Database:
                 self._migrate(conn, exists)
                 return not exists
         except psycopg.Error as exc:
-            raise LedgerError(f"ledger {self.where} cannot be opened: {_one_line(exc)}") from None
+            raise self.unusable(exc) from None
+
+    def unusable(self, exc: BaseException) -> LedgerUnusable:
+        return LedgerUnusable(f"ledger {self.where} cannot be opened: {_one_line(exc)}")
 
     def _migrate(self, conn: psycopg.Connection[Any], existed: bool) -> None:
         row = conn.execute("SELECT value FROM logarchive.meta WHERE key = 'schema'").fetchone()
@@ -171,23 +189,47 @@ class Database:
     def open_pool(self) -> None:
         self.pool = ConnectionPool(self.conninfo, min_size=1, max_size=16, open=False,
                                    configure=_configure, check=ConnectionPool.check_connection,
-                                   name="logarchive-ledger", timeout=60)
+                                   name="logarchive-ledger", timeout=POOL_TIMEOUT)
         try:
             self.pool.open(wait=True, timeout=30)
         except psycopg.Error as exc:
             self.pool.close()
-            raise LedgerError(f"ledger {self.where} cannot be opened: {_one_line(exc)}") from None
+            raise self.unusable(exc) from None
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in a transaction, committed at the end of the block (rolled
         back if it raises); database errors become :class:`LedgerError`."""
         assert self.pool is not None
+        if self.down is not None:
+            raise LedgerUnreachable(f"ledger {self.where}: {what} not tried: {self.down}")
         try:
-            with self.pool.connection() as conn:
+            with self._connection() as conn:
                 yield conn
         except psycopg.Error as exc:
-            raise LedgerError(f"ledger {self.where}: {what} failed: {_one_line(exc)}") from None
+            message = f"ledger {self.where}: {what} failed: {_one_line(exc)}"
+            if not _unreachable(exc):
+                raise LedgerError(message) from None
+            self.down = f"the database stopped answering ({_one_line(exc)})"
+            raise LedgerUnreachable(message) from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction; waiting longer than :data:`POOL_TIMEOUT` for
+        one is a failure only when the database refuses a new connection too (16 busy is not)."""
+        assert self.pool is not None
+        while True:
+            try:
+                conn = self.pool.getconn()
+                break
+            except PoolTimeout:
+                with psycopg.connect(self.conninfo):  # raises when the database is gone
+                    pass
+        try:
+            with conn:  # commits, or rolls back if the block raises (a pooled one stays open)
+                yield conn
+        finally:
+            self.pool.putconn(conn)
 
     def track(self, claim: PgClaim) -> None:
         with self.lock:
@@ -230,10 +272,28 @@ class Database:
 
     @contextmanager
     def _advisory_lock(self, key: int) -> Iterator[None]:
-        with self.transaction("object lock") as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s::int4, %s::int4)",
-                         (_OBJECT_LOCKS, key))
-            yield
+        """The object's advisory lock, tried every :data:`LOCK_WAIT` seconds (each wait
+        logged); after three leases the writer holding it is stuck (paused, cut off: a live
+        one keeps its lease): the run fails at this sink and the next export tries again."""
+        give_up = 3 * self.lease.total_seconds()
+        waited = 0.0
+        while True:
+            with self.transaction("object lock") as conn:
+                taken = conn.execute("SELECT pg_try_advisory_xact_lock(%s::int4, %s::int4)",
+                                     (_OBJECT_LOCKS, key)).fetchone()
+                if taken is not None and taken[0]:
+                    yield
+                    return
+            if waited >= give_up or self.closed.is_set():
+                raise LogarchiveError(
+                    f"another export has held this object's lock for {waited:.0f} s (3 x "
+                    "lease_seconds) without finishing: it is paused or cut off from the "
+                    "database; the next export tries again")
+            if waited % 30 == 0:  # at the first wait, then every 30 s
+                log.warning("object_lock_wait", waited=waited, give_up_after=give_up,
+                            detail="another export writes the same object; waiting for it")
+            time.sleep(LOCK_WAIT)
+            waited += LOCK_WAIT
 
     def close(self) -> None:
         self.closed.set()
@@ -335,6 +395,15 @@ class ClaimedLedger(PostgresLedger):
 
     def close(self) -> None:
         """The database belongs to the ledger this view came from: it closes it."""
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the database is gone (no connection, connection lost, shutting
+    down) rather than refusing one statement."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None or exc.sqlstate[:2] in ("08", "57"))
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

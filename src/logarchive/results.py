@@ -82,14 +82,14 @@ class ExportSummary:
     @property
     def exit_code(self) -> int:
         """OK when everything was delivered or there was nothing to do, FAILED when some runs
-        failed or were deferred (a sink given up), LEASE_LOST when another export took a run
-        over, 128 + the signal number when a signal stopped the export."""
+        failed or were deferred (a sink given up), else LEASE_LOST when another export took a
+        run over, 128 + the signal number when a signal stopped the export."""
         if self.interrupted_by is not None:
             return ExitCode.for_signal(self.interrupted_by)
-        if self.count(RunStatus.LEASE_LOST):
-            return ExitCode.LEASE_LOST
         undelivered = self.failed or self.count(RunStatus.DEFERRED)
-        return ExitCode.FAILED if (undelivered or self.errors) else ExitCode.OK
+        if undelivered or self.errors:  # a run that really failed outranks one taken over
+            return ExitCode.FAILED
+        return ExitCode.LEASE_LOST if self.count(RunStatus.LEASE_LOST) else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,7 @@ import logging
 import re
 import threading
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, SecretStr
 
@@ -201,22 +201,68 @@ Secret = Annotated[SecretStr, AfterValidator(_register)]
 """A config value that never prints (``**********``) and is redacted from every output."""
 
 
+_URL_USERINFO_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*$")
+_URL_QUERY_PREFIX = re.compile(r"\?(?:[^#]*&)?[A-Za-z0-9_.-]+=$")
+
+
+def encode_in_url(template: str, start: int, end: int, value: str) -> str:
+    """``value`` substituted for ``template[start:end]`` (a ``${...}``) in a URL: percent-encoded
+    when it lands in the userinfo or in a query parameter's value, so a ``/``, ``@``, ``#``, ``:``
+    or ``&`` in a password stays part of the password (libpq decodes it); as is elsewhere (a
+    whole URL from the environment)."""
+    before = template[:start]
+    in_userinfo = _URL_USERINFO_PREFIX.match(before) and "@" in template[end:].split("/")[0]
+    in_query = _URL_QUERY_PREFIX.search(before)
+    return quote(value, safe="") if in_userinfo or in_query else value
+
+
+def _is_secret_param(key: str) -> bool:
+    key = key.lower()
+    return key in SENSITIVE_QUERY_KEYS or any(
+        word in key for word in ("password", "secret", "token"))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets of a database URL: its userinfo password and every password-like query
+    parameter (``password``, ``sslpassword``, ...), as written and decoded."""
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    for pair in parts.query.split("&"):
+        key, _, raw = pair.partition("=")
+        if raw and _is_secret_param(unquote(key)):
+            found.append(raw)
+    return [spelling for value in found
+            for spelling in dict.fromkeys((value, unquote(value), unquote_plus(value)))]
+
+
+def database_place(url: str) -> str:
+    """A database URL safe to show: ``scheme://***@host:port/database`` (a socket directory
+    given as ``?host=`` is kept as that parameter); no user, password or other parameter."""
+    try:
+        parts = urlsplit(url)
+        hosts = [v for k, v in parse_qsl(parts.query) if k in ("host", "hostaddr")]
+    except ValueError:
+        return f"{url.partition(':')[0]}://{MASK}"
+    place = f"{parts.scheme}://{MASK}@{parts.netloc.rpartition('@')[2]}{parts.path}"
+    if hosts and "/" in hosts[0]:
+        place += f"?host={hosts[0]}"
+    return place
+
+
 def _register_url_credentials(value: SecretStr) -> SecretStr:
     """A database URL: ``postgresql://`` (or ``postgres://``); its password (in the userinfo or
-    a ``password`` parameter) is registered, so the URL can be shown with :func:`redact`."""
+    a password-like parameter) is registered, so no output shows it."""
     url = value.get_secret_value()
     try:
         parts = urlsplit(url)
-        secrets = [parts.password] + [v for k, v in parse_qsl(parts.query)
-                                      if k.lower() in SENSITIVE_QUERY_KEYS]
+        secrets = url_secrets(url)
     except ValueError:
         parts, secrets = None, []
     if parts is None or parts.scheme not in ("postgresql", "postgres"):
         raise ValueError("expected a postgresql:// URL (postgresql://USER:${PASSWORD}@HOST/"
                          "DATABASE), or no ledger key for the SQLite ledger in state_dir")
     for secret in secrets:
-        if secret:
-            register_secret(secret)
+        register_secret(secret)
     return value
 
 

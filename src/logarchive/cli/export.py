@@ -145,6 +145,8 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
                          force=force, workers=workers, stop=stop,
                          progress=RichProgress() if on_terminal else None)
     except (LedgerError, OSError) as exc:  # out of space or inodes: one error, its exit code
+        if isinstance(exc, LedgerError) and config.settings.ledger is not None:
+            raise  # the PostgreSQL ledger's errors are the database's, not state_dir's
         raise state_dir_full(config.state_dir, exc) or exc
     with printing_may_stop():  # `logarchive export | head -1`: the delivery's status all the same
         if as_json:
