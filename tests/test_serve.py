@@ -354,6 +354,19 @@ def wait_for(check: Any, timeout: float = 30) -> bool:
 
 # --- authentication and secrets -------------------------------------------------------------------
 
+def test_logout_ends_the_session_on_the_server(serve: Any) -> None:
+    """A session cookie copied before logout is refused after it (found by a hostile review:
+    logout only deleted the browser's cookie)."""
+    with httpx.Client(base_url=serve.url, timeout=30) as browser:
+        stolen = browser.post("/login", data={"token": SERVE_TOKEN}).cookies["session"]
+        assert browser.get("/api/facets", cookies={"session": stolen}).status_code == 200
+        browser.post("/logout", cookies={"session": stolen})
+        browser.cookies.clear()
+        assert browser.get("/api/facets", cookies={"session": stolen}).status_code == 401
+        fresh = browser.post("/login", data={"token": SERVE_TOKEN}).cookies["session"]
+        assert browser.get("/api/facets", cookies={"session": fresh}).status_code == 200
+
+
 def test_browser_login_sets_a_strict_httponly_session(serve: Any) -> None:
     with httpx.Client(base_url=serve.url) as browser:
         assert browser.get("/").status_code == 303

@@ -38,6 +38,7 @@ class Authenticator:
                                    ).digest()
         self.session_seconds = session_seconds
         self._clock = clock
+        self._revoked: dict[str, int] = {}  # signed payload -> its expiry (logged out)
 
     def token_ok(self, presented: str) -> bool:
         """Whether ``presented`` is a configured token; every token is compared, in constant
@@ -59,7 +60,16 @@ class Authenticator:
         if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return False
         expiry = payload.partition(".")[0]
-        return expiry.isdigit() and int(expiry) > self._clock()
+        return expiry.isdigit() and int(expiry) > self._clock() and payload not in self._revoked
+
+    def revoke(self, value: str) -> None:
+        """Logout: this session is refused from now on (kept in memory until it would have
+        expired anyway; a restart forgets it, rotating the tokens ends every session)."""
+        if self.session_ok(value):
+            now = self._clock()
+            self._revoked = {p: e for p, e in self._revoked.items() if e > now}
+            payload = value[len(_SESSION_PREFIX):].rpartition(".")[0]
+            self._revoked[payload] = int(payload.partition(".")[0])
 
     def _sign(self, payload: str) -> str:
         return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()

@@ -55,6 +55,7 @@ def routes(served: Any) -> list[Route]:
         return response
 
     async def logout(request: Request) -> Response:
+        served.auth.revoke(request.cookies.get(SESSION_COOKIE, ""))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
