@@ -8,7 +8,7 @@ import re
 
 from rich.console import Console
 
-from logarchive.cli.export import RichProgress
+from logarchive.cli.progress import RichProgress
 from logarchive.results import RunResult
 from logarchive.runs import RunRef
 from logarchive.status import RunStatus

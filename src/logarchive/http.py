@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from logarchive.errors import SourceError
+from logarchive.lazyimport import rich_hidden
 from logarchive.retry import (
     RetryOptions, Retryable, call_with_retries, parse_retry_after, retrying,
 )
@@ -41,6 +41,9 @@ from logarchive.secrets import (
 )
 from logarchive.sourcestream import Declared, SourceStream
 from logarchive.version import __version__
+
+with rich_hidden():  # not httpx's command-line client (rich, pygments)
+    import httpx
 
 USER_AGENT = f"logarchive/{__version__}"
 

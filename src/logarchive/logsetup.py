@@ -11,9 +11,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-import structlog
 
+from logarchive.lazyimport import rich_hidden
 from logarchive.secrets import RedactFilter, redact, redact_value
+
+with rich_hidden():
+    import structlog
 
 
 def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:

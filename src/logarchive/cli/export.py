@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import sys
-import threading
 from datetime import datetime
-from typing import Any
 
 import click
-from rich.console import Console
-from rich.filesize import decimal
-from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn, TextColumn, TimeElapsedColumn,
-)
-from rich.text import Text
 
 from logarchive import metrics
 from logarchive.api import as_since
@@ -24,7 +16,7 @@ from logarchive.cli.common import (
 from logarchive.engine import export
 from logarchive.errors import ConfigError, LedgerError
 from logarchive.ledger import state_dir_full
-from logarchive.results import ExportSummary, Progress, RunResult
+from logarchive.results import ExportSummary
 from logarchive.status import ExitCode, RunStatus
 
 
@@ -37,55 +29,6 @@ def parse_since(ctx: click.Context, param: click.Parameter, value: str | None
         return as_since(value)
     except ConfigError as exc:
         raise click.BadParameter(str(exc).removeprefix("since: ")) from None
-
-
-class RichProgress(Progress):
-    """A rich progress bar on a terminal (stderr): runs done of total, bytes (of the total when
-    the sources know their runs' sizes) and the byte rate."""
-
-    def __init__(self, console: Any = None) -> None:
-        self._bar = Bar(
-            TextColumn("[progress.description]{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("runs"), _BytesColumn(), TimeElapsedColumn(),
-            transient=True, console=console or Console(stderr=True),
-        )
-        self._task: Any = None
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def start(self, total_runs: int, total_bytes: int | None = None) -> None:
-        if total_runs:
-            self._bar.start()
-            self._task = self._bar.add_task("exporting", total=total_runs, bytes=0,
-                                            total_bytes=total_bytes)
-
-    def advance(self, nbytes: int) -> None:
-        if self._task is not None:
-            with self._lock:
-                self._bytes += nbytes
-                self._bar.update(self._task, bytes=self._bytes)
-
-    def run_done(self, result: RunResult) -> None:
-        if self._task is not None:
-            self._bar.advance(self._task)
-
-    def refresh(self) -> None:
-        self._bar.refresh()
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._bar.stop()
-
-
-class _BytesColumn(ProgressColumn):
-    """``1.5 MB / 3.0 MB  750.0 kB/s``: bytes read (of the known total) and the rate."""
-
-    def render(self, task: Any) -> Text:
-        done, total = task.fields.get("bytes", 0), task.fields.get("total_bytes")
-        elapsed = task.elapsed or 0
-        rate = f"{decimal(int(done / elapsed))}/s" if elapsed > 0 else "?/s"
-        text = decimal(done) + (f" / {decimal(total)}" if total else "")
-        return Text(f"{text}  {rate}", style="progress.download")
 
 
 def print_summary(summary: ExportSummary, dry_run: bool) -> None:
@@ -139,11 +82,14 @@ def export_cmd(state: State, pipeline: str | None, runs: tuple[str, ...], since:
         metrics.require_client()
     stop = StopEvent()
     install_signal_handlers(stop)
-    on_terminal = sys.stderr.isatty() and not as_json and state.verbosity >= 0
+    progress = None
+    if sys.stderr.isatty() and not as_json and state.verbosity >= 0:
+        from logarchive.cli.progress import RichProgress  # rich: only on a terminal
+        progress = RichProgress()
     try:
         summary = export(config, pipeline, runs=runs, since=since, dry_run=dry_run,
                          force=force, workers=workers, stop=stop,
-                         progress=RichProgress() if on_terminal else None)
+                         progress=progress)
     except (LedgerError, OSError) as exc:  # out of space or inodes: one error, its exit code
         if isinstance(exc, LedgerError) and config.settings.ledger is not None:
             raise  # the PostgreSQL ledger's errors are the database's, not state_dir's
