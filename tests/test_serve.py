@@ -322,6 +322,24 @@ def test_a_run_manifest_and_its_log_in_every_format(client: httpx.Client, archiv
     assert set(chart["levels"]) == {"info", "warning", "error"}
 
 
+def test_a_backtracking_pattern_is_answered_not_hung(client: httpx.Client) -> None:
+    """A client's regular expression runs with a time limit (found by a hostile review: with
+    Python's re this pattern kept a server thread busy for ever on an ordinary line)."""
+    run = client.get("/api/runs", params={"f.run_id": "run-1"}).json()["runs"][0]
+    for q, status in ((r"(\S*\s?)*!", 200), (r"(a+)+$", 200), ("(unclosed", 400)):
+        answer = client.get(f"/api/runs/{run['id']}/lines", params={"q": q})
+        assert answer.status_code == status, (q, answer.text)
+    assert "not a regular expression" in answer.json()["message"]
+
+
+def test_a_pattern_past_its_budget_is_refused() -> None:
+    from logarchive.patterns import BoundedPattern, PatternTooSlow
+
+    assert BoundedPattern("loss", budget=5).search("step 1 loss=0.5")
+    with pytest.raises(PatternTooSlow, match="takes too long"):
+        BoundedPattern("loss", budget=0).search("step 1 loss=0.5")
+
+
 def test_only_runs_in_manifests_are_reachable(client: httpx.Client, archive: Path) -> None:
     orphan = archive.parent / "archive" / "training" / "orphan.txt"
     orphan.write_bytes(b"not described by any manifest\n")

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from logarchive.codec import timestamp_to_epoch
+from logarchive.patterns import BoundedPattern, PatternTooSlow
 from logarchive.serve.index import SORTS, RunQuery, RunRow
 from logarchive.serve.logs import RENDERINGS, IntegrityError, records
 
@@ -113,13 +114,14 @@ def lines_page(served: Any, row: RunRow, params: QueryParams) -> dict[str, Any]:
     return {"lines": out, "more": more, "after": out[-1]["seq"] if out else after}
 
 
-def _pattern(text: str | None) -> re.Pattern[str] | None:
+def _pattern(text: str | None) -> BoundedPattern | None:
+    """The client's ``q``, matched with a time limit (:mod:`logarchive.patterns`)."""
     if not text:
         return None
     try:
-        return re.compile(text, re.IGNORECASE)
-    except re.error as exc:
-        raise BadRequest(f"q={text!r} is not a regular expression: {exc}") from None
+        return BoundedPattern(text, ignore_case=True)
+    except ValueError as exc:
+        raise BadRequest(f"q: {exc}") from None
 
 
 def level_chart(served: Any, row: RunRow) -> dict[str, Any]:
@@ -198,7 +200,7 @@ def routes(served: Any) -> list[Route]:
                             served.still_there, row):
                         return json_error(404, "Not Found", "no such run in the archive")
                 result = await run_in_threadpool(work, request, row)
-            except BadRequest as exc:
+            except (BadRequest, PatternTooSlow) as exc:
                 return json_error(400, "Bad Request", str(exc))
             except IntegrityError as exc:
                 return json_error(500, "Integrity Error", str(exc))

@@ -31,6 +31,7 @@ def _templates() -> Jinja2Templates:
 
 
 def routes(served: Any) -> list[Route]:
+    from logarchive.patterns import PatternTooSlow
     from logarchive.serve.api import BadRequest, list_page, search_page
 
     templates = _templates()
@@ -65,7 +66,7 @@ def routes(served: Any) -> list[Route]:
         try:
             listing = await run_in_threadpool(list_page, served, params)
             error = None
-        except BadRequest as exc:
+        except (BadRequest, PatternTooSlow) as exc:
             listing, error = {"runs": [], "total": 0, "offset": 0, "limit": 50}, str(exc)
         facets = await run_in_threadpool(served.index.facets)
         field_name = next((k[2:] for k in params if k.startswith("f.")), "")
@@ -87,7 +88,7 @@ def routes(served: Any) -> list[Route]:
         if params.get("pattern"):
             try:
                 result = await run_in_threadpool(search_page, served, params)
-            except BadRequest as exc:
+            except (BadRequest, PatternTooSlow) as exc:
                 error = str(exc)
         facets = await run_in_threadpool(served.index.facets)
         return page(request, "search.html", 400 if error else 200, result=result, error=error,
