@@ -129,3 +129,50 @@ def test_memory_stays_flat_while_a_large_log_streams(world: Any) -> None:
     assert size > 10_000_000
     grown = peak_rss_kib(server.process.pid) - before
     assert grown < 5_000, f"the server's peak memory grew by {grown} KiB for {size} bytes"
+
+
+@pytest.fixture(scope="module")
+def columns(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Parquet archive of CLEAN (lines over max_line_bytes split in parts), served."""
+    pytest.importorskip("pyarrow")
+    root = tmp_path_factory.mktemp("columns")
+    (root / "logs" / "mdl-a").mkdir(parents=True)
+    (root / "logs" / "mdl-a" / "run-clean.log").write_bytes(CLEAN)
+    config = write_config(root / "c.toml", {
+        "logarchive": {"state_dir": str(root / "state")},
+        "serve": {"sink": "columns", "listen": "127.0.0.1:0", "tokens": [TOKEN]},
+        "sources": {"training": {"type": "files", "url": str(root / "logs"),
+                                 "fields": r"(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\.log$"}},
+        "sinks": {"columns": {"type": "fs", "url": str(root / "archive"), "format": "parquet",
+                              "max_line_bytes": 64, "path": "{model_id}/{run_id}.{ext}"}},
+    })
+    done = subprocess.run([EXE, "-q", "export", "-c", str(config)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with serving(config, {}) as server, httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60) as client:
+        yield client
+
+
+def test_a_parquet_archive_answers_txt_and_json_from_its_records(world: Any,
+                                                                 columns: httpx.Client) -> None:
+    root, _, _ = world
+    text = columns.get(DOWNLOAD.format("mdl-a"), params={"run_id": "run-clean"})
+    assert text.status_code == 200 and text.headers["content-type"] == "text/plain"
+    assert text.headers["x-logarchive-origin"] == "rebuilt-from-records"
+    assert text.content == CLEAN  # the parts of each long line joined again
+    as_json = columns.get(DOWNLOAD.format("mdl-a"), params={"run_id": "run-clean",
+                                                            "format": "json"})
+    assert as_json.headers["x-logarchive-origin"] == "converted-from-records"
+    stored = gzip.decompress((root / "archive/mdl-a/run-clean.ndjson.gz").read_bytes())
+    assert as_json.json() == [json.loads(line) for line in stored.splitlines()]
+
+
+def test_the_search_page_searches_a_parquet_archive(columns: httpx.Client) -> None:
+    run = columns.get("/api/runs").json()["runs"][0]
+    hits = columns.get("/api/search", params={"pattern": r"step 1[0-2]\d ",
+                                              "level": "warning"}).json()
+    assert [h["seq"] for h in hits["hits"]] == [i + 1 for i in range(100, 130) if i % 3 == 0]
+    assert {h["run"] for h in hits["hits"]} == {run["id"]}
+    assert hits["more"] is False
