@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +45,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         (root / "logs" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "logs" / name).write_bytes(data)
     os.utime(root / "logs" / "mdl-a/run-rough.log", (1_700_000_000, 1_700_000_000))
+    with exported_and_served(root, {"format": "ndjson", "compression": "gzip"}) as (server,
+                                                                                  client):
+        yield root, server, client
+
+
+@contextmanager
+def exported_and_served(root: Path, sink: dict[str, str]) -> Iterator[tuple[Any, httpx.Client]]:
+    """Export ``root/logs`` to an fs sink ``records`` (``sink``: its format, compression) with
+    ``max_line_bytes = 64``, then serve it: the server and an authenticated client."""
     config = write_config(root / "c.toml", {
         "logarchive": {"state_dir": str(root / "state")},
         "serve": {"sink": "records", "listen": "127.0.0.1:0", "tokens": [TOKEN]},
         "sources": {"training": {"type": "files", "url": str(root / "logs"),
                                  "fields": r"(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\.log$"}},
-        "sinks": {"records": {"type": "fs", "url": str(root / "archive"), "format": "ndjson",
-                              "compression": "gzip", "max_line_bytes": 64,
-                              "path": "{model_id}/{run_id}.{ext}"}},
+        "sinks": {"records": {"type": "fs", "url": str(root / "archive"), **sink,
+                              "max_line_bytes": 64, "path": "{model_id}/{run_id}.{ext}"}},
     })
     done = subprocess.run([EXE, "-q", "export", "-c", str(config)], capture_output=True,
                           text=True, timeout=300)
@@ -58,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with serving(config, {}) as server, httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=60) as client:
-        yield root, server, client
+        yield server, client
 
 
 def test_txt_is_rebuilt_from_the_records_and_says_so(world: Any) -> None:
@@ -138,20 +148,7 @@ def columns(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("columns")
     (root / "logs" / "mdl-a").mkdir(parents=True)
     (root / "logs" / "mdl-a" / "run-clean.log").write_bytes(CLEAN)
-    config = write_config(root / "c.toml", {
-        "logarchive": {"state_dir": str(root / "state")},
-        "serve": {"sink": "columns", "listen": "127.0.0.1:0", "tokens": [TOKEN]},
-        "sources": {"training": {"type": "files", "url": str(root / "logs"),
-                                 "fields": r"(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\.log$"}},
-        "sinks": {"columns": {"type": "fs", "url": str(root / "archive"), "format": "parquet",
-                              "max_line_bytes": 64, "path": "{model_id}/{run_id}.{ext}"}},
-    })
-    done = subprocess.run([EXE, "-q", "export", "-c", str(config)], capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    with serving(config, {}) as server, httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=60) as client:
+    with exported_and_served(root, {"format": "parquet"}) as (_, client):
         yield client
 
 
