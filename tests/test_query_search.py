@@ -41,7 +41,8 @@ def archive(tmp_path_factory):
         path.write_text("".join(_line(model, run, i) + "\n" for i in range(1, count + 1)))
     sinks = {"records": {"format": "ndjson", "compression": "gzip"},
              "zst": {"format": "ndjson", "compression": "zstd"},
-             "arrays": {"format": "json"}, "text": {"compression": "zstd"}}
+             "arrays": {"format": "json"}, "text": {"compression": "zstd"},
+             "columns": {"format": "parquet"}}
     lines = ["[logarchive]", f"state_dir = {json.dumps(str(root / 'state'))}", "",
              "[sources.logs]", 'type = "files"', f"url = {json.dumps(str(root / 'logs'))}",
              f"fields = {toml_value(FIELDS)}", ""]
@@ -111,7 +112,7 @@ def _hits(output: str) -> list[tuple[str, int]]:
     return [(line.split("\t")[0], int(line.split("\t")[1])) for line in output.splitlines()]
 
 
-@pytest.mark.parametrize("sink", ["records", "text"])
+@pytest.mark.parametrize("sink", ["records", "text", "columns"])
 def test_search_finds_the_lines_of_a_pattern_in_any_format(archive, sink):
     result = run("search", "-c", str(archive), "--sink", sink, r"NaN\s+loss")
     assert result.exit_code == 0, result.output

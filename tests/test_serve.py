@@ -422,6 +422,14 @@ def test_search_finds_lines_across_runs(client: httpx.Client) -> None:
     assert found == {("run-1", 13), ("run-2", 13), ("run-1", 15), ("run-2", 15)}
 
 
+@pytest.mark.parametrize("params, word", [({"pattern": "step ("}, "pattern"),
+                                          ({"pattern": "x", "level": "loud"}, "level")])
+def test_bad_search_parameters_are_400_naming_them(client: httpx.Client,
+                                                   params: dict[str, str], word: str) -> None:
+    answer = client.get("/api/search", params=params)
+    assert answer.status_code == 400 and answer.json()["message"].startswith(word + ": ")
+
+
 # --- the command ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("serve_table, says", [

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +45,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         (root / "logs" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "logs" / name).write_bytes(data)
     os.utime(root / "logs" / "mdl-a/run-rough.log", (1_700_000_000, 1_700_000_000))
+    with exported_and_served(root, {"format": "ndjson", "compression": "gzip"}) as (server,
+                                                                                  client):
+        yield root, server, client
+
+
+@contextmanager
+def exported_and_served(root: Path, sink: dict[str, str]) -> Iterator[tuple[Any, httpx.Client]]:
+    """Export ``root/logs`` to an fs sink ``records`` (``sink``: its format, compression) with
+    ``max_line_bytes = 64``, then serve it: the server and an authenticated client."""
     config = write_config(root / "c.toml", {
         "logarchive": {"state_dir": str(root / "state")},
         "serve": {"sink": "records", "listen": "127.0.0.1:0", "tokens": [TOKEN]},
         "sources": {"training": {"type": "files", "url": str(root / "logs"),
                                  "fields": r"(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\.log$"}},
-        "sinks": {"records": {"type": "fs", "url": str(root / "archive"), "format": "ndjson",
-                              "compression": "gzip", "max_line_bytes": 64,
-                              "path": "{model_id}/{run_id}.{ext}"}},
+        "sinks": {"records": {"type": "fs", "url": str(root / "archive"), **sink,
+                              "max_line_bytes": 64, "path": "{model_id}/{run_id}.{ext}"}},
     })
     done = subprocess.run([EXE, "-q", "export", "-c", str(config)], capture_output=True,
                           text=True, timeout=300)
@@ -58,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with serving(config, {}) as server, httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=60) as client:
-        yield root, server, client
+        yield server, client
 
 
 def test_txt_is_rebuilt_from_the_records_and_says_so(world: Any) -> None:
@@ -129,3 +139,37 @@ def test_memory_stays_flat_while_a_large_log_streams(world: Any) -> None:
     assert size > 10_000_000
     grown = peak_rss_kib(server.process.pid) - before
     assert grown < 5_000, f"the server's peak memory grew by {grown} KiB for {size} bytes"
+
+
+@pytest.fixture(scope="module")
+def columns(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Parquet archive of CLEAN (lines over max_line_bytes split in parts), served."""
+    pytest.importorskip("pyarrow")
+    root = tmp_path_factory.mktemp("columns")
+    (root / "logs" / "mdl-a").mkdir(parents=True)
+    (root / "logs" / "mdl-a" / "run-clean.log").write_bytes(CLEAN)
+    with exported_and_served(root, {"format": "parquet"}) as (_, client):
+        yield client
+
+
+def test_a_parquet_archive_answers_txt_and_json_from_its_records(world: Any,
+                                                                 columns: httpx.Client) -> None:
+    root, _, _ = world
+    text = columns.get(DOWNLOAD.format("mdl-a"), params={"run_id": "run-clean"})
+    assert text.status_code == 200 and text.headers["content-type"] == "text/plain"
+    assert text.headers["x-logarchive-origin"] == "rebuilt-from-records"
+    assert text.content == CLEAN  # the parts of each long line joined again
+    as_json = columns.get(DOWNLOAD.format("mdl-a"), params={"run_id": "run-clean",
+                                                            "format": "json"})
+    assert as_json.headers["x-logarchive-origin"] == "converted-from-records"
+    stored = gzip.decompress((root / "archive/mdl-a/run-clean.ndjson.gz").read_bytes())
+    assert as_json.json() == [json.loads(line) for line in stored.splitlines()]
+
+
+def test_the_search_page_searches_a_parquet_archive(columns: httpx.Client) -> None:
+    run = columns.get("/api/runs").json()["runs"][0]
+    hits = columns.get("/api/search", params={"pattern": r"step 1[0-2]\d ",
+                                              "level": "warning"}).json()
+    assert [h["seq"] for h in hits["hits"]] == [i + 1 for i in range(100, 130) if i % 3 == 0]
+    assert {h["run"] for h in hits["hits"]} == {run["id"]}
+    assert hits["more"] is False

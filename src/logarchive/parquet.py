@@ -26,15 +26,23 @@ another compressed stream. Records are buffered until a row group holds
 writer emits goes straight to the sink, so memory is bounded by one row group whatever the size
 of the log.
 
+Reading: :func:`read_records` (and :func:`spooled_records` for an object given as its stored
+bytes) yields the records back in the NDJSON record shape, one row group at a time; the
+``archive`` source, ``logarchive search`` and ``logarchive serve`` all read Parquet through it.
+
 pyarrow is the ``parquet`` extra (``pip install 'logarchive[parquet]'``), imported only here and
-only when a sink writes Parquet.
+only when a sink writes Parquet or a Parquet object is read.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from logarchive.errors import LogarchiveError
 
 EXTRA = "pip install 'logarchive[parquet]'"
 CODECS = {"zstd": "zstd", "gzip": "gzip", "none": "none"}
@@ -180,3 +188,44 @@ def record_table(batch: Any) -> Any:
     table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
                          parse_options=options)
     return table.select(list(RECORD_COLUMNS))
+
+
+def read_records(file: Any) -> Iterator[list[dict[str, Any]]]:
+    """The records of a Parquet object (a path or a seekable binary file), a row group at a time
+    (memory: one row group), each a dict in the shape of the NDJSON record of the same line:
+    ``seq``, ``timestamp`` (canonical, millisecond ``Z``), ``level``, ``message``, then ``part``,
+    ``partial`` and ``continuation`` on the pieces of a long line only, then the run's fields in
+    the file's column order."""
+    if (why := missing_extra()) is not None:
+        raise LogarchiveError(f"cannot read a Parquet archive: {why}")
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(file)
+    fields = [n for n in parquet.schema_arrow.names if n not in RECORD_COLUMNS]
+    for group in range(parquet.num_row_groups):
+        yield [_record(row, fields) for row in parquet.read_row_group(group).to_pylist()]
+
+
+def _record(row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    stamp = row["timestamp"]
+    out = {"seq": row["seq"], "timestamp": None if stamp is None else
+           stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+           "level": row["level"], "message": row["message"]}
+    if row["part"] is not None:
+        out.update(part=row["part"], partial=bool(row["partial"]),
+                   continuation=bool(row["continuation"]))
+    out.update((name, row[name]) for name in fields)
+    return out
+
+
+def spooled_records(chunks: Iterable[bytes],
+                    spool_dir: str | None = None) -> Iterator[list[dict[str, Any]]]:
+    """:func:`read_records` of an object given as its stored bytes: Parquet needs random access
+    (the footer first), so they are written to an anonymous temporary file first. Every chunk is
+    consumed before the first record is yielded: a reader that checks the bytes on the way (and
+    raises after the last) refuses a corrupted object before any of its records is handed on."""
+    with tempfile.TemporaryFile(prefix="logarchive-parquet-", dir=spool_dir) as spool:
+        for chunk in chunks:
+            spool.write(chunk)
+        spool.seek(0)
+        yield from read_records(spool)

@@ -129,12 +129,13 @@ __all__ += [
 # (logarchive.sourcestream.RecordStream).
 from logarchive.archive import Archived, ArchiveListing, list_stored, read_archive  # noqa: E402
 from logarchive.codec import decompress_stream  # noqa: E402
+from logarchive.parquet import read_records as parquet_records  # noqa: E402
 from logarchive.search import archived_records  # noqa: E402
 from logarchive.sourcestream import RecordChunk, RecordStream  # noqa: E402
 
 __all__ += [
     "ArchiveListing", "Archived", "RecordChunk", "RecordStream", "archived_records",
-    "decompress_stream", "list_stored", "read_archive",
+    "decompress_stream", "list_stored", "parquet_records", "read_archive",
 ]
 
 

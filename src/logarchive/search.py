@@ -2,8 +2,8 @@
 
 :func:`search` yields a :class:`Hit` per matching record of the objects of one byte sink (its
 manifests say which run each object holds, its format and compression). Records are read as the
-archive stores them: an ``ndjson`` or ``json`` object's records as written (original ``seq``,
-timestamps and levels), a ``txt`` object's lines through the line codec (the records an
+archive stores them: an ``ndjson``, ``json`` or ``parquet`` object's records as written
+(original ``seq``, timestamps and levels), a ``txt`` object's lines through the line codec (the records an
 ``ndjson`` export of the same log would hold). Nothing is held but one chunk of records.
 
 Filters: ``level`` (that level and above, records without a level excluded), ``since`` /
@@ -30,6 +30,7 @@ from logarchive.archive import Archived, read_archive
 from logarchive.base import ByteSink
 from logarchive.codec import RecordBuilder, decompress_stream, timestamp_to_epoch
 from logarchive.errors import ConfigError, LogarchiveError
+from logarchive.parquet import spooled_records
 
 LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "critical")
 RECORD_FORMATS = ("ndjson", "json")
@@ -42,6 +43,7 @@ class Hit:
     run_key: str
     object: str
     record: dict[str, Any] = field(repr=False)
+    manifest_path: str = field(default="", repr=False)  # relative to the sink's root
 
     @property
     def seq(self) -> int:
@@ -94,7 +96,12 @@ def run_matches(entry: Archived, where: dict[str, str]) -> bool:
 def archived_records(fmt: str, compression: str, chunks: Iterable[bytes],
                      fields: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     """The records of one stored object, a chunk's worth at a time: an ``ndjson`` or ``json``
-    object's as written, a ``txt`` object's built by the line codec with ``fields``."""
+    object's as written, a ``parquet`` object's a row group at a time (the same record shape:
+    :func:`logarchive.parquet.spooled_records`), a ``txt`` object's built by the line codec with
+    ``fields``."""
+    if fmt == "parquet":  # compressed by column, never as a stream
+        yield from spooled_records(chunks)
+        return
     data = decompress_stream(compression, chunks)
     if fmt == "txt":
         builder = RecordBuilder(fields)
@@ -103,7 +110,8 @@ def archived_records(fmt: str, compression: str, chunks: Iterable[bytes],
         yield builder.finish().records()
         return
     if fmt not in RECORD_FORMATS:
-        raise LogarchiveError(f"format {fmt!r} cannot be read here (txt, ndjson and json can)")
+        raise LogarchiveError(f"format {fmt!r} cannot be read here (txt, ndjson, json and "
+                              "parquet can)")
     for lines in _lines(data):
         # The fs sink writes one record per line; a json array adds "[", "]" and commas.
         body = b",".join(line for line in (ln.strip().rstrip(b",") for ln in lines)
@@ -175,7 +183,7 @@ def search(sink: ByteSink, pattern: str, *, level: str | None = None,
             for rows in candidate_records(entry, chunks, keep.pattern):
                 for record in rows:
                     if keep.keep(record, completed):
-                        yield Hit(entry.run_key, where_is, record)
+                        yield Hit(entry.run_key, where_is, record, entry.manifest_path)
 
 
 # The fast path of search over ndjson/json objects: the pattern runs over a whole chunk of JSON

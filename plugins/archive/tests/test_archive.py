@@ -73,7 +73,7 @@ def receivers():
 
 @pytest.fixture(scope="module")
 def archived(tmp_path_factory, receivers):
-    """An export of three runs to a txt (gzip) and an ndjson (zstd) archive and to both
+    """An export of three runs to a txt (gzip), an ndjson (zstd) and a Parquet archive and to both
     aggregators: what the replays are compared with."""
     root = tmp_path_factory.mktemp("original")
     logs = make_logs(root / "logs")
@@ -81,6 +81,8 @@ def archived(tmp_path_factory, receivers):
     sinks = {"text": {"type": "fs", "url": str(root / "text"), "compression": "gzip"},
              "records": {"type": "fs", "url": str(root / "records"), "format": "ndjson",
                          "compression": "zstd", "max_line_bytes": 100},
+             "columns": {"type": "fs", "url": str(root / "columns"), "format": "parquet",
+                         "max_line_bytes": 100},
              **aggregators(hec, intake)}
     config = write_config(root / "export.toml", root / "state",
                           {"logs": {"type": "files", "url": str(root / "logs"), "fields": FIELDS}},
@@ -181,6 +183,25 @@ def test_ndjson_archive_replays_its_records_and_their_text(tmp_path, archived):
         assert (tmp_path / "text" / f"{name}.txt").read_bytes() == logs[name]
         replayed = orjson.loads((tmp_path / "records" / f"{name}.json").read_bytes())
         assert replayed == _original_records(root, name)
+
+
+def test_parquet_archive_replays_its_records_to_splunk_and_as_text(tmp_path, archived,
+                                                                    receivers):
+    root, logs, originals = archived
+    hec, intake = receivers
+    sinks = {"splunk": aggregators(hec, intake)["splunk"],
+             "text": {"type": "fs", "url": str(tmp_path / "text"),
+                      "path": "{model_id}/{run_id}.{ext}"},
+             "records": {"type": "fs", "url": str(tmp_path / "records"), "format": "ndjson",
+                         "compression": "zstd", "path": "{model_id}/{run_id}.{ext}"}}
+    result = cli("export", "-c", str(replay_config(tmp_path, root / "columns", sinks)))
+    assert result.exit_code == 0, result.output
+    assert _ids(hec) == originals["splunk"]  # the original event ids, each once
+    for name, body in logs.items():
+        assert (tmp_path / "text" / f"{name}.txt").read_bytes() == body
+        assert _records(tmp_path / "records" / f"{name}.ndjson.zst") == _original_records(
+            root, name)  # seq, parts, timestamps, levels and fields as the ndjson export's
+    hec.accepted.clear()
 
 
 def test_a_corrupted_object_is_refused_and_nothing_of_it_delivered(tmp_path, archived,

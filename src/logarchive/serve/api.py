@@ -181,10 +181,10 @@ def search_page(served: Any, params: QueryParams) -> dict[str, Any]:
         raise BadRequest("pattern is required (a regular expression)")
     limit = _int(params, "limit", 200, 1, 5000)
     where = field_filters(params)
-    hits, more, failed = search_archive(served, pattern, level=params.get("level") or None,
+    hits, more = search_archive(served, pattern, level=params.get("level") or None,
                                 since=_time(params, "since"), until=_time(params, "until"),
                                 where=where, limit=limit)
-    return {"pattern": pattern, "hits": hits, "more": more, "unreadable": failed}
+    return {"pattern": pattern, "hits": hits, "more": more}
 
 
 def routes(served: Any) -> list[Route]:

@@ -7,11 +7,13 @@ chunk (a streamed response then ends broken, or with seed 002's error trailer), 
 Renderings (``txt``, ``ndjson``, ``json``) of each stored format:
 
 - ``txt`` from a ``txt`` archive is the stored bytes (decompressed): byte for byte the source's;
-- ``txt`` from an ``ndjson`` / ``json`` archive is **rebuilt** from the records (each line's
+- ``txt`` from an ``ndjson`` / ``json`` / ``parquet`` archive is **rebuilt** from the records (each line's
   message, the parts of a split line joined, one ``\\n`` after each line): a CR before a newline,
   invalid UTF-8 and a missing last newline of the original are not restored;
 - ``ndjson`` / ``json`` from a ``txt`` archive are built by the line codec (the records an
-  ``ndjson`` export of the same log holds); from a records archive they are its records.
+  ``ndjson`` export of the same log holds); from a records archive they are its records (a
+  ``parquet`` object is spooled to a temporary file, checked, then read a row group at a time:
+  :func:`logarchive.parquet.spooled_records`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import orjson
 from logarchive.base import ByteSink
 from logarchive.codec import DEFAULT_MAX_LINE_BYTES, FormatEncoder, RecordBuilder
 from logarchive.errors import LogarchiveError
+from logarchive.parquet import spooled_records
 
 RENDERINGS = ("txt", "ndjson", "json")
 OUT_CHUNK = 1 << 20  # most bytes one decompression step yields
@@ -156,13 +159,17 @@ def _records_of(lines: list[bytes]) -> list[bytes]:
 def encoded_records(stored: StoredLog, chunks: Iterable[bytes],
                     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[list[bytes]]:
     """The records of the object, encoded, a chunk's worth at a time (see the module doc)."""
+    if stored.format == "parquet":  # compressed by column, never as a stream
+        for rows in spooled_records(chunks):
+            yield [orjson.dumps(row) for row in rows]
+        return
     data = decompressed(stored.compression, chunks)
     if stored.format in RECORD_FORMATS:
         yield from record_lines(data)
         return
     if stored.format != "txt":
-        raise IntegrityError(f"format {stored.format!r} cannot be served (txt, ndjson and json "
-                             "can)")
+        raise IntegrityError(f"format {stored.format!r} cannot be served (txt, ndjson, json "
+                             "and parquet can)")
     builder = RecordBuilder(stored.record_fields, max_line_bytes)
     for chunk in data:
         yield builder.feed(chunk).encoded()

@@ -8,8 +8,9 @@ sinks receive the archived run itself (:attr:`RunRef.replays`), hence the origin
 Each object is checked against its manifest's sha256 before any byte of it is handed on: a
 local object is hashed in place, a remote one is spooled to a temporary file while it is
 hashed. A mismatch fails the run; nothing is delivered. A ``txt`` archive replays its bytes,
-byte for byte; an ``ndjson`` or ``json`` archive replays its records as they are (a
-:class:`RecordStream`: original ``seq``, parts, timestamps and levels).
+byte for byte; an ``ndjson``, ``json`` or ``parquet`` archive replays its records as they are (a
+:class:`RecordStream`: original ``seq``, parts, timestamps and levels; a Parquet object, once
+verified, is read in place a row group at a time).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic import Field
 from logarchive.plugin_api import (
     Archived, ByteSink, RecordStream, RunRef, Source, SourceConfig, SourceError, SourceStream,
     StoredObject, archived_records, decompress_stream, display_url, hookimpl, list_stored,
-    parse_time, read_archive, read_chunks, resolve,
+    parquet_records, parse_time, read_archive, read_chunks, resolve,
 )
 
 ORIGIN = "origin"
@@ -164,10 +165,14 @@ class ArchiveSource(Source):
     def open(self, run: RunRef) -> Iterator[Iterable[bytes]]:
         entry: Archived = run.locator
         fmt, compression = entry.manifest.get("format"), entry.manifest.get("compression")
-        if fmt not in ("txt", *RECORD_FORMATS):
+        if fmt not in ("txt", "parquet", *RECORD_FORMATS):
             raise SourceError(f"{self.reader.describe(entry.path)}: format {fmt!r} cannot be "
-                              "replayed (txt, ndjson and json can)")
+                              "replayed (txt, ndjson, json and parquet can)")
         with self.verified(entry) as (fs, path):
+            if fmt == "parquet":  # read in place (random access), a row group at a time
+                with fs.open(path, "rb") as handle:
+                    yield self.records(parquet_records(handle))
+                return
             with read_chunks(fs, path, self.reader.chunk_size) as chunks:
                 yield self.stream(run, str(fmt), str(compression or "none"), chunks)
 
@@ -176,12 +181,15 @@ class ArchiveSource(Source):
         """A txt object's bytes, byte for byte; else (or to retime them) its records."""
         if fmt == "txt" and self.config.time == "original":
             return SourceStream(decompress_stream(compression, chunks))
+        fields = run.record_fields()
+        return self.records(archived_records(fmt, compression, chunks, fields))
+
+    def records(self, batches: Iterable[list[dict[str, Any]]]) -> RecordStream:
+        """The archived records as a stream, retimed if ``time = "replay"``."""
         replay_time = None
         if self.config.time == "replay":
             replay_time = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        fields = run.record_fields()
-        return RecordStream(_retimed(archived_records(fmt, compression, chunks, fields),
-                                     replay_time))
+        return RecordStream(_retimed(batches, replay_time))
 
     @contextmanager
     def verified(self, entry: Archived) -> Iterator[tuple[Any, str]]:
