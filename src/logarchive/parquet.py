@@ -190,9 +190,12 @@ def record_table(batch: Any) -> Any:
     return table.select(list(RECORD_COLUMNS))
 
 
+READ_BATCH_ROWS = 8192
+
+
 def read_records(file: Any) -> Iterator[list[dict[str, Any]]]:
-    """The records of a Parquet object (a path or a seekable binary file), a row group at a time
-    (memory: one row group), each a dict in the shape of the NDJSON record of the same line:
+    """The records of a Parquet object (a path or a seekable binary file), at most
+    ``READ_BATCH_ROWS`` at a time (memory: one such batch as dicts, not a row group), each a dict in the shape of the NDJSON record of the same line:
     ``seq``, ``timestamp`` (canonical, millisecond ``Z``), ``level``, ``message``, then ``part``,
     ``partial`` and ``continuation`` on the pieces of a long line only, then the run's fields in
     the file's column order."""
@@ -202,8 +205,8 @@ def read_records(file: Any) -> Iterator[list[dict[str, Any]]]:
 
     parquet = pq.ParquetFile(file)
     fields = [n for n in parquet.schema_arrow.names if n not in RECORD_COLUMNS]
-    for group in range(parquet.num_row_groups):
-        yield [_record(row, fields) for row in parquet.read_row_group(group).to_pylist()]
+    for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS):
+        yield [_record(row, fields) for row in batch.to_pylist()]
 
 
 def _record(row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
