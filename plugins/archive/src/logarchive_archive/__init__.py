@@ -183,8 +183,8 @@ class ArchiveSource(Source):
         replay_time = None
         if self.config.time == "replay":
             replay_time = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        fields = run.record_fields()
-        return RecordStream(_retimed(archived_records(fmt, compression, chunks, fields),
+        fields, where = run.record_fields(), self.reader.describe(run.locator.path)
+        return RecordStream(_retimed(archived_records(fmt, compression, chunks, fields, where),
                                      replay_time))
 
     @contextmanager
