@@ -136,6 +136,21 @@ def test_an_object_replaced_after_verification_is_not_delivered(tmp_path, archiv
 
 
 
+def test_a_symlink_out_of_the_root_is_refused(tmp_path, archive, hec):
+    root, objects = archive
+    target = objects["mdl-a/r2"]
+    outside = tmp_path / "outside.ndjson"
+    outside.write_bytes(target.read_bytes().replace(b"mdl-a/r2 line", b"OUTSIDE line"))
+    target.unlink()
+    target.symlink_to(outside)
+    rewrite_manifest(target)
+    result, messages = replay_to_hec(tmp_path, root, hec)
+    no_traceback(result)
+    assert result.exit_code == 1 and "symlink out of the archive root" in result.output
+    assert runs_of(messages) == {"mdl-a/r1", "mdl-b/r3"}
+    assert not any("OUTSIDE" in m for m in messages)
+
+
 @pytest.mark.parametrize("body", [
     pytest.param(b'{"seq": 0, "message": "ok mdl-a/r2"}\n{"seq": 1, "message": \n',
                  id="not-json"),

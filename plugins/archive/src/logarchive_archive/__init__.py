@@ -79,7 +79,18 @@ class _Reader(ByteSink):
         return display_url(self.protocol, self.full(path))
 
     def read(self, path: str) -> Any:
-        return read_chunks(self.fs, self.full(path), self.chunk_size)
+        return read_chunks(self.fs, self.contained(path), self.chunk_size)
+
+    def contained(self, path: str) -> str:
+        """The full path of ``path``; for a local root, refused (a :class:`SourceError`) when a
+        symlink takes it outside the root."""
+        full = self.full(path)
+        if self.protocol in ("file", "local"):
+            root = os.path.realpath(self.root)
+            if os.path.commonpath([root, os.path.realpath(full)]) != root:
+                raise SourceError(f"{self.describe(path)}: a symlink out of the archive root "
+                                  f"{root}; refused")
+        return full
 
     def list(self) -> Iterator[StoredObject]:
         return list_stored(self.fs, self.root, _temporary)
