@@ -28,7 +28,9 @@ import orjson
 
 from logarchive.archive import Archived, read_archive
 from logarchive.base import ByteSink
-from logarchive.codec import RecordBuilder, decompress_stream, timestamp_to_epoch
+from logarchive.codec import (
+    DEFAULT_MAX_LINE_BYTES, RecordBuilder, decompress_stream, timestamp_to_epoch,
+)
 from logarchive.errors import ConfigError, LogarchiveError, SourceError
 
 LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "critical")
@@ -142,7 +144,7 @@ def archived_records(fmt: str, compression: str, chunks: Iterable[bytes],
     if fmt not in RECORD_FORMATS:
         raise LogarchiveError(f"format {fmt!r} cannot be read here (txt, ndjson and json can)")
     first = 1
-    for lines in _lines(data):
+    for lines in _lines(data, where):
         # The fs sink writes one record per line; a json array adds "[", "]" and commas.
         body = b",".join(line for line in (ln.strip().rstrip(b",") for ln in lines)
                          if line and line not in (b"[", b"]", b"[]"))
@@ -155,14 +157,28 @@ def archived_records(fmt: str, compression: str, chunks: Iterable[bytes],
         first += len(lines)
 
 
-def _lines(data: Iterable[bytes]) -> Iterator[list[bytes]]:
-    """Complete lines, a chunk's worth at a time."""
-    rest = b""
+# A record line longer than this is refused (a record holds at most the export's
+# max_line_bytes of message, JSON escapes at most sextuple it): an unbounded line is not held.
+MAX_RECORD_LINE = 16 * DEFAULT_MAX_LINE_BYTES
+
+
+def _lines(data: Iterable[bytes], where: str = "object") -> Iterator[list[bytearray]]:
+    """Complete lines, a chunk's worth at a time. The partial line is a growing bytearray
+    (linear however long), refused past :data:`MAX_RECORD_LINE`."""
+    rest, done = bytearray(), 0
     for chunk in data:
-        if chunk:
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
+        end = chunk.rfind(b"\n")
+        if end == -1:
+            rest += chunk
+        else:
+            rest += memoryview(chunk)[:end]
+            lines = rest.split(b"\n")
+            rest = bytearray(memoryview(chunk)[end + 1:])
+            done += len(lines)
             yield lines
+        if len(rest) > MAX_RECORD_LINE:
+            raise BadRecord(f"{where}, line {done + 1}: longer than {MAX_RECORD_LINE} bytes "
+                            "without a newline: not a record")
     if rest:
         yield [rest]
 
@@ -255,7 +271,7 @@ def candidate_records(entry: Archived, chunks: Iterable[bytes], pattern: re.Patt
         return
     data = decompress_stream(str(entry.manifest.get("compression") or "none"), chunks)
     first = 1
-    for lines in _lines(data):
+    for lines in _lines(data, where):
         text = b"\n".join(lines).decode("utf-8", "replace")
         touched = _touched_lines(text, pattern)
         try:
