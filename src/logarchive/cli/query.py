@@ -16,7 +16,8 @@ from logarchive.cli.common import (
     State, config_option, exit_with, human, json_option, printing_may_stop, say,
 )
 from logarchive.config import Config
-from logarchive.errors import ConfigError, ExitCode
+from logarchive.errors import ConfigError
+from logarchive.status import ExitCode
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -125,7 +126,8 @@ def search_cmd(state: State, pattern: str, sink_name: str | None, where: tuple[s
 
     config = state.config()
     sink = _archive_sink(config, sink_name)
-    found, errors = 0, []
+    found = 0
+    errors: list[str] = []
     try:
         hits = search(sink, pattern, level=level, since=since, until=until,
                       where=parse_where(where), errors=errors)
