@@ -258,3 +258,23 @@ def test_query_json_writes_values_json_has_no_type_for_as_text(archive):
                  "FROM logs WHERE run_id = 'r2'")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{"total": "820.00", "span": "1 day, 0:00:00"}]
+
+
+def test_a_record_line_without_end_is_refused_not_held() -> None:
+    """An ndjson object that is one endless line (no newline): refused once the line passes
+    MAX_RECORD_LINE, naming the object and line; the long record before it is still read."""
+    from logarchive.search import MAX_RECORD_LINE, BadRecord, archived_records
+
+    long = b'{"seq": 0, "message": "' + b"x" * (1 << 20) + b'"}\n'
+
+    def chunks():
+        yield long[:1000]
+        yield long[1000:]
+        block = b"y" * (1 << 16)
+        for _ in range(MAX_RECORD_LINE // len(block) + 2):
+            yield block
+
+    batches = archived_records("ndjson", "none", chunks(), {}, "obj.ndjson")
+    assert [len(r["message"]) for r in next(batches)] == [1 << 20]
+    with pytest.raises(BadRecord, match=r"obj\.ndjson, line 2: longer than"):
+        next(batches)

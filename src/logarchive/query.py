@@ -65,16 +65,40 @@ def query(sink: ByteSink, sql: str, *, where: dict[str, str] | None = None,
           base_dir: Path | None = None) -> QueryResult:
     """Run ``sql`` over ``sink``'s archive (see the module docstring)."""
     duckdb = duckdb_module()
+    read_only(duckdb, sql)
     entries = matching_entries(sink, where or {})
     with _connection(duckdb, sink, base_dir) as (con, locate):
         _create_runs(con, sink, entries)
-        _create_logs(con, entries, locate)
+        _confine(con, _create_logs(con, entries, locate))
         try:
             cursor = con.execute(sql)
         except duckdb.Error as exc:
             raise LogarchiveError(f"query failed: {exc}") from None
         columns = [d[0] for d in cursor.description or []]
         return QueryResult(columns, cursor.fetchall() if columns else [])
+
+
+def read_only(duckdb: Any, sql: str) -> None:
+    """Refuse (a usage error) anything but one query: SELECT (WITH, DESCRIBE, SHOW, SUMMARIZE
+    and VALUES parse as SELECT) or EXPLAIN, judged by DuckDB's own parser."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ConfigError(f"not SQL: {exc}", key="SQL") from None
+    if len(statements) != 1:
+        raise ConfigError(f"one statement only, got {len(statements)}", key="SQL")
+    kind = statements[0].type
+    if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+        raise ConfigError(f"only a query (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE) "
+                          f"may run, not {kind.name}", key="SQL")
+
+
+def _confine(con: Any, files: list[str]) -> None:
+    """After the views exist: DuckDB may read the archive's objects and nothing else (no file
+    written, read or attached, no extension), and the statement cannot undo that."""
+    con.execute("SET allowed_paths = " + _listed(files))
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 @contextmanager
@@ -122,8 +146,9 @@ def _run_row(sink: ByteSink, entry: Archived, fields: list[str]) -> tuple[Any, .
             *(entry.fields.get(f) for f in fields))
 
 
-def _create_logs(con: Any, entries: list[Archived], locate: Any) -> None:
-    """``logs``: a UNION ALL of one reader per format and compression, joined to the runs."""
+def _create_logs(con: Any, entries: list[Archived], locate: Any) -> list[str]:
+    """``logs``: a UNION ALL of one reader per format and compression, joined to the runs;
+    returns the objects it reads."""
     fields = sorted({name for e in entries for name in e.fields} - set(RECORD_COLUMNS))
     columns = {**RECORD_COLUMNS, **{f: "VARCHAR" for f in fields}}
     groups: dict[tuple[str, str], list[str]] = {}
@@ -148,6 +173,7 @@ def _create_logs(con: Any, entries: list[Archived], locate: Any) -> None:
         "TRY_CAST(r.timestamp AS TIMESTAMPTZ) AS time, "
         + ", ".join(f"r.{_quote(c)}" for c in columns if c not in ("seq", "timestamp"))
         + f" FROM ({' UNION ALL '.join(selects)}) AS r JOIN objects AS o USING (filename)")
+    return [name for name, _ in objects]
 
 
 def _read_json(layout: str, compression: str, files: list[str], columns: dict[str, str]) -> str:

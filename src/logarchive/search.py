@@ -28,8 +28,10 @@ import orjson
 
 from logarchive.archive import Archived, read_archive
 from logarchive.base import ByteSink
-from logarchive.codec import RecordBuilder, decompress_stream, timestamp_to_epoch
-from logarchive.errors import ConfigError, LogarchiveError
+from logarchive.codec import (
+    DEFAULT_MAX_LINE_BYTES, RecordBuilder, decompress_stream, timestamp_to_epoch,
+)
+from logarchive.errors import ConfigError, LogarchiveError, SourceError
 from logarchive.parquet import spooled_records
 
 LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "critical")
@@ -93,10 +95,47 @@ def run_matches(entry: Archived, where: dict[str, str]) -> bool:
     return all(k in values and fnmatch.fnmatchcase(values[k], g) for k, g in where.items())
 
 
+class BadRecord(SourceError):
+    """A record of an archived object that is not one: not JSON, not an object, or a field of
+    the wrong type. The message names the object and the line."""
+
+
+def _checked(rows: Any, where: str, lines: list[bytes], first: int) -> list[dict[str, Any]]:
+    """``rows`` (decoded from ``lines``) if each is a record; else the first bad line's error."""
+    if isinstance(rows, list) and all(_is_record(r) for r in rows):
+        return rows
+    for number, line in enumerate(lines, first):
+        text = line.strip().rstrip(b",")
+        if text and text not in (b"[", b"]", b"[]"):
+            record_of(text, where, number)
+    raise BadRecord(f"{where}: malformed records near line {first}")
+
+
+def record_of(line: bytes | str, where: str, number: int | None) -> dict[str, Any]:
+    """One JSON record line, checked: a :class:`BadRecord` naming ``where`` and the line."""
+    at = f"{where}, line {number}" if number is not None else where
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord(f"{at}: not a JSON record ({exc})") from None
+    if not _is_record(record):
+        raise BadRecord(f"{at}: not a record (an object with an integer seq and text message, "
+                        "level and timestamp)")
+    return record
+
+
+def _is_record(record: Any) -> bool:
+    return (isinstance(record, dict) and type(record.get("seq")) is int
+            and all(isinstance(record.get(k), str | None)
+                    for k in ("message", "level", "timestamp")))
+
+
 def archived_records(fmt: str, compression: str, chunks: Iterable[bytes],
-                     fields: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+                     fields: dict[str, Any], where: str = "object"
+                     ) -> Iterator[list[dict[str, Any]]]:
     """The records of one stored object, a chunk's worth at a time: an ``ndjson`` or ``json``
-    object's as written, a ``parquet`` object's a row group at a time (the same record shape:
+    object's as written (a malformed one: :class:`BadRecord` naming ``where`` and the line), a
+    ``parquet`` object's in batches of rows (the same record shape:
     :func:`logarchive.parquet.spooled_records`), a ``txt`` object's built by the line codec with
     ``fields``."""
     if fmt == "parquet":  # compressed by column, never as a stream
@@ -112,22 +151,42 @@ def archived_records(fmt: str, compression: str, chunks: Iterable[bytes],
     if fmt not in RECORD_FORMATS:
         raise LogarchiveError(f"format {fmt!r} cannot be read here (txt, ndjson, json and "
                               "parquet can)")
-    for lines in _lines(data):
+    first = 1
+    for lines in _lines(data, where):
         # The fs sink writes one record per line; a json array adds "[", "]" and commas.
         body = b",".join(line for line in (ln.strip().rstrip(b",") for ln in lines)
                          if line and line not in (b"[", b"]", b"[]"))
         if body:
-            yield orjson.loads(b"[" + body + b"]")
+            try:
+                rows = orjson.loads(b"[" + body + b"]")
+            except orjson.JSONDecodeError:
+                rows = None
+            yield _checked(rows, where, lines, first)
+        first += len(lines)
 
 
-def _lines(data: Iterable[bytes]) -> Iterator[list[bytes]]:
-    """Complete lines, a chunk's worth at a time."""
-    rest = b""
+# A record line longer than this is refused (a record holds at most the export's
+# max_line_bytes of message, JSON escapes at most sextuple it): an unbounded line is not held.
+MAX_RECORD_LINE = 16 * DEFAULT_MAX_LINE_BYTES
+
+
+def _lines(data: Iterable[bytes], where: str = "object") -> Iterator[list[bytearray]]:
+    """Complete lines, a chunk's worth at a time. The partial line is a growing bytearray
+    (linear however long), refused past :data:`MAX_RECORD_LINE`."""
+    rest, done = bytearray(), 0
     for chunk in data:
-        if chunk:
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
+        end = chunk.rfind(b"\n")
+        if end == -1:
+            rest += chunk
+        else:
+            rest += memoryview(chunk)[:end]
+            lines = rest.split(b"\n")
+            rest = bytearray(memoryview(chunk)[end + 1:])
+            done += len(lines)
             yield lines
+        if len(rest) > MAX_RECORD_LINE:
+            raise BadRecord(f"{where}, line {done + 1}: longer than {MAX_RECORD_LINE} bytes "
+                            "without a newline: not a record")
     if rest:
         yield [rest]
 
@@ -171,19 +230,27 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def search(sink: ByteSink, pattern: str, *, level: str | None = None,
            since: datetime | None = None, until: datetime | None = None,
-           where: dict[str, str] | None = None) -> Iterator[Hit]:
+           where: dict[str, str] | None = None,
+           errors: list[str] | None = None) -> Iterator[Hit]:
     """Every record of ``sink``'s archive whose message matches ``pattern`` (``re.search``)
-    and the filters (see the module docstring), run by run in path order, in ``seq`` order."""
+    and the filters (see the module docstring), run by run in path order, in ``seq`` order.
+    An object with a malformed record: its error is appended to ``errors`` and the search goes
+    on with the next object (raised when ``errors`` is None)."""
     keep = _Filter(compile_pattern(pattern), level_at_least(level) if level else None,
                    since.timestamp() if since else None, until.timestamp() if until else None)
     for entry in matching_entries(sink, where or {}):
         completed = entry.completed.timestamp() if entry.completed else None
         where_is = sink.describe(entry.path)
-        with sink.read(entry.path) as chunks:
-            for rows in candidate_records(entry, chunks, keep.pattern):
-                for record in rows:
-                    if keep.keep(record, completed):
-                        yield Hit(entry.run_key, where_is, record, entry.manifest_path)
+        try:
+            with sink.read(entry.path) as chunks:
+                for rows in candidate_records(entry, chunks, keep.pattern, where=where_is):
+                    for record in rows:
+                        if keep.keep(record, completed):
+                            yield Hit(entry.run_key, where_is, record, entry.manifest_path)
+        except BadRecord as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
 
 
 # The fast path of search over ndjson/json objects: the pattern runs over a whole chunk of JSON
@@ -203,16 +270,23 @@ def prefilter_safe(pattern: re.Pattern[str]) -> bool:
 
 
 def candidate_records(entry: Archived, chunks: Iterable[bytes], pattern: re.Pattern[str],
-                      fast: bool = True) -> Iterator[list[dict[str, Any]]]:
+                      fast: bool = True, where: str = "object"
+                      ) -> Iterator[list[dict[str, Any]]]:
     """The records of an object that may match ``pattern`` (all of them on the slow path)."""
     fmt = str(entry.manifest.get("format"))
     if not (fast and fmt in RECORD_FORMATS and prefilter_safe(pattern)):
-        yield from entry_records(entry, chunks)
+        yield from entry_records(entry, chunks, where)
         return
     data = decompress_stream(str(entry.manifest.get("compression") or "none"), chunks)
-    for lines in _lines(data):
+    first = 1
+    for lines in _lines(data, where):
         text = b"\n".join(lines).decode("utf-8", "replace")
-        yield [orjson.loads(line) for line in _touched_lines(text, pattern)]
+        touched = _touched_lines(text, pattern)
+        try:
+            yield [record_of(line, where, None) for line in touched]
+        except BadRecord:  # find the line: the checked slow path over this chunk
+            yield _checked(None, where, lines, first)
+        first += len(lines)
 
 
 def _touched_lines(text: str, pattern: re.Pattern[str]) -> list[str]:
@@ -246,9 +320,10 @@ def matching_entries(sink: ByteSink, where: dict[str, str]) -> list[Archived]:
     return [e for e in listing.entries if e.object_present and run_matches(e, where)]
 
 
-def entry_records(entry: Archived, chunks: Iterable[bytes]) -> Iterator[list[dict[str, Any]]]:
+def entry_records(entry: Archived, chunks: Iterable[bytes],
+                  where: str = "object") -> Iterator[list[dict[str, Any]]]:
     """:func:`archived_records` of one archived object, as its manifest describes it."""
     manifest = entry.manifest
     fields = {"source": entry.source, **entry.fields}
     return archived_records(str(manifest.get("format") or "txt"),
-                            str(manifest.get("compression") or "none"), chunks, fields)
+                            str(manifest.get("compression") or "none"), chunks, fields, where)

@@ -17,6 +17,7 @@ from logarchive.cli.common import (
 )
 from logarchive.config import Config
 from logarchive.errors import ConfigError
+from logarchive.status import ExitCode
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -114,7 +115,8 @@ def search_cmd(state: State, pattern: str, sink_name: str | None, where: tuple[s
                as_json: bool) -> None:
     """Print the archived records whose message matches PATTERN (a Python regular
     expression): run key, seq, timestamp and the line, tab-separated; --json: one JSON object
-    per line. Exits 1 when nothing matched.
+    per line. Exits 0 when something matched, 1 when nothing did, 2 on a usage error or
+    when an object held malformed records (each named, with its line; the others searched).
 
     \b
     Example:
@@ -125,9 +127,10 @@ def search_cmd(state: State, pattern: str, sink_name: str | None, where: tuple[s
     config = state.config()
     sink = _archive_sink(config, sink_name)
     found = 0
+    errors: list[str] = []
     try:
         hits = search(sink, pattern, level=level, since=since, until=until,
-                      where=parse_where(where))
+                      where=parse_where(where), errors=errors)
         with printing_may_stop():
             for hit in hits:
                 found += 1
@@ -137,4 +140,8 @@ def search_cmd(state: State, pattern: str, sink_name: str | None, where: tuple[s
                     click.echo("\t".join(human(column) for column in hit.columns()))
     finally:
         sink.close()
+    for error in errors:  # the objects with malformed records; the others were searched
+        click.echo(f"error: {error}", err=True)
+    if errors:
+        sys.exit(ExitCode.USAGE)
     exit_with(found > 0)

@@ -5,12 +5,12 @@ source: its fields are the archived run's plus ``origin`` (the name of the sourc
 exported it), so the ledger records it under this source's name and the original key; record
 sinks receive the archived run itself (:attr:`RunRef.replays`), hence the original event ids.
 
-Each object is checked against its manifest's sha256 before any byte of it is handed on: a
-local object is hashed in place, a remote one is spooled to a temporary file while it is
-hashed. A mismatch fails the run; nothing is delivered. A ``txt`` archive replays its bytes,
-byte for byte; an ``ndjson``, ``json`` or ``parquet`` archive replays its records as they are (a
-:class:`RecordStream`: original ``seq``, parts, timestamps and levels; a Parquet object, once
-verified, is read in place a row group at a time).
+Each object is checked against its manifest's sha256 before any byte of it is handed on: it
+is copied to a private spool file while it is hashed, and only that verified copy is read. A
+mismatch fails the run; nothing is delivered. A ``txt`` archive replays its bytes, byte for
+byte; an ``ndjson``, ``json`` or ``parquet`` archive replays its records as they are (a
+:class:`RecordStream`: original ``seq``, parts, timestamps and levels; a Parquet object is read
+from the verified copy in batches of rows).
 """
 
 from __future__ import annotations
@@ -81,7 +81,18 @@ class _Reader(ByteSink):
         return display_url(self.protocol, self.full(path))
 
     def read(self, path: str) -> Any:
-        return read_chunks(self.fs, self.full(path), self.chunk_size)
+        return read_chunks(self.fs, self.contained(path), self.chunk_size)
+
+    def contained(self, path: str) -> str:
+        """The full path of ``path``; for a local root, refused (a :class:`SourceError`) when a
+        symlink takes it outside the root."""
+        full = self.full(path)
+        if self.protocol in ("file", "local"):
+            root = os.path.realpath(self.root)
+            if os.path.commonpath([root, os.path.realpath(full)]) != root:
+                raise SourceError(f"{self.describe(path)}: a symlink out of the archive root "
+                                  f"{root}; refused")
+        return full
 
     def list(self) -> Iterator[StoredObject]:
         return list_stored(self.fs, self.root, _temporary)
@@ -122,7 +133,12 @@ class ArchiveSource(Source):
                                  False))
         seen: dict[str, str] = {}
         for entry in sorted(listing.entries + listing.others, key=lambda e: e.path):
-            if not entry.object_present or not self.selected(entry):
+            if not self.selected(entry):
+                continue
+            if not entry.object_present:
+                self.skipped.append((f"{self.reader.describe(entry.path)}: missing (its manifest "
+                                     f"names it, run {entry.run_key}); nothing of it replayed",
+                                     True))
                 continue
             run = self.replay_of(entry)
             if run.key in seen:
@@ -181,8 +197,8 @@ class ArchiveSource(Source):
         """A txt object's bytes, byte for byte; else (or to retime them) its records."""
         if fmt == "txt" and self.config.time == "original":
             return SourceStream(decompress_stream(compression, chunks))
-        fields = run.record_fields()
-        return self.records(archived_records(fmt, compression, chunks, fields))
+        fields, where = run.record_fields(), self.reader.describe(run.locator.path)
+        return self.records(archived_records(fmt, compression, chunks, fields, where))
 
     def records(self, batches: Iterable[list[dict[str, Any]]]) -> RecordStream:
         """The archived records as a stream, retimed if ``time = "replay"``."""
@@ -193,15 +209,12 @@ class ArchiveSource(Source):
 
     @contextmanager
     def verified(self, entry: Archived) -> Iterator[tuple[Any, str]]:
-        """The object, once its sha256 and size match its manifest: a local one in place, a
-        remote one as a local copy (removed afterwards), so nothing unverified is handed on."""
-        reader = self.reader
-        if reader.protocol in ("file", "local"):
-            _check(entry, reader.describe(entry.path), _digest(reader.read(entry.path)))
-            yield reader.fs, reader.full(entry.path)
-            return
+        """The object as a private local copy (``state_dir/spool``, removed afterwards), once the
+        copy's sha256 and size match the manifest: the bytes hashed are the bytes delivered, even
+        for a local object rewritten while it is read (no time-of-check/time-of-use gap)."""
         import fsspec
 
+        reader = self.reader
         handle, spool = tempfile.mkstemp(prefix="replay-", dir=self._spool_dir())
         try:
             with os.fdopen(handle, "wb") as out:
