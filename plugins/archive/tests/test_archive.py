@@ -16,7 +16,7 @@ from logarchive.codec import decompress_stream
 from logarchive.plugins import default_registry
 from logarchive_archive import ArchiveSource
 from logarchive_datadog.testing import API_KEY, IntakeReceiver
-from logarchive_testsupport.processes import toml_value
+from logarchive_testsupport.processes import write_tables
 
 splunk_testing = pytest.importorskip("logarchive_splunk.testing")
 HecReceiver, TOKEN = splunk_testing.HecReceiver, splunk_testing.TOKEN
@@ -42,15 +42,7 @@ def make_logs(root: Path) -> dict[str, bytes]:
 
 
 def write_config(path: Path, state: Path, sources: dict, sinks: dict) -> Path:
-    lines = ["[logarchive]", f"state_dir = {json.dumps(str(state))}", "workers = 1",
-             "chunk_size = 4096", ""]
-    for kind, tables in (("sources", sources), ("sinks", sinks)):
-        for name, table in tables.items():
-            lines.append(f"[{kind}.{name}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-            lines.append("")
-    path.write_text("\n".join(lines))
-    return path
+    return write_tables(path, state, sources, sinks, workers=1, chunk_size=4096)
 
 
 def cli(*args: str) -> object:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import logarchive_archive
 from logarchive.cli import main
-from logarchive_testsupport.processes import toml_value
+from logarchive_testsupport.processes import write_tables
 
 splunk_testing = pytest.importorskip("logarchive_splunk.testing")
 pytest.importorskip("duckdb")
@@ -24,14 +24,7 @@ RUNS = {"mdl-a/r1": 10, "mdl-a/r2": 20, "mdl-b/r3": 30}
 
 
 def write_config(path: Path, state: Path, sources: dict, sinks: dict) -> Path:
-    lines = ["[logarchive]", f"state_dir = {json.dumps(str(state))}", "workers = 1", ""]
-    for kind, tables in (("sources", sources), ("sinks", sinks)):
-        for name, table in tables.items():
-            lines.append(f"[{kind}.{name}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-            lines.append("")
-    path.write_text("\n".join(lines))
-    return path
+    return write_tables(path, state, sources, sinks, workers=1)
 
 
 def cli(*args: str):

@@ -43,6 +43,21 @@ def toml_value(value: Any) -> str:
         "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }")
 
 
+def write_tables(path: Path, state: Path, sources: dict[str, dict[str, Any]],
+                 sinks: dict[str, dict[str, Any]], **settings: Any) -> Path:
+    """A config with ``[logarchive]`` (``state_dir`` and ``settings``), then one table per
+    source and per sink."""
+    lines = ["[logarchive]", f"state_dir = {json.dumps(str(state))}"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()] + [""]
+    for kind, tables in (("sources", sources), ("sinks", sinks)):
+        for name, table in tables.items():
+            lines.append(f"[{kind}.{name}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+            lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
 def write_config(path: Path, state: Path, logs: Path, sinks: dict[str, dict[str, Any]],
                  workers: int = 2, chunk_size: int = 65536) -> Path:
     lines = [
