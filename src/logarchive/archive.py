@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import reprlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -150,16 +150,27 @@ def unknown_sink_lines(unknown: dict[str, list[str]], consequence: str) -> list[
             for name, paths in sorted(unknown.items())]
 
 
-def list_stored(fs: Any, root: str, skip: Callable[[str], bool]) -> Iterator[StoredObject]:
+TEMP_SUFFIX = ".partial"
+TEMP_DIR = ".logarchive-tmp"  # an fs sink's local writes in progress, one folder per root
+
+
+def in_progress(path: str) -> bool:
+    """Whether ``path`` (relative to an fs sink's root) is a write in progress: in the temp
+    folder, or a ``.<name>...partial`` beside its final name."""
+    base = path.rsplit("/", 1)[-1]
+    return path.startswith(f"{TEMP_DIR}/") or (base.startswith(".") and base.endswith(TEMP_SUFFIX))
+
+
+def list_stored(fs: Any, root: str) -> Iterator[StoredObject]:
     """Every object under ``root`` of an fsspec filesystem (what ``ByteSink.list()`` returns),
-    in path order, but those whose relative path ``skip`` names (writes in progress)."""
+    in path order, but writes in progress (:func:`in_progress`)."""
     try:
         found = fs.find(root, detail=True)
     except FileNotFoundError:
         return
     for full, info in sorted(found.items()):
         relative = full[len(root):].lstrip("/")
-        if not relative or skip(relative) or info.get("type") == "directory":
+        if not relative or in_progress(relative) or info.get("type") == "directory":
             continue
         mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
         yield StoredObject(relative, info.get("size"), mtime if isinstance(mtime, float) else None)

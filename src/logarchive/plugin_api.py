@@ -127,7 +127,9 @@ __all__ += [
 # (logarchive.archive), the records of a stored object (logarchive.search), and record
 # streams: a source whose logs are records already hands them to the delivery as they are
 # (logarchive.sourcestream.RecordStream).
-from logarchive.archive import Archived, ArchiveListing, list_stored, read_archive  # noqa: E402
+from logarchive.archive import (  # noqa: E402
+    TEMP_DIR, TEMP_SUFFIX, Archived, ArchiveListing, list_stored, read_archive,
+)
 from logarchive.codec import decompress_stream  # noqa: E402
 from logarchive.parquet import read_records as parquet_records  # noqa: E402
 from logarchive.search import archived_records  # noqa: E402
@@ -135,7 +137,7 @@ from logarchive.sourcestream import RecordChunk, RecordStream  # noqa: E402
 
 __all__ += [
     "ArchiveListing", "Archived", "RecordChunk", "RecordStream", "archived_records",
-    "decompress_stream", "list_stored", "parquet_records", "read_archive",
+    "TEMP_DIR", "TEMP_SUFFIX", "decompress_stream", "list_stored", "parquet_records", "read_archive",
 ]
 
 

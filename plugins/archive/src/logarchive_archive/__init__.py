@@ -95,14 +95,7 @@ class _Reader(ByteSink):
         return full
 
     def list(self) -> Iterator[StoredObject]:
-        return list_stored(self.fs, self.root, _temporary)
-
-
-def _temporary(path: str) -> bool:
-    """An fs sink's object being written (its temp folder, or ``.<name>...partial``)."""
-    name = path.rsplit("/", 1)[-1]
-    return path.startswith(".logarchive-tmp/") or (name.startswith(".")
-                                                   and name.endswith(".partial"))
+        return list_stored(self.fs, self.root)
 
 
 class ArchiveSource(Source):

@@ -27,13 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from logarchive.plugin_api import (
     LOCAL_PROTOCOLS, ByteSink, ByteSinkConfig, ObjectWriter, SinkError, StoredObject,
-    display_url, hookimpl, list_stored, read_chunks, resolve,
+    TEMP_DIR, TEMP_SUFFIX, display_url, hookimpl, list_stored, read_chunks, resolve,
 )
 
 from logarchive_fs import check
 
-TEMP_SUFFIX = ".partial"
-TEMP_DIR = ".logarchive-tmp"  # local writes in progress, one folder per archive root
 DEFERRED_COMMIT = ("s3", "s3a", "gs", "gcs")
 DELETE_BATCH = 1000  # versions per DeleteObjects request (the S3 maximum)
 
@@ -55,11 +53,6 @@ def _writer_alive(temp_name: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def is_temp(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return name.startswith(f"{TEMP_DIR}/") or (base.startswith(".") and base.endswith(TEMP_SUFFIX))
 
 
 def sweep_temp_dir(temp_dir: Path) -> int:
@@ -187,7 +180,7 @@ class FsSink(ByteSink):
             yield chunks
 
     def list(self) -> Iterator[StoredObject]:
-        return list_stored(self.fs, self.root, is_temp)
+        return list_stored(self.fs, self.root)
 
     def delete(self, path: str) -> None:
         """Delete ``path`` for good. On S3 every version of the key is deleted by id (all pages
