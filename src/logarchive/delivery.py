@@ -132,7 +132,9 @@ class RunDelivery:
         self.targets.sort(key=lambda t: isinstance(t, RecordTarget))
         if any(t.needs_records for t in self.targets):
             max_line = min(t.max_line_bytes for t in self.targets)
-            self.builder = new_builder(self.run.record_fields(), max_line,
+            parquet = any(getattr(t, "encoder", None) and t.encoder.format == "parquet"
+                          for t in self.targets)  # its rows are the columnar codec's columns
+            self.builder = new_builder(self.run.record_fields(), max_line, parquet or None,
                                        parse=self.pipe.source.context.settings.parse)
         try:
             self.read(progress)

@@ -102,7 +102,8 @@ class ParquetEncoder:
     """Encodes one run into a Parquet file, with the interface of ``codec.FormatEncoder``:
     ``header()``, then ``encode_batch(batch)`` per :class:`~logarchive.codec.LineBatch`, then
     ``footer()``; each returns the bytes of the file that are ready (often none until a row
-    group is complete)."""
+    group is complete). The rows are the batches' columns (``batch.arrow()``: no conversion on
+    the columnar codec's batches, which the delivery picks for a Parquet target)."""
 
     format = "parquet"
     needs_records = True
@@ -111,8 +112,8 @@ class ParquetEncoder:
                  row_group_bytes: int = ROW_GROUP_BYTES) -> None:
         import pyarrow.parquet as pq
 
-        self._fields = dict(fields)
         self.schema = schema(list(fields))
+        self._columns = _Columns(self.schema, fields)
         self._out = _Collector()
         self._writer = pq.ParquetWriter(
             self._out, self.schema, compression=CODECS[compression],
@@ -132,10 +133,10 @@ class ParquetEncoder:
     def encode_batch(self, batch: Any) -> bytes:
         if not len(batch):
             return b""
-        table = record_table(batch)
-        self._pending.append(table)
-        self._rows += table.num_rows
-        self._text_bytes += table.column("message").nbytes
+        columns = self._columns(batch.arrow())
+        self._pending.append(columns)
+        self._rows += columns.num_rows
+        self._text_bytes += columns.column(3).nbytes
         if self._rows >= ROW_GROUP_ROWS or self._text_bytes >= self._row_group_bytes:
             self._write_row_group()
         return self._out.drain()
@@ -146,19 +147,56 @@ class ParquetEncoder:
         return self._out.drain()
 
     def _write_row_group(self) -> None:
+        """The pending batches as one row group, written column by column from them as they
+        are (no copy into one batch first)."""
         if not self._pending:
             return
         import pyarrow as pa
 
-        table = pa.concat_tables(self._pending)
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._pending, self._rows, self._text_bytes = [], 0, 0
-        columns = [table.column(name) for name in RECORD_COLUMNS]
-        columns[2] = columns[2].dictionary_encode()
-        zeros = pa.repeat(pa.scalar(0, pa.int32()), table.num_rows)
-        for value in self._fields.values():  # a constant: one dictionary entry, indices all 0
-            columns.append(pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())))
-        self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema),
-                                 row_group_size=table.num_rows)
+        self._writer.write_table(table, row_group_size=table.num_rows)
+
+
+class _Columns:
+    """Turns record batches of :data:`logarchive.columnar.SCHEMA` (canonical timestamp strings,
+    plain levels) into the archive's schema: timestamps as UTC instants, levels and the run's
+    fields dictionary-encoded against dictionaries fixed for the file (every level name; each
+    run field one value, its indices all 0), so every row group has the same dictionaries."""
+
+    def __init__(self, target: Any, fields: dict[str, str]) -> None:
+        import pyarrow as pa
+
+        from logarchive.parse import LEVELS
+
+        self.target = target
+        self.levels = pa.array(LEVELS, pa.string())
+        self.fields = [pa.array([value], pa.string()) for value in fields.values()]
+        self.zero = pa.scalar(0, pa.int32())
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        columns = [batch.column(name) for name in RECORD_COLUMNS]
+        columns[1] = _instants(columns[1])
+        columns[2] = pa.DictionaryArray.from_arrays(
+            pc.index_in(columns[2], value_set=self.levels), self.levels)
+        zeros = pa.repeat(self.zero, batch.num_rows)
+        columns += [pa.DictionaryArray.from_arrays(zeros, value) for value in self.fields]
+        return pa.RecordBatch.from_arrays(columns, schema=self.target)
+
+
+def _instants(stamps: Any) -> Any:
+    """The codec's canonical timestamps (``2026-03-15T09:30:00.120Z``, always UTC with
+    milliseconds) as ``timestamp[us, UTC]``; null stays null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    whole = pc.strptime(pc.utf8_slice_codeunits(stamps, 0, 19), "%Y-%m-%dT%H:%M:%S", "us")
+    millis = pc.cast(pc.utf8_slice_codeunits(stamps, 20, 23), pa.int64())
+    micros = pc.add(pc.cast(whole, pa.int64()), pc.multiply(millis, 1000))
+    return pc.cast(micros, pa.timestamp("us", "UTC"))
 
 
 def _level(compression: str, level: int | None) -> int | None:
@@ -167,27 +205,6 @@ def _level(compression: str, level: int | None) -> int | None:
     if level is None and compression == "zstd":
         return ZSTD_LEVEL
     return level
-
-
-def _json_schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema([("seq", pa.int64()), ("timestamp", pa.timestamp("us", "UTC")),
-                      ("level", pa.string()), ("message", pa.string()), ("part", pa.int32()),
-                      ("partial", pa.bool_()), ("continuation", pa.bool_())])
-
-
-def record_table(batch: Any) -> Any:
-    """The record columns of a :class:`~logarchive.codec.LineBatch` as an Arrow table, parsed
-    by Arrow's JSON reader from the batch's NDJSON (no Python work per record); the run's
-    fields, constant in a run, are left out (the writer adds them)."""
-    import pyarrow.json as pj
-
-    data = batch.ndjson()
-    options = pj.ParseOptions(explicit_schema=_json_schema(), unexpected_field_behavior="ignore")
-    table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
-                         parse_options=options)
-    return table.select(list(RECORD_COLUMNS))
 
 
 READ_BATCH_ROWS = 8192
@@ -232,3 +249,4 @@ def spooled_records(chunks: Iterable[bytes],
             spool.write(chunk)
         spool.seek(0)
         yield from read_records(spool)
+
