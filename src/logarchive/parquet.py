@@ -46,9 +46,9 @@ from logarchive.errors import LogarchiveError
 
 EXTRA = "pip install 'logarchive[parquet]'"
 CODECS = {"zstd": "zstd", "gzip": "gzip", "none": "none"}
-ROW_GROUP_BYTES = 8 * 1024 * 1024  # ~60k-120k lines: about DuckDB's own row group
+ROW_GROUP_BYTES = 4 * 1024 * 1024  # ~30k-60k lines; larger ones measured no smaller, more RSS
 ROW_GROUP_ROWS = 250_000
-ZSTD_LEVEL = 3  # Arrow's default is 1: level 3 is 2% smaller here at the same speed
+ZSTD_LEVEL = 6  # 23-25% smaller than NDJSON+gzip-6 (level 3: 15-20%), ~+10% export CPU
 RECORD_COLUMNS = ("seq", "timestamp", "level", "message", "part", "partial", "continuation")
 
 
