@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import (  # noqa: E402  (the harness next to this file)
-    GENERATORS, Series, export_cmd, fresh, make_log, measure, run_folder, throughput,
-    write_config,
+    GENERATORS, Series, export_cmd, fresh, make_log, measure, run_folder, stored,
+    throughput, write_config,
 )
 
 
@@ -39,8 +39,8 @@ def children_cpu() -> float:
 class Side:
     """One command measured repeatedly: wall time, CPU time, peak RSS per sample."""
 
-    def __init__(self, name: str, prepare, command, archive: Path | None = None) -> None:
-        self.name, self.prepare, self.command, self.archive = name, prepare, command, archive
+    def __init__(self, name: str, prepare, command, base: Path | None = None) -> None:
+        self.name, self.prepare, self.command, self.base = name, prepare, command, base
         self.samples: list = []
         self.cpu: list[float] = []
 
@@ -68,13 +68,7 @@ def export_side(work: Path, name: str, log: Path, fmt: str, compression: str) ->
         sink={"type": "fs", "url": str(base / "archive"), "path": "{run_id}.{ext}",
               "format": fmt, "compression": compression},
     )
-    return Side(name, fresh(base), export_cmd(config), base / "archive")
-
-
-def object_size(archive: Path) -> int:
-    return sum(p.stat().st_size for p in archive.rglob("*")
-               if p.is_file() and not p.name.endswith(".manifest.json")
-               and ".logarchive-tmp" not in p.parts)
+    return Side(name, fresh(base), export_cmd(config), base)
 
 
 def bench(log: Path, work: Path, runs: int) -> None:
@@ -94,7 +88,7 @@ def bench(log: Path, work: Path, runs: int) -> None:
         print(f"  {side.name:<13} {wall[0]:6.1f} MB/s ({wall[1]:.1f}-{wall[2]:.1f})  "
               f"{jq.seconds() / side.seconds():.2f}x jq  CPU {side.cpu_seconds():.2f} s "
               f"({jq.cpu_seconds() / side.cpu_seconds():.2f}x jq)  peak RSS {side.rss():.0f} MB")
-    nd_size, pq_size = object_size(sides[1].archive), object_size(sides[2].archive)
+    nd_size, pq_size = stored(sides[1].base), stored(sides[2].base)
     print(f"  sizes: ndjson+gzip {nd_size / 2**20:.2f} MiB, parquet+zstd {pq_size / 2**20:.2f} "
           f"MiB ({pq_size / nd_size:.3f}x, {100 * (1 - pq_size / nd_size):.1f}% smaller)")
 
@@ -105,7 +99,7 @@ def rss(log: Path, work: Path) -> None:
     sample = side.samples[0]
     print(f"{log.name}: {log.stat().st_size / 2**20:.0f} MiB in {sample.seconds:.1f} s "
           f"(CPU {side.cpu[0]:.1f} s), peak RSS {sample.rss_mb:.0f} MB, object "
-          f"{object_size(side.archive) / 2**20:.1f} MiB, load average {os.getloadavg()[0]:.1f}")
+          f"{stored(side.base) / 2**20:.1f} MiB, load average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:

@@ -211,6 +211,13 @@ def fresh(*paths: Path) -> Callable[[], None]:
     return prepare
 
 
+def stored(base: Path) -> int:
+    """Bytes of the objects an export wrote under ``base`` (manifests and temp files left out)."""
+    return sum(p.stat().st_size for p in (base / "archive").rglob("*")
+               if p.is_file() and not p.name.endswith(".manifest.json")
+               and ".logarchive-tmp" not in p.parts)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -297,17 +304,38 @@ class Bench:
         log = make_log(self.work, self.size_main, self.kind)
         size = log.stat().st_size
         for fmt, comp, label in [("json", "none", "txt→json array"),
-                                 ("ndjson", "gzip", "txt→ndjson + gzip"),
                                  ("ndjson", "zstd", "txt→ndjson + zstd")]:
             (series,) = interleave(self.n, [self.local_export(f"{fmt}-{comp}", log, fmt, comp)])
             self.add(Row(f"{label} {self.size_main} MiB", "MB/s", throughput(series, size),
                          extra=f"peak RSS {series.median('rss_mb'):.0f} MB"))
+        self.parquet(log)
+
+    # Parquet + zstd vs jq, its size vs NDJSON + gzip of the same log (issue 15)
+    def parquet(self, log: Path) -> None:
+        size = log.stat().st_size
+        dst = self.out("jq-pq") / "out.ndjson"
+        jq = (fresh(dst.parent), lambda: measure(f"jq -Rc '{{message: .}}' {log} > {dst}"))
+        gz_series, jq_series, pq_series = interleave(self.n, [
+            self.local_export("ndjson-gzip", log, "ndjson", "gzip"), jq,
+            self.local_export("parquet-zstd", log, "parquet", "zstd")])
+        base = throughput(jq_series, size)
+        gz, pq = throughput(gz_series, size), throughput(pq_series, size)
+        self.add(Row(f"txt→ndjson + gzip {self.size_main} MiB", "MB/s", gz,
+                     "`jq -Rc '{message: .}'`", base, gz[0] / base[0],
+                     extra=f"peak RSS {gz_series.median('rss_mb'):.0f} MB"))
+        shrink = 1 - stored(self.out("parquet-zstd")) / stored(self.out("ndjson-gzip"))
+        ratio = pq[0] / base[0]
+        self.add(Row(f"txt→parquet + zstd {self.size_main} MiB", "MB/s", pq,
+                     "`jq -Rc '{message: .}'`", base, ratio, "≥ 2x, ≥ 20% smaller",
+                     ratio >= 2 and shrink >= 0.2,
+                     extra=f"{100 * shrink:.1f}% smaller than NDJSON + gzip; peak RSS "
+                           f"{pq_series.median('rss_mb'):.0f} MB"))
 
     # peak RSS on a 2 GB log
     def rss(self) -> None:
         log = make_log(self.work, self.size_rss, self.kind)
-        for fmt in ("txt", "ndjson"):
-            (series,) = interleave(self.n, [self.local_export(f"rss-{fmt}", log, fmt)])
+        for fmt, comp in (("txt", "none"), ("ndjson", "none"), ("parquet", "zstd")):
+            (series,) = interleave(self.n, [self.local_export(f"rss-{fmt}", log, fmt, comp)])
             med, lo, hi = series.spread("rss_mb")
             self.add(Row(f"peak RSS, {fmt} export of a {self.size_rss} MiB log", "MB",
                          (med, lo, hi), target="≤ 150 MB", passed=hi <= 150,
