@@ -63,6 +63,11 @@ QUIET_WORKERS = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
+    # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap
+    # threshold at 128 KiB: every chunk-sized buffer of a conversion is then mmapped, faulted
+    # in and unmapped. Measured on 48 runs of txt -> ndjson + gzip (threads executor, same
+    # process): 35k minor faults and 0.3 s of system CPU without it, 725k and 2.3 s with it.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 
 
