@@ -35,7 +35,7 @@ def split_runs(bench: Bench, log: Path, runs: int) -> Path:
     step = len(data) // runs
     start = 0
     for n in range(runs):
-        end = len(data) if n == runs - 1 else data.index(b"\n", start + step) + 1
+        end = len(data) if n == runs - 1 else data.index(b"\n", (n + 1) * step) + 1
         (folder / f"run-{n:03d}.log").write_bytes(data[start:end])
         start = end
     return folder

@@ -277,7 +277,7 @@ class Task:
 
 
 class DaskExecutor(Executor):
-    """One Dask task per run; at most ``in_flight`` submitted at once."""
+    """One Dask task per run; at most ``in_flight`` runs delivered at once."""
 
     def __init__(self, config: Config, workers: int | None) -> None:
         self.distributed = require_distributed()
@@ -444,8 +444,9 @@ class WorkerExport:
     stop: threading.Event = field(default_factory=threading.Event)
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     running: int = 0
-    given_up: dict[str, dict[str, str]] = field(default_factory=dict)  # per pipeline: the
-    # pipeline's dead_sinks, shared by the cluster through the coordinator
+    # per pipeline, its dead_sinks: the sinks given up anywhere in the cluster (the coordinator
+    # passes on what a worker gave up)
+    given_up: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def pipeline(self, name: str) -> Pipeline:
         if name not in self.pipelines:
