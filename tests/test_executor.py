@@ -338,3 +338,57 @@ def test_cluster_export_with_a_postgresql_ledger(tmp_path: Path, cluster: Any,
     assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
     for receiver in live.values():
         assert check_received(receiver, logs, in_flight=0) == []
+
+
+def test_a_sink_given_up_on_one_worker_is_given_up_on_every_worker(tmp_path: Path,
+                                                                    cluster: Any) -> None:
+    """A Splunk token the receiver refuses (a fatal error for the sink): the first run that
+    tries gives the sink up for the whole export, on every worker process. One refused
+    request in all; that run is recorded failed at the sink, the others stay pending (deferred)
+    for the next export; every run is archived."""
+    logs = make_logs(tmp_path / "logs", runs=8, lines_per_run=50)
+    hec = HecReceiver(token="the-right-token").start()
+    try:
+        config = config_for(tmp_path, tmp_path / "logs", {"splunk": {
+            "type": "splunk", "url": hec.url, "token": TOKEN}},
+            {"type": "dask", "address": cluster.scheduler.address})
+        config.write_text(config.read_text().replace("workers = 4", "workers = 1"))
+        done = run_export(config, "--json")
+    finally:
+        hec.stop()
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    states = Counter(r["sinks"]["splunk"].split(" ")[0].rstrip(":") for r in summary["runs"])
+    assert states == {"failed": 1, "deferred": 7}, summary["runs"]
+    assert len(hec.server.requests) == 1  # the first run's request; no other worker tried
+    assert check_archive(fsspec.filesystem("file"), str(tmp_path / "archive"), logs, "txt") == []
+    with closing(sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")) as db:
+        assert [s for (s,) in db.execute("SELECT status FROM deliveries WHERE sink = 'splunk'")
+                ] == ["failed"]
+    assert TOKEN not in done.stdout + done.stderr
+
+
+def test_a_ledger_gone_mid_export_prints_the_summary(tmp_path: Path, cluster: Any,
+                                                     pg_url: str) -> None:
+    """The PostgreSQL ledger stops answering when a worker claims the second run (workers =
+    1): the export prints the summary a threads export prints (1 exported, 2 failed naming the
+    ledger, the third "not started") and exits 1, without a traceback."""
+    from logarchive_testsupport.postgres import CuttableProxy
+
+    make_logs(tmp_path / "logs", runs=3, lines_per_run=10)
+    proxy = CuttableProxy.to(pg_url, b"INSERT INTO claims", after=2)
+    config = config_for(tmp_path, tmp_path / "logs", {},
+                        {"type": "dask", "address": cluster.scheduler.address})
+    config.write_text(config.read_text().replace("workers = 4", "workers = 1").replace(
+        "[logarchive]\n", f"[logarchive]\nledger = {json.dumps(proxy.url)}\n", 1))
+    try:
+        done = run_export(config, timeout=120)
+    finally:
+        proxy.close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "exported 1 run(s)" in done.stdout and "failed 2" in done.stdout, done.stdout
+    failed = [line for line in done.stdout.splitlines() if line.startswith("failed ")]
+    place = f"ledger postgresql://***@127.0.0.1:{proxy.port}/{proxy.database}"
+    assert len(failed) == 2 and all(place in line for line in failed), done.stdout
+    assert any("not started, the ledger stopped answering: " in line for line in failed)
+    assert "Traceback" not in done.stderr

@@ -6,14 +6,11 @@ past its lease) records nothing once another took its run over, and exits 4."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
 import signal
-import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +27,7 @@ from logarchive.runs import RunRef
 from logarchive.status import ExitCode, RunStatus
 from logarchive_datadog.testing import API_KEY, IntakeReceiver
 from logarchive_splunk.testing import TOKEN, HecReceiver
+from logarchive_testsupport.postgres import CuttableProxy
 from logarchive_testsupport.processes import (
     EXE, check_archive, make_logs, run_export, start_export, write_config,
 )
@@ -211,66 +209,17 @@ def test_a_paused_owner_records_no_second_delivery(tmp_path: Path, pg_url: str,
         record(f"{name}: {twice} events twice (bound {MAX_IN_FLIGHT * BATCH})")
 
 
-class CuttableProxy:
-    """127.0.0.1:port forwarded to the server's Unix socket, cut for good (listener closed,
-    every connection dropped) when the clients have sent ``marker`` ``after`` times: the
-    database gone mid-export, at a chosen point."""
-
-    def __init__(self, socket_path: str, marker: bytes, after: int) -> None:
-        self.socket_path, self.marker, self.left = socket_path, marker, after
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.cut = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.cut.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.socket(socket.AF_UNIX)
-            server.connect(self.socket_path)
-            self.sockets += [client, server]
-            for a, b, sniff in ((client, server, True), (server, client, False)):
-                threading.Thread(target=self._pipe, args=(a, b, sniff), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, sniff: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if sniff and self.marker in data:
-                    self.left -= 1
-                    if self.left == 0:
-                        self.close()
-                        return
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.cut.set()
-        self.listener.close()
-        for each in self.sockets:
-            with contextlib.suppress(OSError):
-                each.shutdown(socket.SHUT_RDWR)
-            each.close()
-
-
 def test_a_database_gone_mid_export_stops_it_fast_with_the_summary(
         tmp_path: Path, pg_url: str) -> None:
     """Before: every ledger call waited 60 s for the pool (4 min in all), then one error line
     and no summary. The proxy is cut when the export claims its second run (workers = 1)."""
     make_logs(tmp_path / "logs", runs=3, lines_per_run=10)
-    database, query = pg_url.split("?")[0].rsplit("/", 1)[1], pg_url.split("?")[1]
-    socket_dir = dict(p.split("=", 1) for p in query.split("&"))["host"]
-    port = dict(p.split("=", 1) for p in query.split("&")).get("port", "5432")
-    proxy = CuttableProxy(f"{socket_dir}/.s.PGSQL.{port}", b"INSERT INTO claims", after=2)
+    proxy = CuttableProxy.to(pg_url, b"INSERT INTO claims", after=2)
     sinks = {"archive": {"type": "fs", "url": str(tmp_path / "archive"),
                          "path": "{model_id}/{run_id}.{ext}"}}
     path = write_config(tmp_path / "c.toml", tmp_path / "state", tmp_path / "logs", sinks,
                         workers=1)
-    url = f"postgresql://postgres:pw@127.0.0.1:{proxy.port}/{database}"
+    url = proxy.url
     path.write_text(path.read_text().replace(
         "[logarchive]\n", f"[logarchive]\nledger = {json.dumps(url)}\n", 1))
     try:
@@ -280,7 +229,7 @@ def test_a_database_gone_mid_export_stops_it_fast_with_the_summary(
         proxy.close()
     assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
     assert exported(result.stdout) == 1 and "failed 2" in result.stdout
-    place = f"ledger postgresql://***@127.0.0.1:{proxy.port}/{database}"
+    place = f"ledger postgresql://***@127.0.0.1:{proxy.port}/{proxy.database}"
     failed = [line for line in result.stdout.splitlines() if line.startswith("failed ")]
     assert len(failed) == 2 and all(place in line for line in failed), result.stdout
     assert any("not started, the ledger stopped answering: " in line for line in failed)

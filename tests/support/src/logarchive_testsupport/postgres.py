@@ -3,9 +3,12 @@ package), started once per test session and stopped at its end, also on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,3 +52,64 @@ def pg_url(postgres_server: Any) -> str:
     name = f"t_{uuid.uuid4().hex[:16]}"
     postgres_server.psql(f"CREATE DATABASE {name};")
     return postgres_server.get_uri(name)
+
+
+class CuttableProxy:
+    """127.0.0.1:port forwarded to the server's Unix socket, cut for good (listener closed,
+    every connection dropped) when the clients have sent ``marker`` ``after`` times: the
+    database gone mid-export, at a chosen point."""
+
+    def __init__(self, socket_path: str, marker: bytes, after: int) -> None:
+        self.socket_path, self.marker, self.left = socket_path, marker, after
+        self.database = ""
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def to(cls, pg_url: str, marker: bytes, after: int) -> CuttableProxy:
+        """A proxy to the database of ``pg_url`` (a ``pg_url`` fixture's Unix socket URL)."""
+        path, query = pg_url.split("?")
+        params = dict(p.split("=", 1) for p in query.split("&"))
+        proxy = cls(f"{params['host']}/.s.PGSQL.{params.get('port', '5432')}", marker, after)
+        proxy.database = path.rsplit("/", 1)[1]
+        return proxy
+
+    @property
+    def url(self) -> str:
+        """The database's URL through the proxy (TCP on 127.0.0.1)."""
+        return f"postgresql://postgres:pw@127.0.0.1:{self.port}/{self.database}"
+
+    def _accept(self) -> None:
+        while not self.cut.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.socket_path)
+            self.sockets += [client, server]
+            for a, b, sniff in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, sniff), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, sniff: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if sniff and self.marker in data:
+                    self.left -= 1
+                    if self.left == 0:
+                        self.close()
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.cut.set()
+        self.listener.close()
+        for each in self.sockets:
+            with contextlib.suppress(OSError):
+                each.shutdown(socket.SHUT_RDWR)
+            each.close()
