@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from collections.abc import Iterable
@@ -175,6 +176,7 @@ class Registry:
 
 
 _default: Registry | None = None
+_default_lock = threading.RLock()
 
 
 def default_registry(*, sources: Iterable[str] | None = None,
@@ -183,11 +185,12 @@ def default_registry(*, sources: Iterable[str] | None = None,
     `logarchive plugins` and `config schema` list); with ``sources``/``sinks`` only what those
     types need (:meth:`Registry.load_for`), more being loaded on a later call that needs it."""
     global _default
-    if _default is None:
-        _default = Registry()
-    if sources is None and sinks is None:
-        if not _default.complete:
-            _default.load_entry_points()
-    else:
-        _default.load_for(sources or (), sinks or ())
-    return _default
+    with _default_lock:  # configs parsed in threads (serve) may each load more
+        if _default is None:
+            _default = Registry()
+        if sources is None and sinks is None:
+            if not _default.complete:
+                _default.load_entry_points()
+        else:
+            _default.load_for(sources or (), sinks or ())
+        return _default
