@@ -67,7 +67,7 @@ def fresh_default_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plugins, "_default", None)
 
 
-def document(tmp_path: Path, source: dict[str, str]) -> dict[str, Any]:
+def document(tmp_path: Path, source: dict[str, Any]) -> dict[str, Any]:
     return {"logarchive": {"state_dir": str(tmp_path / "state")},
             "sources": {"training": {**source, "url": str(tmp_path)}},
             "sinks": {"out": {"type": "fs", "url": str(tmp_path / "archive")}}}
@@ -77,9 +77,10 @@ def document(tmp_path: Path, source: dict[str, str]) -> dict[str, Any]:
 @pytest.mark.parametrize(("source", "expected"), [
     ({"type": "filez"}, "unknown source type 'filez' (did you mean 'files'?)"),
     ({}, "sources.training.type"),
+    ({"type": ["files"]}, "sources.training.type: missing or not a string"),
 ])
 def test_an_unknown_or_missing_type_lists_every_installed_type(
-        tmp_path: Path, source: dict[str, str], expected: str) -> None:
+        tmp_path: Path, source: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(document(tmp_path, source), path="c.toml")
     assert expected in str(raised.value)

@@ -269,11 +269,11 @@ def _tables(data: Any, raw: _RawConfig | None, section: str) -> dict[str, dict[s
 def _types_named(data: Any) -> dict[str, set[str]]:
     """The source and sink types the document names, for loading only their plugins; none
     (every plugin is loaded) when a table has no type string, whose error lists them all."""
-    named = {section: {t.get("type") for t in _tables(data, None, section).values()}
+    named = {section: [t.get("type") for t in _tables(data, None, section).values()]
              for section in ("sources", "sinks")}
     if not all(isinstance(t, str) for types in named.values() for t in types):
-        return {}
-    return named
+        return {}  # also unhashable values (a list as `type`)
+    return {section: set(types) for section, types in named.items()}
 
 
 def _check_pipelines(pipelines: list[PipelineConfig], raw: _RawConfig, errors: _Errors) -> None:
