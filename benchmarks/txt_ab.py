@@ -32,6 +32,11 @@ def base_tree(ref: str, into: Path) -> Path:
                              capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
+    # Both sides start from bytecode, also under PYTHONDONTWRITEBYTECODE (which would make the
+    # base compile every module on every run, and this tree each module changed since).
+    for tree in (into / "src", REPO / "src", *REPO.glob("plugins/*/src")):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True,
+                       stdout=subprocess.DEVNULL)
     return into / "src"
 
 
