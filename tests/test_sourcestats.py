@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logarchive.codec import SourceStats as FromCodec, decode_line
-from logarchive.sourcestats import InvalidUtf8Counter, SourceStats
+from logarchive.sourcestats import WINDOW, InvalidUtf8Counter, SourceStats
 
 pieces = st.lists(
     st.one_of(
@@ -40,6 +40,29 @@ def test_count_equals_per_line_decoding_wherever_cut(data: bytes, cuts: list[int
     counter = InvalidUtf8Counter(window)
     total = sum(counter.feed(chunk) for chunk in split_at(data, cuts)) + counter.finish()
     assert total == reference_count(data)
+
+
+# Any bytes, high ones as likely as ASCII: lead bytes cut from their continuations, overlong
+# forms, surrogates, stray continuations, at every position relative to chunk and window ends.
+random_bytes = st.one_of(
+    st.binary(max_size=600),
+    st.lists(st.sampled_from([b"a", b"\n", b"\x80", b"\xbf", b"\xc0", b"\xc2", b"\xe0",
+                              b"\xed", b"\xef", b"\xf0", b"\xf4", b"\xf5", b"\xff",
+                              b"\xef\xbf\xbd", "é".encode(), "模".encode(), "😀".encode()]),
+             max_size=300).map(b"".join),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=random_bytes, cuts=st.lists(st.integers(0, 700), max_size=12),
+       window=st.one_of(st.integers(1, 40), st.just(WINDOW)))
+def test_count_on_random_bytes_equals_the_reference(data: bytes, cuts: list[int],
+                                                     window: int) -> None:
+    counter = InvalidUtf8Counter(window)
+    total = sum(counter.feed(chunk) for chunk in split_at(data, cuts)) + counter.finish()
+    assert total == reference_count(data)
+    whole = data.decode("utf-8", "replace").count("\ufffd") - data.count("\ufffd".encode())
+    assert total == whole  # lines change nothing: a newline ends any sequence
 
 
 def test_valid_non_ascii_counts_nothing_and_a_cut_character_waits() -> None:

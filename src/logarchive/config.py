@@ -220,7 +220,7 @@ def parse_config(data: dict[str, Any], *, path: str = "<config>", registry: Regi
     ``no_env`` the environment is not read: each ``${...}`` without a default is a placeholder
     that satisfies any key (``logarchive config check --no-env``).
     """
-    registry = registry or default_registry()
+    registry = registry or default_registry(**_types_named(data))
     errors = _Errors(path)
     interpolation = Interpolation(os.environ if environ is None else environ, errors,
                                   no_env=no_env, base_dir=base_dir or Path.cwd())
@@ -264,6 +264,16 @@ def _tables(data: Any, raw: _RawConfig | None, section: str) -> dict[str, dict[s
     if not isinstance(tables, dict):
         return {}
     return {k: v for k, v in tables.items() if isinstance(v, dict)}
+
+
+def _types_named(data: Any) -> dict[str, set[str]]:
+    """The source and sink types the document names, for loading only their plugins; none
+    (every plugin is loaded) when a table has no type string, whose error lists them all."""
+    named = {section: [t.get("type") for t in _tables(data, None, section).values()]
+             for section in ("sources", "sinks")}
+    if not all(isinstance(t, str) for types in named.values() for t in types):
+        return {}  # also unhashable values (a list as `type`)
+    return {section: set(types) for section, types in named.items()}
 
 
 def _check_pipelines(pipelines: list[PipelineConfig], raw: _RawConfig, errors: _Errors) -> None:

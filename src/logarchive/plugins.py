@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from importlib import metadata
+from collections.abc import Iterable
 from typing import Any
 
 import pluggy
@@ -59,12 +61,16 @@ class Registry:
         self.sinks: dict[str, PluginType] = {}
         self.broken: list[BrokenPlugin] = []
         self._dists: dict[str, tuple[str, str]] = {}
+        self.complete = False  # every installed plugin (that $LOGARCHIVE_PLUGINS selects) loaded
 
-    def load_entry_points(self, only: str | None = None) -> None:
+    def load_entry_points(self, only: str | None = None, *, names: Iterable[str] | None = None
+                          ) -> None:
         """Load plugins from the ``logarchive`` entry-point group.
 
         ``only`` (or ``$LOGARCHIVE_PLUGINS``): comma-separated entry-point names to load; empty
-        string loads none. A plugin that fails to import is reported, not fatal.
+        string loads none. ``names``: load only those of them named so (a name no entry point
+        has is no error: see :meth:`load_for`). A plugin that fails to import is reported, not
+        fatal.
         """
         selection = only if only is not None else os.environ.get(LOAD_ENV)
         wanted = None if selection is None else {s.strip() for s in selection.split(",") if s}
@@ -74,20 +80,42 @@ class Registry:
             raise PluginError(
                 f"{LOAD_ENV} names no installed plugin: {', '.join(unknown)}; installed: "
                 + (", ".join(sorted({ep.name for ep in available})) or "(none)"))
+        if names is not None:
+            wanted = set(names) if wanted is None else wanted & set(names)
+        else:
+            self.complete = True
         for ep in available:
             if wanted is not None and ep.name not in wanted:
                 continue
-            if self.pm.has_plugin(ep.name):
-                continue
-            dist = ep.dist.name if ep.dist else "?"
-            version = ep.dist.version if ep.dist else "?"
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken plugin must not stop the CLI from starting
-                self.broken.append(BrokenPlugin(ep.name, dist, f"{type(exc).__name__}: {exc}"))
-                log.warning("plugin_load_failed", plugin=ep.name, distribution=dist, error=str(exc))
-                continue
-            self.register(module, name=ep.name, distribution=dist, version=version)
+            if not self.pm.has_plugin(ep.name):
+                self._load(ep)
+
+    def load_for(self, sources: Iterable[str], sinks: Iterable[str]) -> None:
+        """Load only the plugins a config needs: those whose entry point is named as one of its
+        source or sink types (the convention of every plugin shipped here), then, if a type is
+        still unknown (a plugin registering types under other names, a typo), every plugin, so
+        an unknown type's error lists all the installed ones. Start-up of a txt export is
+        mostly imports: the others (HTTP sources, aggregator sinks) are not imported."""
+        sources, sinks = set(sources), set(sinks)
+
+        def missing() -> set[str]:
+            return (sources - self.sources.keys()) | (sinks - self.sinks.keys())
+
+        if missing() and not self.complete:
+            self.load_entry_points(names=missing())
+        if missing() and not self.complete:
+            self.load_entry_points()
+
+    def _load(self, ep: metadata.EntryPoint) -> None:
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not stop the CLI from starting
+            self.broken.append(BrokenPlugin(ep.name, dist, f"{type(exc).__name__}: {exc}"))
+            log.warning("plugin_load_failed", plugin=ep.name, distribution=dist, error=str(exc))
+            return
+        self.register(module, name=ep.name, distribution=dist, version=version)
 
     def register(
         self, plugin: Any, *, name: str | None = None, distribution: str = "(in-process)",
@@ -148,14 +176,21 @@ class Registry:
 
 
 _default: Registry | None = None
+_default_lock = threading.RLock()
 
 
-def default_registry() -> Registry:
-    """The process-wide registry, loaded from entry points on first use."""
+def default_registry(*, sources: Iterable[str] | None = None,
+                     sinks: Iterable[str] | None = None) -> Registry:
+    """The process-wide registry. With no arguments every installed plugin is loaded (what
+    `logarchive plugins` and `config schema` list); with ``sources``/``sinks`` only what those
+    types need (:meth:`Registry.load_for`), more being loaded on a later call that needs it."""
     global _default
-    if _default is None:
-        registry = Registry()
-        registry.load_entry_points()
-        _default = registry
-    return _default
-
+    with _default_lock:  # configs parsed in threads (serve) may each load more
+        if _default is None:
+            _default = Registry()
+        if sources is None and sinks is None:
+            if not _default.complete:
+                _default.load_entry_points()
+        else:
+            _default.load_for(sources or (), sinks or ())
+        return _default

@@ -2,10 +2,9 @@
 number of invalid UTF-8 sequences, computed chunk by chunk with no per-line work.
 
 This runs on every export, txt included (where it is nearly all the work besides the copy), so
-it is written for speed: lines are counted with ``bytes.count``; a pure-ASCII chunk is never
-decoded; any other chunk is decoded once, strictly (C speed on valid UTF-8, the usual case), and
-only a chunk that holds invalid bytes is decoded a second time with the ``replace`` handler to
-count them.
+it is written for speed: lines are counted with ``bytes.count``; a pure-ASCII chunk or window
+of a chunk is never decoded; any other window is decoded once, with the ``replace`` handler,
+whose replacement characters are counted.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import codecs
 import hashlib
 
 _REPLACEMENT_UTF8 = "\ufffd".encode()
-WINDOW = 4096
+WINDOW = 16384
 
 
 class SourceStats:
@@ -81,31 +80,23 @@ class InvalidUtf8Counter:
 def count_invalid(data: bytes, final: bool, window: int = WINDOW) -> tuple[int, bytes]:
     """Invalid sequences in ``data`` and the incomplete tail to carry (empty when ``final``).
 
-    One strict decode proves valid text valid. Otherwise, from the first error on, the bytes are
-    checked in windows of ``window`` bytes: a pure-ASCII window costs a ``bytes.isascii``;
-    any other is decoded strictly, and only a window with an error is decoded once more with
-    ``replace``, where every U+FFFD that was not an encoded U+FFFD in the bytes (``EF BF BD``
-    always decodes as itself) is one invalid sequence. Small windows keep what is decoded twice
-    small (a log with a few invalid lines has an error in nearly every chunk). A character cut
-    by a window's end starts the next window.
+    The bytes are checked in windows of ``window`` bytes: a pure-ASCII window costs a
+    ``bytes.isascii``; any other is decoded once with ``replace``, where every U+FFFD that was
+    not an encoded U+FFFD in the bytes (``EF BF BD`` always decodes as itself) is one invalid
+    sequence. A character cut by a window's end starts the next window. Windows, rather than
+    one decode of the whole chunk, because a str holds every character at the width of its
+    widest one: one emoji makes a 1 MiB chunk a 4 MiB str, and a mostly-ASCII chunk decoded
+    whole costs as much as one that is not ASCII at all (measured in docs/benchmarks.md).
     """
-    try:  # the usual case, valid text: one call
-        _, used = codecs.utf_8_decode(data, "strict", final)
-        return 0, data[used:]
-    except UnicodeDecodeError as exc:
-        pos, count, size = exc.start, 0, len(data)
+    pos, count, size = 0, 0, len(data)
     while pos < size:
         end = min(pos + max(window, 4), size)  # 4: room for one character
         piece = data[pos:end]
         if piece.isascii():
             pos = end
             continue
-        last = final and end == size
-        try:
-            _, used = codecs.utf_8_decode(piece, "strict", last)
-        except UnicodeDecodeError:
-            text, used = codecs.utf_8_decode(piece, "replace", last)
-            count += text.count("\ufffd") - piece.count(_REPLACEMENT_UTF8, 0, used)
+        text, used = codecs.utf_8_decode(piece, "replace", final and end == size)
+        count += text.count("\ufffd") - piece.count(_REPLACEMENT_UTF8, 0, used)
         if end == size:
             return count, piece[used:]
         pos += used

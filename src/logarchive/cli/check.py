@@ -6,6 +6,7 @@ import click
 
 from logarchive.check import run_checks
 from logarchive.cli.common import State, config_option, dump_json, exit_with, json_option, say
+from logarchive.plugins import default_registry
 
 
 @click.command("check")
@@ -21,7 +22,7 @@ def check_cmd(state: State, pipeline: str | None, as_json: bool) -> None:
     Example:
       logarchive check -c logarchive.toml --json
     """
-    results = run_checks(state.config(), pipeline)
+    results = run_checks(state.config(registry=default_registry()), pipeline)  # every plugin
     ok = all(r.status != "failed" for r in results)
     if as_json:
         dump_json({"ok": ok, "checks": [r.to_json() for r in results]})

@@ -21,6 +21,7 @@ from logarchive import logsetup
 from logarchive.base import StopEvent
 from logarchive.config import Config, load_config
 from logarchive.errors import ConfigError, LogarchiveError
+from logarchive.plugins import Registry
 from logarchive.secrets import redact
 from logarchive.status import ExitCode
 
@@ -60,8 +61,8 @@ class State:
         self.config_path = config_path
         self.log_json = log_json
 
-    def config(self) -> Config:
-        return load_config(self.config_path)
+    def config(self, registry: Registry | None = None) -> Config:
+        return load_config(self.config_path, registry=registry)
 
 
 def config_option(func: Any) -> Any:

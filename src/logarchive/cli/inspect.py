@@ -131,7 +131,8 @@ def config_check(state: State, no_env: bool) -> None:
     """
     from logarchive.config import load_config, overlapping_roots
 
-    config = load_config(state.config_path, no_env=no_env)
+    # every plugin, not only the config's: a broken one is reported here
+    config = load_config(state.config_path, no_env=no_env, registry=default_registry())
     for warning in overlapping_roots(config):
         say(f"warning: {warning}", err=True)
     click.echo(
