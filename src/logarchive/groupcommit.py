@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from logarchive.delivery import Published, Recorded
-from logarchive.ledger import Ledger
+from logarchive.ledger import Ledger, LedgerUnreachable
 from logarchive.results import RunResult
 from logarchive.secrets import redact
 from logarchive.status import RunStatus
@@ -58,6 +58,13 @@ class GroupCommit:
                     _lost(row, result)
                 else:
                     log.info("run_exported", **row.event)
+        except LedgerUnreachable as exc:  # nothing recorded: failed, not exported
+            for run in runs:
+                run.result.status, run.result.error = RunStatus.FAILED, str(exc)
+                run.result.sinks = {name: f"failed: {exc}" for name in run.result.sinks}
+            log.error("ledger_unreachable", error=str(exc), runs=len(runs),
+                      detail="the group's runs are archived but not recorded; the next "
+                      "export records them")
         finally:
             for run in runs:
                 run.claim.release()
