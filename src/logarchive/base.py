@@ -404,6 +404,12 @@ class ObjectWriter:
         self.commit()
         return []
 
+    def durability(self) -> list[Any]:
+        """The steps (as :meth:`publish` returns them) that make an object already stored under
+        this writer's final name durable: one kept as found (an earlier export may have been
+        killed between its rename and its folder's fsync). Default: none."""
+        return []
+
     def abort(self) -> None:
         """Throw the partial object away. Safe to call after a failed write or commit."""
         raise NotImplementedError

@@ -448,8 +448,8 @@ class ByteTarget(Target):
         steps: list[Any] = []
         with delivery.ledger.object_lock(self.name, self.path):
             keep = _keep_existing(self.sink, self.path, delivery.run, digest)
-            if keep:
-                self.abort()  # identical bytes are archived already
+            if keep:  # identical bytes are archived already
+                steps += _kept(self.writer, delivery.group)
             else:
                 steps += _commit(self.writer, delivery.group)
             if not (keep and self.sink.exists(manifest_path(self.path))):
@@ -640,6 +640,18 @@ def _commit(writer: ObjectWriter, group: bool) -> list[Any]:
     if group:
         return writer.publish()
     writer.commit()
+    return []
+
+
+def _kept(writer: ObjectWriter, group: bool) -> list[Any]:
+    """Abort ``writer``, keeping the object found under its name: the steps that make that
+    object durable (its writer may have died before them), left to the group or run now."""
+    steps = writer.durability()
+    _abort(writer)
+    if group:
+        return steps
+    for step in steps:
+        step.sync()
     return []
 
 

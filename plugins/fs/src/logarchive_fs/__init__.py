@@ -314,6 +314,9 @@ class LocalWriter(ObjectWriter):
 
     def publish(self) -> list[FolderSync]:
         self._rename()
+        return self.durability()
+
+    def durability(self) -> list[FolderSync]:
         folders = [self.final.parent]
         while folders[-1] != self.root and self.root in folders[-1].parents:
             folders.append(folders[-1].parent)
