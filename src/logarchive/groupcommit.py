@@ -50,11 +50,13 @@ class GroupCommit:
     def commit(self) -> list[RunResult]:
         """Make every waiting run durable and recorded; their results, now final."""
         runs, self.runs = self.runs, []
+        if not runs:
+            return []
         try:
             rows = _sync([(row, run.result) for run in runs for row in run.rows])
-            lost = self.ledger.delivered_many([row for row, _ in rows])
+            lost = {id(row) for row in self.ledger.delivered_many([row for row, _ in rows])}
             for row, result in rows:
-                if any(row is each for each in lost):
+                if id(row) in lost:
                     _lost(row, result)
                 else:
                     log.info("run_exported", **row.event)
