@@ -380,21 +380,30 @@ class Bench:
                 f"\"{server.url}/api/v1/models/$m/training-metrics/logs/download?run_id=$r\" "
                 f"|| exit 1; done < {listing}"
             )
-            la_series, curl_series = interleave(self.n, [
-                (fresh(base), lambda: measure(export_cmd(config))),
-                (fresh(curl_out), lambda: measure(script)),
-            ])
+            sides = [(fresh(base), lambda: measure(export_cmd(config))),
+                     (fresh(curl_out), lambda: measure(script))]
+            before = self.args.compare_src  # the same export by another tree's code, "before"
+            if before:
+                env = {**os.environ, "PYTHONPATH": f"{before}/src:{before}/plugins/fs/src"}
+                sides.append((fresh(base), lambda: measure(export_cmd(config), env=env)))
+            la_series, curl_series, *before_series = interleave(self.n, sides)
         finally:
             server.stop()
         got = sum(1 for _ in (base / "archive").rglob("*.txt"))
         if got != self.small_runs:
             raise RuntimeError(f"rest: {got} objects archived, expected {self.small_runs}")
-        la, cu = la_series.spread(), curl_series.spread()
-        ratio = cu[0] / la[0]
-        self.add(Row(f"{self.small_runs} runs × 100 KB from a loopback REST server (seed 000), "
-                     "default workers (4)", "s", la, "sequential `curl` loop", cu, ratio,
-                     "≥ 5x faster", ratio >= 5,
-                     extra=f"{self.small_runs / la[0]:.0f} runs/s, {total / MiB:.0f} MiB"))
+        cu = curl_series.spread()
+        name = (f"{self.small_runs} runs × 100 KB from a loopback REST server (seed 000), "
+                "default workers (4)")
+        for label, series in [("", la_series)] + [(f", before ({before})", s)
+                                                   for s in before_series]:
+            la = series.spread()
+            ratio = cu[0] / la[0]
+            self.add(Row(name + label, "s", la, "sequential `curl` loop", cu, ratio,
+                         "≥ 5x faster", ratio >= 5,
+                         extra=f"{self.small_runs / la[0]:.0f} runs/s, {total / MiB:.0f} MiB; "
+                         f"CPU {series.median('cpu'):.2f} s (curl loop "
+                         f"{curl_series.median('cpu'):.2f} s)"))
 
     # one 500 MB log to S3 (moto) vs rclone copyto
     def s3(self) -> None:
@@ -634,6 +643,9 @@ def main() -> None:
     parser.add_argument("--logs", default="fast,mixed",
                         help=f"comma-separated subset of {list(GENERATORS)} (default: both)")
     parser.add_argument("--workdir", default="/tmp/logarchive-bench")
+    parser.add_argument("--compare-src", metavar="DIR", help="rest: also time the export with "
+                        "the code of another tree (DIR/src, DIR/plugins/fs/src; e.g. `git archive "
+                        "main src plugins/fs/src | tar -x -C DIR`), side by side: before/after")
     parser.add_argument("--out", help="report file (default: docs/benchmarks.md for a full "
                         "run of every benchmark, none otherwise)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from "

@@ -228,10 +228,14 @@ def test_a_database_gone_mid_export_stops_it_fast_with_the_summary(
     finally:
         proxy.close()
     assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
-    assert exported(result.stdout) == 1 and "failed 2" in result.stdout
+    # The first run's record is group-committed by the export loop while the worker claims
+    # the second run: it is exported if its transaction won that race, else failed (archived,
+    # not recorded: the next export records it), never reported exported without a record.
+    done = exported(result.stdout)
+    assert done in (0, 1) and f"failed {3 - done}" in result.stdout
     place = f"ledger postgresql://***@127.0.0.1:{proxy.port}/{proxy.database}"
     failed = [line for line in result.stdout.splitlines() if line.startswith("failed ")]
-    assert len(failed) == 2 and all(place in line for line in failed), result.stdout
+    assert len(failed) == 3 - done and all(place in line for line in failed), result.stdout
     assert any("not started, the ledger stopped answering: " in line for line in failed)
     assert "Traceback" not in result.stderr and "psycopg.pool" not in result.stderr
 

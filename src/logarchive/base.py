@@ -394,6 +394,22 @@ class ObjectWriter:
         """Make the object visible under its final name, atomically."""
         raise NotImplementedError
 
+    def publish(self) -> list[Any]:
+        """Make the object visible under its final name, atomically, like :meth:`commit`, but
+        leave the last steps that make it durable to the caller: the returned steps (hashable,
+        each with a ``sync()`` method; equal steps do the same work) must all have run before
+        the object counts as durable. A group commit runs each distinct step once for many
+        objects (one fsync of a folder that many objects were renamed into). Default: commit,
+        nothing left."""
+        self.commit()
+        return []
+
+    def durability(self) -> list[Any]:
+        """The steps (as :meth:`publish` returns them) that make an object already stored under
+        this writer's final name durable: one kept as found (an earlier export may have been
+        killed between its rename and its folder's fsync). Default: none."""
+        return []
+
     def abort(self) -> None:
         """Throw the partial object away. Safe to call after a failed write or commit."""
         raise NotImplementedError

@@ -36,7 +36,7 @@ from logarchive.errors import (
     Interrupted, LeaseLost, LedgerError, LogarchiveError, RunGone, RunNotReady, SinkError,
     SourceError,
 )
-from logarchive.ledger import Delivery, Ledger
+from logarchive.ledger import Claim, Delivered, Delivery, Ledger
 from logarchive.manifest import build_manifest, describe_value, manifest_path, parse_manifest
 from logarchive.paths import check_name_lengths, not_a_manifest_name, render
 from logarchive.pipeline import Pipeline
@@ -67,9 +67,13 @@ def pending_sinks(ledger: Ledger, run: RunRef, sinks: list[str], force: bool) ->
 
 def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger, state_dir: Any,
                force: bool = False, stop: threading.Event | None = None,
-               progress: Progress | None = None) -> RunResult:
+               progress: Progress | None = None, group: bool = False) -> RunResult | Published:
     """Export one run to the named sinks of its pipeline: one read of the source, one atomic
-    commit per sink. Never raises for a run's own failure; the result says what happened."""
+    commit per sink. Never raises for a run's own failure; the result says what happened.
+
+    With ``group``, a byte sink's object is published but its durability (folder fsync) and
+    its ``delivered`` record are left to a group commit (:mod:`logarchive.groupcommit`): the
+    run comes back :class:`Published`, still claimed, and is not exported until that commit."""
     started = time.monotonic()
     result = RunResult(pipe.config.name, run, RunStatus.EXPORTED)
     claim = ledger.claim(run)
@@ -77,7 +81,9 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
         result.status = RunStatus.LOCKED
         log.info("run_locked", run=run.key, reason="another export is delivering it")
         return result
-    delivery = RunDelivery(pipe, run, claim.ledger, result, state_dir, stop or threading.Event())
+    delivery = RunDelivery(pipe, run, claim.ledger, result, state_dir, stop or threading.Event(),
+                           group=group)
+    published = None  # its claim is released by the group commit
     try:
         # Re-check under the claim: a concurrent export may have delivered it meanwhile.
         sinks = pending_sinks(claim.ledger, run, sinks, force) or []
@@ -85,12 +91,34 @@ def export_run(pipe: Pipeline, run: RunRef, sinks: list[str], *, ledger: Ledger,
             result.status = RunStatus.SKIPPED
             return result
         delivery.deliver(sinks, force, progress or Progress())
+        if delivery.pending:
+            published = Published(result, claim, delivery.pending)
     except LeaseLost as exc:
         delivery.lose(exc)
     finally:
-        claim.release()
         result.seconds = time.monotonic() - started
-    return result
+        if published is None:
+            claim.release()
+    return published or result
+
+
+@dataclass
+class Recorded(Delivered):
+    """A byte sink's delivery waiting for its group commit: the steps that make its object and
+    manifest durable (:meth:`~logarchive.base.ObjectWriter.publish`), then its ``delivered``
+    record; ``event`` is the ``run_exported`` log line, said once recorded."""
+
+    steps: list[Any] = field(default_factory=list)
+    event: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Published:
+    """A run whose objects are published, still claimed, waiting for its group commit."""
+
+    result: RunResult
+    claim: Claim
+    rows: list[Recorded]
 
 
 @dataclass
@@ -119,6 +147,8 @@ class RunDelivery:
     builder: RecordBuilder | None = None
     targets: list[Target] = field(default_factory=list)
     declared: Declared = field(default_factory=Declared)
+    group: bool = False
+    pending: list[Recorded] = field(default_factory=list)
 
     def deliver(self, sinks: list[str], force: bool, progress: Progress) -> None:
         """Start a target per sink, feed them the log, commit each; record every outcome."""
@@ -236,17 +266,25 @@ class RunDelivery:
 
     def delivered(self, name: str, *, object: str | None, sha256: str | None = None,
                   size: int | None = None, accepted: int = 0, durable: bool = True,
-                  lines_skipped: int = 0) -> None:
+                  lines_skipped: int = 0, steps: list[Any] | None = None,
+                  event: dict[str, Any] | None = None) -> None:
         """Record that ``name`` has the run (called by a target's commit); ``sha256`` and
         ``size`` default to the source's. A sink that forgets what it holds (not ``durable``)
         is recorded ``volatile``: the next export delivers the run again. ``lines_skipped``:
-        the lines a record sink leaves out by design (:attr:`RecordDelivery.skipped`)."""
-        self.ledger.delivered(self.run, name, object=object,
-                              sha256=self.stats.sha256 if sha256 is None else sha256,
-                              size=self.stats.size if size is None else size,
-                              lines=self.stats.lines, accepted=accepted,
-                              status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE,
-                              lines_skipped=lines_skipped)
+        the lines a record sink leaves out by design (:attr:`RecordDelivery.skipped`).
+        ``steps`` (a byte sink's publish, in a group): the record waits for the group commit;
+        ``event``: the ``run_exported`` log line, said once recorded."""
+        values = dict(object=object, sha256=self.stats.sha256 if sha256 is None else sha256,
+                      size=self.stats.size if size is None else size, lines=self.stats.lines,
+                      accepted=accepted, lines_skipped=lines_skipped,
+                      status=RunStatus.DELIVERED if durable else RunStatus.VOLATILE)
+        if steps is not None and self.group:
+            self.pending.append(Recorded(self.ledger, self.run, name, values, steps,
+                                         event or {}))
+        else:
+            self.ledger.delivered(self.run, name, **values)
+            if event:
+                log.info("run_exported", **event)
         self.result.sinks[name] = RunStatus.DELIVERED.value
         if lines_skipped:
             self.result.lines_skipped[name] = lines_skipped
@@ -409,21 +447,23 @@ class ByteTarget(Target):
             self.writer.write(tail)
         stats = delivery.stats
         digest = stats.sha256 if self.verbatim else self.sha.hexdigest()
+        steps: list[Any] = []
         with delivery.ledger.object_lock(self.name, self.path):
             keep = _keep_existing(self.sink, self.path, delivery.run, digest)
-            if keep:
-                self.abort()  # identical bytes are archived already
+            if keep:  # identical bytes are archived already
+                steps += _kept(self.writer, delivery.group)
             else:
-                self.writer.commit()
+                steps += _commit(self.writer, delivery.group)
             if not (keep and self.sink.exists(manifest_path(self.path))):
-                self._write_manifest(delivery, digest)
+                steps += self._write_manifest(delivery, digest)
         where = self.sink.describe(self.path)
         delivery.delivered(self.name, object=where, sha256=digest, size=self.size,
-                           durable=self.sink.durable(self.sink.config))
-        log.info("run_exported", run=delivery.run.key, sink=self.name, object=where,
-                 bytes=stats.size, stored_bytes=self.size, lines=stats.lines)
+                           durable=self.sink.durable(self.sink.config), steps=steps,
+                           event=dict(run=delivery.run.key, sink=self.name, object=where,
+                                      bytes=stats.size, stored_bytes=self.size,
+                                      lines=stats.lines))
 
-    def _write_manifest(self, delivery: RunDelivery, digest: str) -> None:
+    def _write_manifest(self, delivery: RunDelivery, digest: str) -> list[Any]:
         stats, cfg, builder = delivery.stats, self.sink.config, delivery.builder
         manifest = build_manifest(
             run=delivery.run, sink=self.name, object_path=self.path,
@@ -437,7 +477,7 @@ class ByteTarget(Target):
         writer = self.sink.open_object(manifest_path(self.path))
         try:
             writer.write(manifest)
-            writer.commit()
+            return _commit(writer, delivery.group)
         except BaseException:
             _abort(writer)
             raise
@@ -555,6 +595,8 @@ def _keep_existing(sink: ByteSink, path: str, run: RunRef, new_sha: str) -> bool
                 f"two runs to one object: add a field that tells them apart"
             )
         old_sha = existing.get("object", {}).get("sha256")
+        if not sink.exists(path):  # renames not yet durable when a crash came: write it again
+            return False
     elif sink.config.immutable and sink.exists(path):
         # An object without its manifest: a delivery that stopped between the two commits.
         digest = hashlib.sha256()
@@ -593,6 +635,26 @@ def _read_manifest(sink: ByteSink, path: str) -> dict[str, Any]:
             return parse_manifest(b"".join(chunks))
         except ValueError as exc:
             raise SinkError(f"{sink.describe(path)}: existing manifest is unreadable ({exc})") from None
+
+
+def _commit(writer: ObjectWriter, group: bool) -> list[Any]:
+    """Commit ``writer``; in a group, only publish it: the steps left to make it durable."""
+    if group:
+        return writer.publish()
+    writer.commit()
+    return []
+
+
+def _kept(writer: ObjectWriter, group: bool) -> list[Any]:
+    """Abort ``writer``, keeping the object found under its name: the steps that make that
+    object durable (its writer may have died before them), left to the group or run now."""
+    steps = writer.durability()
+    _abort(writer)
+    if group:
+        return steps
+    for step in steps:
+        step.sync()
+    return []
 
 
 def _abort(writer: ObjectWriter) -> None:

@@ -25,12 +25,13 @@ import ipaddress
 import logging
 import math
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ import structlog
 
 from logarchive.base import ByteSink, ByteSinkConfig
 from logarchive.config import Config, parse_config
-from logarchive.delivery import export_run
+from logarchive.delivery import Published, export_run
 from logarchive.errors import ConfigError, LedgerError
+from logarchive.groupcommit import GroupCommit, max_runs
 from logarchive.ledger import Ledger, LedgerUnreachable, open_ledger
 from logarchive.pipeline import Pipeline, instantiate, open_sink
 from logarchive.results import Progress, RunResult
@@ -140,32 +142,70 @@ class ThreadExecutor(Executor):
         return run
 
     def deliver(self, batch: Batch) -> Iterator[RunResult]:
+        """Deliver the runs on the threads; archives are group-committed here, between the
+        runs finishing (:mod:`logarchive.groupcommit`): when no run has just finished (or
+        :func:`~logarchive.groupcommit.max_runs` wait), every run published meanwhile is made
+        durable and recorded in one ledger transaction, then reported."""
         lock = threading.Lock()
+        group, group_max = GroupCommit(batch.ledger), max_runs(self.workers)
+        # A published run keeps its claim until its group commits: no more than this many runs
+        # may be claimed at once (in flight, finished and queued, or waiting in the group).
+        claimed, closing = threading.Semaphore(self.workers + group_max), threading.Event()
 
-        def work(pipe: Pipeline, run: RunRef, sinks: list[str]) -> RunResult:
+        def work(pipe: Pipeline, run: RunRef, sinks: list[str]) -> RunResult | Published | None:
             with lock:
                 refused = batch.refused(pipe, run)
             if refused:
                 return refused
+            claimed.acquire()
+            if closing.is_set():  # the export ended with an error meanwhile: start nothing
+                return None
             try:
-                result = export_run(pipe, run, sinks, ledger=batch.ledger,
-                                    state_dir=batch.config.state_dir, force=batch.force,
-                                    stop=batch.stop, progress=batch.progress)
+                outcome = export_run(pipe, run, sinks, ledger=batch.ledger,
+                                     state_dir=batch.config.state_dir, force=batch.force,
+                                     stop=batch.stop, progress=batch.progress, group=True)
             except LedgerUnreachable as exc:  # start no other run; the summary says the rest
+                claimed.release()
                 with lock:
                     return batch.ledger_gone(pipe, run, exc)
+            if not isinstance(outcome, Published):
+                claimed.release()
             with lock:
-                batch.finished(result)
-            return result
+                batch.finished(outcome.result if isinstance(outcome, Published) else outcome)
+            return outcome
 
+        def commit() -> list[RunResult]:
+            results = group.commit()
+            if results:
+                claimed.release(len(results))
+            return results
+
+        finished: queue.SimpleQueue[Future[RunResult | Published | None]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="export") as pool:
-            futures = [pool.submit(work, *job) for job in batch.jobs]
+            for job in batch.jobs:
+                pool.submit(work, *job).add_done_callback(finished.put)
             try:
-                for future in as_completed(futures):
-                    yield future.result()
+                for _ in batch.jobs:
+                    while True:
+                        try:  # wait for a run only when no published run waits
+                            outcome = finished.get(block=not group).result()
+                            break
+                        except queue.Empty:
+                            yield from commit()
+                    if isinstance(outcome, Published):
+                        group.add(outcome)
+                    elif outcome is not None:
+                        yield outcome
+                    if len(group) >= group_max:
+                        yield from commit()
+                yield from commit()
             except BaseException:  # a ledger or state_dir error: start no other run
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+            finally:
+                group.abandon()  # runs not committed (an error): not reported, not recorded
+                closing.set()  # workers waiting for a claim slot return without a run
+                claimed.release(self.workers)
 
 
 def check_executor(config: Config) -> None:

@@ -96,6 +96,18 @@ class Delivery:
         return dict(self.__dict__)
 
 
+@dataclass
+class Delivered:
+    """A ``delivered`` record waiting for a group's transaction (:meth:`Ledger.delivered_many`):
+    written through ``ledger``, the claimed view of ``run`` that fences its writes."""
+
+    ledger: Ledger
+    run: Any
+    sink: str
+    values: dict[str, Any]
+    """:meth:`Ledger.delivered`'s keyword arguments."""
+
+
 class Claim:
     """This process's claim on one run: while it holds, no other export delivers the run.
 
@@ -134,6 +146,13 @@ class Ledger:
                   status: RunStatus = RunStatus.DELIVERED, lines_skipped: int = 0) -> None: ...
     def failed(self, run: Any, sink: str, error: str, *,
                status: RunStatus = RunStatus.FAILED) -> None: ...
+
+    def delivered_many(self, rows: list[Delivered]) -> list[Delivered]:
+        """Write every row's ``delivered`` record in ONE transaction (a group commit); returns
+        the rows not written because their run's claim was lost (each checked in that same
+        transaction)."""
+        raise NotImplementedError
+
     def deliveries(self, sink: str | None = None) -> Iterator[Delivery]: ...
     def event(self, kind: str, *, sink: str | None = None, run_key: str | None = None,
               **detail: Any) -> None: ...
@@ -167,9 +186,18 @@ class SQLLedger(Ledger):
     def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _write_run(self, run_key: str, sql: str, params: tuple[Any, ...]) -> None:
-        """A write of ``run_key``'s records (the claim's fence goes here)."""
+    def _write_run(self, run_key: str, sql: str, params: tuple[Any, ...], *,
+                   sync: bool = True) -> None:
+        """A write of ``run_key``'s records (the claim's fence goes here). ``sync=False``: the
+        write need not be durable on its own (it is visible at once, and durable with the
+        next durable commit)."""
         self._write(sql, params)
+
+    def _write_group(self, writes: list[tuple[Ledger, str, str, tuple[Any, ...]]]
+                     ) -> list[int]:
+        """``(claimed ledger, run_key, sql, params)`` writes in one transaction; the indexes of
+        those not written because their claim was lost."""
+        raise NotImplementedError
 
     def get(self, run_key: str, sink: str) -> Delivery | None:
         rows = self._fetch(f"SELECT {_COLUMNS} FROM deliveries WHERE run_key=? AND sink=?",
@@ -177,8 +205,11 @@ class SQLLedger(Ledger):
         return _delivery(rows[0]) if rows else None
 
     def start(self, run: Any, sink: str) -> Delivery:
+        # Not worth an fsync of its own: a start lost to a crash leaves the run undelivered
+        # either way, and the run's next durable write (resume point, delivered) syncs it.
         self._write_run(run.key, _START, (run.key, sink, run.source, json.dumps(run.fields),
-                                          RunStatus.IN_PROGRESS, iso(run.completed), _now()))
+                                          RunStatus.IN_PROGRESS, iso(run.completed), _now()),
+                        sync=False)
         found = self.get(run.key, sink)
         assert found is not None
         return found
@@ -191,10 +222,16 @@ class SQLLedger(Ledger):
     def delivered(self, run: Any, sink: str, *, object: str | None, sha256: str | None,
                   size: int | None, lines: int | None, accepted: int = 0,
                   status: RunStatus = RunStatus.DELIVERED, lines_skipped: int = 0) -> None:
+        self._write_run(run.key, _DELIVERED, _delivered_params(
+            run, sink, _now(), object=object, sha256=sha256, size=size, lines=lines,
+            accepted=accepted, status=status, lines_skipped=lines_skipped))
+
+    def delivered_many(self, rows: list[Delivered]) -> list[Delivered]:
         now = _now()
-        self._write_run(run.key, _DELIVERED, (
-            run.key, sink, run.source, json.dumps(run.fields), status, object, sha256, size,
-            lines, accepted, iso(run.completed), now, now, lines_skipped))
+        lost = self._write_group([(row.ledger, row.run.key, _DELIVERED,
+                                   _delivered_params(row.run, row.sink, now, **row.values))
+                                  for row in rows])
+        return [rows[i] for i in lost]
 
     def failed(self, run: Any, sink: str, error: str, *,
                status: RunStatus = RunStatus.FAILED) -> None:
@@ -225,6 +262,14 @@ class SQLLedger(Ledger):
             {"time": t, "kind": k, "sink": s, "run_key": r, **json.loads(d)}
             for t, k, s, r, d in rows
         ]
+
+
+def _delivered_params(run: Any, sink: str, now: str, *, object: str | None,
+                      sha256: str | None, size: int | None, lines: int | None,
+                      accepted: int = 0, status: RunStatus = RunStatus.DELIVERED,
+                      lines_skipped: int = 0) -> tuple[Any, ...]:
+    return (run.key, sink, run.source, json.dumps(run.fields), status, object, sha256, size,
+            lines, accepted, iso(run.completed), now, now, lines_skipped)
 
 
 _COLUMNS = ("run_key, sink, source, fields, status, object, sha256, size, lines, accepted, "
@@ -294,12 +339,42 @@ class SQLiteLedger(SQLLedger):
             raise
         return db
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _write(self, sql: str, params: tuple[Any, ...], sync: bool = True) -> None:
         try:
             with self._lock:
-                self._db.execute(sql, params)
+                if sync:
+                    self._db.execute(sql, params)
+                    return
+                # WAL with synchronous=NORMAL: committed and visible, not fsynced; the next
+                # synchronous=FULL commit fsyncs the log up to and including it.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    self._db.execute(sql, params)
+                finally:
+                    self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger {self.path}: write failed: {exc}") from None
+
+    def _write_run(self, run_key: str, sql: str, params: tuple[Any, ...], *,
+                   sync: bool = True) -> None:
+        self._write(sql, params, sync)  # a file lock cannot be lost: nothing to fence
+
+    def _write_group(self, writes: list[tuple[Ledger, str, str, tuple[Any, ...]]]
+                     ) -> list[int]:
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for _, _, sql, params in writes:
+                        self._db.execute(sql, params)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {self.path}: write failed: {exc}") from None
+        return []
 
     def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

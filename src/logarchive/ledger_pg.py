@@ -43,7 +43,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from logarchive.errors import LeaseLost, LedgerError, LogarchiveError
 from logarchive.ledger import (
-    SCHEMA_VERSION, Claim, LedgerUnreachable, LedgerUnusable, SQLLedger,
+    SCHEMA_VERSION, Claim, Ledger, LedgerUnreachable, LedgerUnusable, SQLLedger,
 )
 from logarchive.secrets import database_place
 
@@ -322,6 +322,23 @@ class PostgresLedger(SQLLedger):
         with self._db.transaction("read") as conn:
             return conn.execute(_pg(sql), params).fetchall()
 
+    def _write_group(self, writes: list[tuple[Ledger, str, str, tuple[Any, ...]]]
+                     ) -> list[int]:
+        lost = []
+        with self._db.transaction("group write") as conn:
+            for i, (ledger, run_key, sql, params) in enumerate(writes):
+                assert isinstance(ledger, PostgresLedger)
+                if ledger._fenced(conn, run_key):
+                    conn.execute(_pg(sql), params)
+                else:
+                    lost.append(i)
+        return lost
+
+    def _fenced(self, conn: psycopg.Connection[Any], run_key: str) -> bool:
+        """Check (and renew) this view's claim on ``run_key`` in ``conn``'s transaction; False
+        when it was lost. An unclaimed view has nothing to check."""
+        return True
+
     def claim(self, run: Any) -> Claim | None:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         with self._db.transaction("claim") as conn:
@@ -377,17 +394,26 @@ class ClaimedLedger(PostgresLedger):
         super().__init__(database)
         self._claim = claim
 
-    def _write_run(self, run_key: str, sql: str, params: tuple[Any, ...]) -> None:
-        if run_key != self._claim.run_key:  # not this claim's run: nothing to fence
-            self._write(sql, params)
-            return
-        self.check_claim()
+    def _write_run(self, run_key: str, sql: str, params: tuple[Any, ...], *,
+                   sync: bool = True) -> None:
+        if run_key == self._claim.run_key:
+            self.check_claim()
         with self._db.transaction("write") as conn:
-            held = conn.execute(_FENCE, (self._db.lease, run_key, self._claim.owner)).fetchone()
-            if held is None:
-                self._claim.lose()
+            if not sync:  # durable with the next commit that waits for the WAL flush
+                conn.execute("SET LOCAL synchronous_commit TO OFF")
+            if not self._fenced(conn, run_key):
                 raise self._claim.error()
             conn.execute(_pg(sql), params)
+
+    def _fenced(self, conn: psycopg.Connection[Any], run_key: str) -> bool:
+        if run_key != self._claim.run_key:  # not this claim's run: nothing to fence
+            return True
+        if self._claim.lost.is_set():
+            return False
+        held = conn.execute(_FENCE, (self._db.lease, run_key, self._claim.owner)).fetchone()
+        if held is None:
+            self._claim.lose()
+        return held is not None
 
     def check_claim(self) -> None:
         if self._claim.lost.is_set():

@@ -19,6 +19,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -269,15 +270,36 @@ class FsSink(ByteSink):
         return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": until}
 
 
+@dataclass(frozen=True)
+class FolderSync:
+    """The fsync of one local folder: what makes the renames into it (and the folders created
+    in it) durable. Hashable, so a group commit syncs each folder once."""
+
+    path: Path
+
+    def sync(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class LocalWriter(ObjectWriter):
     """A temp file in the archive's ``.logarchive-tmp`` folder, fsync, atomic rename to the
-    final name, fsync of the final folder. Temp files are named after the writer's pid, so the
-    next export removes those of dead writers without listing the archive."""
+    final name, fsync of the final folder (and of the parent of each folder it created). Temp
+    files are named after the writer's pid, so the next export removes those of dead writers
+    without listing the archive.
+
+    :meth:`publish` leaves the folder fsyncs to a group commit: the final folder and every
+    folder up to the archive root (another writer may have created one of them and not synced
+    it yet), each synced once for the whole group."""
 
     def __init__(self, final: Path, temp_dir: Path) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.created = _make_folders(final.parent)
         temp_dir.mkdir(exist_ok=True)
         self.final = final
+        self.root = temp_dir.parent
         tag = hashlib.sha256(str(final).encode()).hexdigest()[:16]
         self.temp = temp_dir / f".{tag}.{os.getpid()}-{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
         self._file = open(self.temp, "xb")  # noqa: SIM115 - closed in commit/abort
@@ -286,20 +308,42 @@ class LocalWriter(ObjectWriter):
         self._file.write(data)
 
     def commit(self) -> None:
+        self._rename()
+        for folder in {self.final.parent, *(created.parent for created in self.created)}:
+            FolderSync(folder).sync()
+
+    def publish(self) -> list[FolderSync]:
+        self._rename()
+        return self.durability()
+
+    def durability(self) -> list[FolderSync]:
+        folders = [self.final.parent]
+        while folders[-1] != self.root and self.root in folders[-1].parents:
+            folders.append(folders[-1].parent)
+        return [FolderSync(folder) for folder in folders]
+
+    def _rename(self) -> None:
+        """The data made durable (fsync), then visible under the final name (rename)."""
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self.temp, self.final)
-        fd = os.open(self.final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def abort(self) -> None:
         if not self._file.closed:
             self._file.close()
         self.temp.unlink(missing_ok=True)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the folders this call created."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(exist_ok=True)  # another writer may create it at the same time
+    return missing
 
 
 _STARTED = datetime.now(timezone.utc)
