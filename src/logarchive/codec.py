@@ -457,7 +457,7 @@ def fast_shapes(region: bytes) -> bool:
 
 class ColumnarBuilder(RecordBuilder):
     """:class:`RecordBuilder`'s records and bytes, a chunk at a time in columns: regions of
-    other lines go through :func:`logarchive.columnar.region_columns` (Arrow kernels)."""
+    other lines go through :func:`logarchive.columnar.region_records` (Arrow kernels)."""
 
     def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  parse: parse.ParseSettings = parse.DEFAULT):
@@ -513,16 +513,17 @@ class ColumnarBuilder(RecordBuilder):
             return
         from logarchive import columnar
 
-        built = columnar.region_columns(region, first, self.splitter.max_line_bytes, self.parse)
+        built = columnar.region_records(region, first, self.splitter.max_line_bytes,
+                                        self._tail_text, self.parse)
         if built is None:  # a line over the cap becomes parts: the reference does it
             self._reference(region, blobs, parts)
             return
-        columns, invalid = built
-        blobs.append(columnar.ndjson(columns, self._tail_text))
-        parts.append(columns)
-        self.invalid_utf8 += invalid
-        self.splitter._seq += columns.num_rows
-        self.records += columns.num_rows
+        for piece in built:
+            blobs.append(piece.ndjson)
+            parts.append(piece.columns)
+            self.invalid_utf8 += piece.invalid
+            self.splitter._seq += piece.columns.num_rows
+            self.records += piece.columns.num_rows
 
 
 def _installed(module: str) -> bool:

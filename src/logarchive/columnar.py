@@ -24,7 +24,10 @@ How a region goes through (no Python call per line on the common path):
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -105,6 +108,49 @@ def rows_table(rows: list[codec.Row]) -> pa.RecordBatch:
     }, schema=SCHEMA)
 
 
+class Built(NamedTuple):
+    """The records of a region of complete lines: columns, NDJSON, invalid UTF-8 replaced."""
+
+    columns: pa.RecordBatch
+    ndjson: bytes
+    invalid: int
+
+
+def region_records(region: bytes, first: int, max_line_bytes: int, tail: str,
+                   settings: parse.ParseSettings = parse.DEFAULT) -> list[Built] | None:
+    """A region of complete lines as :class:`Built` pieces, in order (``tail``: see
+    :func:`ndjson`); None when a line (its CR included) is over ``max_line_bytes`` (it becomes
+    parts: the per-line reference's job). A big region is cut in two at a line boundary and the
+    second half is built in a worker thread while this one builds the first: the kernels release
+    the GIL, so both cores work; order and ``seq`` are kept by construction."""
+    ends = np.flatnonzero(np.frombuffer(region, np.uint8) == 10)
+    if len(region) > max_line_bytes and _longest(ends) > max_line_bytes:
+        return None
+    half = len(ends) // 2
+    if THREADS < 2 or len(region) < _SPLIT_BYTES:
+        return [_built(region, ends, first, tail, settings)]
+    cut = int(ends[half - 1]) + 1
+    second = _worker().submit(_built, region[cut:], ends[half:] - cut, first + half, tail,
+                              settings)
+    return [_built(region[:cut], ends[:half], first, tail, settings), second.result()]
+
+
+def _built(region: bytes, ends: Any, first: int, tail: str,
+           settings: parse.ParseSettings) -> Built:
+    columns, invalid = _columns(region, ends, first, settings)
+    return Built(columns, ndjson(columns, tail), invalid)
+
+
+THREADS = int(os.environ.get("LOGARCHIVE_CODEC_THREADS", "0")) or min(2, os.cpu_count() or 1)
+"""Threads building one region (``LOGARCHIVE_CODEC_THREADS``; default 2, or 1 on one core)."""
+_SPLIT_BYTES = 256 * 1024  # below this, one thread: a kernel call's fixed cost would dominate
+
+
+@lru_cache(maxsize=1)
+def _worker() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="logarchive-columns")
+
+
 def region_columns(region: bytes, first: int, max_line_bytes: int,
                    settings: parse.ParseSettings = parse.DEFAULT
                    ) -> tuple[pa.RecordBatch, int] | None:
@@ -114,6 +160,11 @@ def region_columns(region: bytes, first: int, max_line_bytes: int,
     ends = np.flatnonzero(np.frombuffer(region, np.uint8) == 10)
     if len(region) > max_line_bytes and _longest(ends) > max_line_bytes:
         return None
+    return _columns(region, ends, first, settings)
+
+
+def _columns(region: bytes, ends: Any, first: int, settings: parse.ParseSettings
+             ) -> tuple[pa.RecordBatch, int]:
     lines, invalid = _decode(region, _drop_cr(_split_lines(region, ends)))
     seqs = pc.add(pa.array(np.arange(len(lines), dtype=np.int64)), first)
     stamps, levels = parse_columns(lines, settings)
