@@ -141,8 +141,8 @@ def _built(region: bytes, ends: Any, first: int, tail: str,
     return Built(columns, ndjson(columns, tail), invalid)
 
 
-THREADS = int(os.environ.get("LOGARCHIVE_CODEC_THREADS", "0")) or min(2, os.cpu_count() or 1)
-"""Threads building one region (``LOGARCHIVE_CODEC_THREADS``; default 2, or 1 on one core)."""
+THREADS = int(os.environ.get("LOGARCHIVE_CODEC_THREADS", "1"))
+"""Threads building one region (``LOGARCHIVE_CODEC_THREADS``, default 1: docs/benchmarks.md)."""
 _SPLIT_BYTES = 256 * 1024  # below this, one thread: a kernel call's fixed cost would dominate
 
 
