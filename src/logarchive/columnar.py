@@ -127,7 +127,7 @@ def region_records(region: bytes, first: int, max_line_bytes: int, tail: str,
     if len(region) > max_line_bytes and _longest(ends) > max_line_bytes:
         return None
     half = len(ends) // 2
-    if THREADS < 2 or len(region) < _SPLIT_BYTES:
+    if THREADS < 2 or len(region) < _SPLIT_BYTES or half == 0:
         return [_built(region, ends, first, tail, settings)]
     cut = int(ends[half - 1]) + 1
     second = _worker().submit(_built, region[cut:], ends[half:] - cut, first + half, tail,
