@@ -13,8 +13,8 @@ How a region goes through (no Python call per line on the common path):
 1. numpy finds the LFs; the lines are one Arrow array over the region's bytes (one slice
    kernel drops the LFs, another one CR before them). A line over ``max_line_bytes`` (it becomes
    parts) sends the region to the per-line reference.
-2. A region that is valid UTF-8 (one strict decode) is used as it is; otherwise it is decoded
-   once with replacement (invalid sequences become U+FFFD and are counted) and split again.
+2. A region that is valid UTF-8 (one strict decode) is used as it is; otherwise only its
+   non-ASCII lines are decoded line by line, invalid sequences replaced and counted.
 3. Timestamps and levels: :func:`logarchive.parse.columns` (RE2 kernels), which gives each
    line what :func:`logarchive.parse.line` does under the run's ``[logarchive.parse]``.
 4. JSON: messages that need escaping get it from ``replace_substring`` kernels (orjson per line
@@ -165,8 +165,7 @@ def region_columns(region: bytes, first: int, max_line_bytes: int,
 
 def _columns(region: bytes, ends: Any, first: int, settings: parse.ParseSettings
              ) -> tuple[pa.RecordBatch, int]:
-    region, ends, invalid = _valid_utf8(region, ends)
-    lines = _drop_cr(_split_lines(region, ends)).view(pa.string())
+    lines, invalid = _decode(region, _drop_cr(_split_lines(region, ends)))
     seqs = pc.add(pa.array(np.arange(len(lines), dtype=np.int64)), first)
     stamps, levels = parse_columns(lines, settings)
     return pa.record_batch({
@@ -204,26 +203,25 @@ def ndjson(columns: pa.RecordBatch, tail: str) -> bytes:
     return _data(body)
 
 
-def _valid_utf8(region: bytes, ends: Any) -> tuple[bytes, Any, int]:
-    """The region (and its LF offsets) with invalid UTF-8 sequences replaced by U+FFFD, and how
-    many were: one strict decode when it is valid, else one decode with replacement of the whole
-    region. That equals :func:`logarchive.codec.decode_line` line by line: a LF (or the CR
-    before it) is valid on its own, so no invalid sequence spans the end of a line, and the
-    decoder replaces a sequence cut by it as it does one cut by the end of the line."""
+def _decode(region: bytes, lines: pa.Array) -> tuple[pa.Array, int]:
+    """The lines as strings: a region that is valid UTF-8 as it is (one strict decode); else
+    its non-ASCII lines decoded one by one as the reference does (invalid sequences replaced by
+    U+FFFD, and counted)."""
     if region.isascii():
-        return region, ends, 0
+        return lines.view(pa.string()), 0
     try:
         region.decode("utf-8")
-        return region, ends, 0
+        return lines.view(pa.string()), 0
     except UnicodeDecodeError:
         pass
-    text = region.decode("utf-8", "replace")
-    invalid = text.count("\ufffd") - region.count(_REPLACEMENT)
-    region = text.encode()
-    return region, np.flatnonzero(np.frombuffer(region, np.uint8) == 10), invalid
-
-
-_REPLACEMENT = "\ufffd".encode()
+    wide = pc.invert(pc.string_is_ascii(lines.view(pa.string())))
+    texts, invalid = [], 0
+    for raw in pc.filter(lines, wide).to_pylist():
+        text, bad = codec.decode_line(raw)
+        invalid += bad
+        texts.append(text)
+    return pc.replace_with_mask(lines.view(pa.string()), wide,
+                                pa.array(texts, pa.string())), invalid
 
 
 def _longest(ends: Any) -> int:
