@@ -543,8 +543,8 @@ def new_builder(fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_B
     or the columnar one (:mod:`logarchive.columnar`, Arrow kernels) when ``columnar`` is True or
     ``LOGARCHIVE_CODEC=columnar`` is set (it needs pyarrow: the ``[parquet]`` extra). Both
     produce the same records and bytes (fuzzed). Measured on the mixed log, the columnar one is
-    ~1.2x faster and costs ~100 MB more RSS (pyarrow's kernels), which breaks the 150 MB memory
-    budget, so it is not the default (docs/benchmarks.md). ``parse``: how timestamps and levels
+    ~1.9x faster in CPU time and costs ~100 MB more RSS (pyarrow's kernels and their registry),
+    which breaks the 150 MB memory budget, so it is not the default (docs/benchmarks.md). ``parse``: how timestamps and levels
     are found (``[logarchive.parse]``)."""
     if columnar is None:
         columnar = os.environ.get("LOGARCHIVE_CODEC") == "columnar"
