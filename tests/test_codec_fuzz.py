@@ -304,6 +304,22 @@ def test_a_log_of_the_fast_shapes_never_imports_pyarrow() -> None:
     assert python(script).stdout.split() == ["5100", "False", "5100", "True"]
 
 
+def test_the_columnar_codec_does_not_import_pandas() -> None:
+    """pyarrow would import pandas (+41 MB) on its first conversion of a Python object; the codec
+    declines it, and whoever asks for pandas afterwards still gets it."""
+    pytest.importorskip("pandas")
+    script = (
+        "import sys\n"
+        "from logarchive.codec import ColumnarBuilder\n"
+        "b = ColumnarBuilder({'source': 't'})\n"
+        "batch = b.feed(b'2026-03-15 09:30:00,120 - INFO - x\\n{\"level\": \"warn\"}\\n')\n"
+        "print(len(batch), batch.arrow().num_rows, 'pandas' in sys.modules, end=' ')\n"
+        "import pyarrow as pa\n"
+        "print(type(pa.table({'a': [1.5, None]}).to_pandas()).__name__)\n"
+    )
+    assert python(script).stdout.split() == ["2", "2", "False", "DataFrame"]
+
+
 def test_logarchive_codec_columnar_chooses_the_columnar_builder(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("LOGARCHIVE_CODEC", "columnar")
     assert isinstance(new_builder(FIELDS), ColumnarBuilder)
