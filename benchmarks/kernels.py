@@ -1,6 +1,7 @@
 """Which column library for the codec: pyarrow compute or polars, on the same work, side by side.
 
     python benchmarks/kernels.py LOG [--mib 32] [--rounds 5]
+    python benchmarks/kernels.py LOG --codec [--mib 32] [--rounds 5]   # the codecs in-process
 
 The work is the columnar codec's core on 1 MiB regions of complete lines (split on LF once,
 the same Arrow array for both; polars takes it zero-copy): take
@@ -100,12 +101,52 @@ def timed(fn, *args) -> float:  # noqa: ANN001
     return time.perf_counter() - started
 
 
+def feed_all(kind: str, chunks: list[bytes]) -> tuple[float, float]:
+    """CPU seconds (all threads) and wall seconds of one builder fed every chunk."""
+    from logarchive import columnar
+    from logarchive.codec import ColumnarBuilder, RecordBuilder
+
+    columnar.THREADS = 2 if kind.endswith("2 threads") else 1
+    builder = (RecordBuilder if kind == "per-line" else ColumnarBuilder)({"source": "bench"})
+    cpu, wall = time.process_time(), time.perf_counter()
+    for chunk in chunks:
+        builder.feed(chunk).ndjson()
+    builder.finish()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def codec_speed(path: str, mib: int, rounds: int) -> None:
+    """The codecs in-process on ``mib`` 1 MiB chunks (as an export reads them), alternating
+    rounds; CPU time is the figure that load from elsewhere disturbs least."""
+    import os
+
+    with open(path, "rb") as handle:
+        chunks = [handle.read(1 << 20) for _ in range(mib)]
+    size = sum(map(len, chunks)) / 1e6
+    kinds = ["per-line", "columnar", "columnar, 2 threads"]
+    feed_all("columnar", chunks[:2])  # imports outside the timing
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    for _ in range(rounds):
+        for kind in kinds:
+            samples[kind].append(feed_all(kind, chunks))
+    print(f"{size:.0f} MB in 1 MiB chunks, {rounds} rounds, load {os.getloadavg()[0]:.2f}")
+    for kind, values in samples.items():
+        cpu = statistics.median(v[0] for v in values)
+        wall = statistics.median(v[1] for v in values)
+        print(f"{kind:20s} CPU {size / cpu:6.1f} MB/s   wall {size / wall:6.1f} MB/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("log")
     parser.add_argument("--mib", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--codec", action="store_true",
+                        help="only the codecs in-process: per-line, columnar, columnar with 2 "
+                             "threads (CPU and wall MB/s)")
     args = parser.parse_args()
+    if args.codec:
+        return codec_speed(args.log, args.mib, args.rounds)
     parts = regions(args.log, args.mib)
     arrays = [split(r) for r in parts]
     size = sum(map(len, parts)) / (1 << 20)

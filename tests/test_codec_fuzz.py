@@ -135,6 +135,26 @@ def test_columnar_equals_record_builder(data: bytes, cuts: list[int],
     assert columnar.invalid_utf8 == fallback.invalid_utf8
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+       parse=st.sampled_from(PARSE))
+def test_regions_built_in_two_threads_equal_the_reference(data: bytes, cuts: list[int],
+                                                          parse: ParseSettings) -> None:
+    """LOGARCHIVE_CODEC_THREADS=2, every region cut in two (no size floor): same bytes,
+    counters and columns as the per-line reference."""
+    from logarchive import columnar
+
+    expected, reference = reference_batches(data, cuts, 1 << 20, parse)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar, "THREADS", 2)
+        patch.setattr(columnar, "_SPLIT_BYTES", 0)
+        batches, builder = columnar_batches(data, cuts, 1 << 20, parse)
+    assert [b.ndjson() for b in batches] == expected
+    assert (builder.records, builder.invalid_utf8) == (reference.records, reference.invalid_utf8)
+    for batch in batches:
+        assert table_records(batch) == batch.records()
+
+
 def test_mixed_log_lines_round_trip() -> None:
     """Every line shape of the benchmark's mixed log, in one chunk, equals the reference."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -282,6 +302,22 @@ def test_a_log_of_the_fast_shapes_never_imports_pyarrow() -> None:
         "print(batch.arrow().num_rows, 'pyarrow' in sys.modules)\n"
     )
     assert python(script).stdout.split() == ["5100", "False", "5100", "True"]
+
+
+def test_the_columnar_codec_does_not_import_pandas() -> None:
+    """pyarrow would import pandas (+41 MB) on its first conversion of a Python object; the codec
+    declines it, and whoever asks for pandas afterwards still gets it."""
+    pytest.importorskip("pandas")
+    script = (
+        "import sys\n"
+        "from logarchive.codec import ColumnarBuilder\n"
+        "b = ColumnarBuilder({'source': 't'})\n"
+        "batch = b.feed(b'2026-03-15 09:30:00,120 - INFO - x\\n{\"level\": \"warn\"}\\n')\n"
+        "print(len(batch), batch.arrow().num_rows, 'pandas' in sys.modules, end=' ')\n"
+        "import pyarrow as pa\n"
+        "print(type(pa.table({'a': [1.5, None]}).to_pandas()).__name__)\n"
+    )
+    assert python(script).stdout.split() == ["2", "2", "False", "DataFrame"]
 
 
 def test_logarchive_codec_columnar_chooses_the_columnar_builder(monkeypatch) -> None:  # noqa: ANN001

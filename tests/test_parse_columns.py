@@ -36,8 +36,9 @@ def stamps(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         text += ":" + draw(digits(2, 61))
         if draw(st.booleans()):
-            text += draw(st.sampled_from(".,")) + draw(st.text("0123456789", min_size=0,
-                                                                max_size=11))
+            # three digits (with Z or no offset: the sliced layouts) as often as any other count
+            text += draw(st.sampled_from(".,")) + draw(st.one_of(
+                digits(3), st.text("0123456789", min_size=0, max_size=11)))
     offset = draw(st.sampled_from(["", "", "Z", "z", "+{h}", "-{h}", "+{h}{m}", "-{h}:{m}",
                                    " +{h}{m}", " -{h}:{m}", " +{h}", "+{h}:", " Z"]))
     text += offset.format(h=draw(digits(2, 25)), m=draw(digits(2, 99)))
@@ -93,6 +94,7 @@ lines = st.one_of(
     st.builds(lambda a, b: a + b, stamps(), st.one_of(levels(), st.text(max_size=30))),
     stamps(), levels(), json_lines(), st.text(max_size=120),
     st.builds(lambda a, b, c: a + b + c, st.text(max_size=5), stamps(), levels()),
+    st.builds(lambda a, b: a + b, levels(), levels()),  # "[ERRO] x [INFO]": the second counts
 )
 
 
@@ -143,3 +145,23 @@ def test_re2_case_folding_of_level_names_stays_ascii() -> None:
     assert pc.sum(folded).as_py() == 0
     assert pc.sum(pc.match_substring_regex(pa.array(list("traceDBUGinfoWL")),
                                            "(?i)^[%s]$" % "".join(letters))).as_py() == 15
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+def test_fixed_layouts_and_look_alike_markers(zone: str) -> None:
+    """Rows read by slicing (milliseconds then Z or no offset) and rows whose first
+    marker-shaped word is not a level ("[Debugs]") agree with the reference."""
+    texts = [
+        "2026-03-15 09:30:00,120 - INFO - trainer - x", "2026-03-15T09:30:00.120Z [WARN] x",
+        "2026-03-15T09:30:00.120z x", "2026-03-15T09:30:00.120", "2026-03-15T09:30:00.1200 x",
+        "2026-03-15T09:30:00.120 +0100 x", "2026-03-15T09:30:00.120 +01000 x",
+        "2026-03-15T09:30:00.120 - 5", "2026-03-15T09:30:00.120-05 x", "2026-02-29T09:30:00.120Z",
+        "2026-03-15T24:30:00.120Z", "2026-03-15T09:30:60.120Z", "0000-03-15T09:30:00.120Z",
+        "2026-03-29 02:30:00.000 x", "9999-12-31 23:59:59.999 x", "0001-01-01 00:00:00.000 x",
+        "[Debugs] x [INFO] y", "[ERRO] - ERROR - y", "Warnings: [info] x", "level=erro [CRIT]",
+        "x" * 70 + " [Infos] [debug]" + "y" * 10, "x" * 75 + " [Infos] [debug]",
+    ]
+    config = ParseSettings(timezone=zone)
+    got = parse.columns(pa.array(texts, pa.string()), config)
+    assert list(zip(got.timestamp.to_pylist(), got.level.to_pylist())) == [
+        parse.line(text, config) for text in texts]

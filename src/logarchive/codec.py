@@ -437,27 +437,30 @@ class RowsPart(list):  # type: ignore[type-arg]
         return len(self)
 
 
-_SAMPLE = 64 * 1024
+_SAMPLE = 16 * 1024
 
 
 def fast_shapes(region: bytes) -> bool:
     """Whether 90% of the region's first 64 KiB are runs of the fast path's two shapes."""
     end = region.rfind(b"\n", 0, _SAMPLE) + 1 or len(region)
-    pos = covered = 0
+    pos = missed = 0
     match_a = _RUN_A.match
     while pos < end:
         found = match_a(region, pos, end) or _run_b(region, pos, end)
         if found is not None:
-            covered += found.end() - pos
             pos = found.end()
         else:
-            pos = region.find(b"\n", pos, end) + 1 or end
-    return covered >= 0.9 * end
+            stop = region.find(b"\n", pos, end) + 1 or end
+            missed += stop - pos
+            if missed > 0.1 * end:  # decided: stop early (on a mixed log, after a few lines)
+                return False
+            pos = stop
+    return True
 
 
 class ColumnarBuilder(RecordBuilder):
     """:class:`RecordBuilder`'s records and bytes, a chunk at a time in columns: regions of
-    other lines go through :func:`logarchive.columnar.region_columns` (Arrow kernels)."""
+    other lines go through :func:`logarchive.columnar.region_records` (Arrow kernels)."""
 
     def __init__(self, fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  parse: parse.ParseSettings = parse.DEFAULT):
@@ -507,22 +510,24 @@ class ColumnarBuilder(RecordBuilder):
         if fast_shapes(region):
             pieces: list[bytes] = []
             count = self._lines(region, pieces)
-            blobs.append(b"\n".join(pieces) + b"\n")
+            pieces.append(b"")  # the final LF, without copying the region's NDJSON again
+            blobs.append(b"\n".join(pieces))
             parts.append(FastRegion(region, first, count, self.splitter.max_line_bytes,
                                     self.parse))
             return
         from logarchive import columnar
 
-        built = columnar.region_columns(region, first, self.splitter.max_line_bytes, self.parse)
+        built = columnar.region_records(region, first, self.splitter.max_line_bytes,
+                                        self._tail_text, self.parse)
         if built is None:  # a line over the cap becomes parts: the reference does it
             self._reference(region, blobs, parts)
             return
-        columns, invalid = built
-        blobs.append(columnar.ndjson(columns, self._tail_text))
-        parts.append(columns)
-        self.invalid_utf8 += invalid
-        self.splitter._seq += columns.num_rows
-        self.records += columns.num_rows
+        for piece in built:
+            blobs.append(piece.ndjson)
+            parts.append(piece.columns)
+            self.invalid_utf8 += piece.invalid
+            self.splitter._seq += piece.columns.num_rows
+            self.records += piece.columns.num_rows
 
 
 def _installed(module: str) -> bool:
@@ -539,8 +544,8 @@ def new_builder(fields: dict[str, Any], max_line_bytes: int = DEFAULT_MAX_LINE_B
     or the columnar one (:mod:`logarchive.columnar`, Arrow kernels) when ``columnar`` is True or
     ``LOGARCHIVE_CODEC=columnar`` is set (it needs pyarrow: the ``[parquet]`` extra). Both
     produce the same records and bytes (fuzzed). Measured on the mixed log, the columnar one is
-    ~1.2x faster and costs ~100 MB more RSS (pyarrow's kernels), which breaks the 150 MB memory
-    budget, so it is not the default (docs/benchmarks.md). ``parse``: how timestamps and levels
+    ~1.9x faster in CPU time and costs ~100 MB more RSS (pyarrow's kernels and their registry),
+    which breaks the 150 MB memory budget, so it is not the default (docs/benchmarks.md). ``parse``: how timestamps and levels
     are found (``[logarchive.parse]``)."""
     if columnar is None:
         columnar = os.environ.get("LOGARCHIVE_CODEC") == "columnar"

@@ -24,7 +24,12 @@ How a region goes through (no Python call per line on the common path):
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.abc
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -37,6 +42,31 @@ from logarchive import codec, parse
 # freed pages, which measured +60 MB of peak RSS on a 64 MiB NDJSON export (227 MB against
 # 167 MB with the C allocator, same speed). Peak RSS is a target (issue 15: <= 150 MB).
 pa.set_memory_pool(pa.system_memory_pool())
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] == "pandas":
+            raise ImportError("not imported by the columnar codec")
+
+
+def _skip_pandas() -> None:
+    """pyarrow imports pandas (when it is installed, e.g. with MLflow) the first time it converts
+    a Python object (``pa.array``, a scalar argument), to recognise pandas objects. The codec
+    never passes one, and that import measured +41 MB of peak RSS and ~0.3 s. Its one attempt is
+    made to fail here, so pyarrow takes pandas for absent; what asks for pandas itself later
+    (``to_pandas``) still gets it: pyarrow tries the import again then."""
+    if "pandas" in sys.modules:
+        return
+    blocker = _NoPandas()
+    sys.meta_path.insert(0, blocker)
+    try:
+        pa.scalar(0)
+    finally:
+        sys.meta_path.remove(blocker)
+
+
+_skip_pandas()
 
 SCHEMA = pa.schema([
     ("seq", pa.int64()), ("timestamp", pa.string()), ("level", pa.string()),
@@ -105,6 +135,49 @@ def rows_table(rows: list[codec.Row]) -> pa.RecordBatch:
     }, schema=SCHEMA)
 
 
+class Built(NamedTuple):
+    """The records of a region of complete lines: columns, NDJSON, invalid UTF-8 replaced."""
+
+    columns: pa.RecordBatch
+    ndjson: bytes
+    invalid: int
+
+
+def region_records(region: bytes, first: int, max_line_bytes: int, tail: str,
+                   settings: parse.ParseSettings = parse.DEFAULT) -> list[Built] | None:
+    """A region of complete lines as :class:`Built` pieces, in order (``tail``: see
+    :func:`ndjson`); None when a line (its CR included) is over ``max_line_bytes`` (it becomes
+    parts: the per-line reference's job). A big region is cut in two at a line boundary and the
+    second half is built in a worker thread while this one builds the first: the kernels release
+    the GIL, so both cores work; order and ``seq`` are kept by construction."""
+    ends = np.flatnonzero(np.frombuffer(region, np.uint8) == 10)
+    if len(region) > max_line_bytes and _longest(ends) > max_line_bytes:
+        return None
+    half = len(ends) // 2
+    if THREADS < 2 or len(region) < _SPLIT_BYTES or half == 0:
+        return [_built(region, ends, first, tail, settings)]
+    cut = int(ends[half - 1]) + 1
+    second = _worker().submit(_built, region[cut:], ends[half:] - cut, first + half, tail,
+                              settings)
+    return [_built(region[:cut], ends[:half], first, tail, settings), second.result()]
+
+
+def _built(region: bytes, ends: Any, first: int, tail: str,
+           settings: parse.ParseSettings) -> Built:
+    columns, invalid = _columns(region, ends, first, settings)
+    return Built(columns, ndjson(columns, tail), invalid)
+
+
+THREADS = int(os.environ.get("LOGARCHIVE_CODEC_THREADS", "1"))
+"""Threads building one region (``LOGARCHIVE_CODEC_THREADS``, default 1: docs/benchmarks.md)."""
+_SPLIT_BYTES = 256 * 1024  # below this, one thread: a kernel call's fixed cost would dominate
+
+
+@lru_cache(maxsize=1)
+def _worker() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="logarchive-columns")
+
+
 def region_columns(region: bytes, first: int, max_line_bytes: int,
                    settings: parse.ParseSettings = parse.DEFAULT
                    ) -> tuple[pa.RecordBatch, int] | None:
@@ -114,6 +187,11 @@ def region_columns(region: bytes, first: int, max_line_bytes: int,
     ends = np.flatnonzero(np.frombuffer(region, np.uint8) == 10)
     if len(region) > max_line_bytes and _longest(ends) > max_line_bytes:
         return None
+    return _columns(region, ends, first, settings)
+
+
+def _columns(region: bytes, ends: Any, first: int, settings: parse.ParseSettings
+             ) -> tuple[pa.RecordBatch, int]:
     lines, invalid = _decode(region, _drop_cr(_split_lines(region, ends)))
     seqs = pc.add(pa.array(np.arange(len(lines), dtype=np.int64)), first)
     stamps, levels = parse_columns(lines, settings)
@@ -234,17 +312,21 @@ def epoch_text(millis: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(seconds, fraction, ".")
 
 
+@lru_cache(maxsize=1)
+def _blank_pattern() -> str:
+    """Empty or only what ``str.isspace`` calls whitespace (built on first use: scanning every
+    code point took ~0.1 s of each export's start-up)."""
+    return f"^[{_python_spaces()}]*$"
+
+
 def _python_spaces() -> str:
     spaces = "".join(chr(cp) for cp in range(0x110000) if chr(cp).isspace())
     return "".join(f"\\x{{{ord(c):x}}}" for c in spaces)
 
 
-_BLANK = f"^[{_python_spaces()}]*$"
-
-
 def is_blank(messages: pa.Array) -> pa.Array:
     """Empty or whitespace only, as Python's ``str.isspace`` defines whitespace."""
-    return pc.match_substring_regex(messages, _BLANK)
+    return pc.match_substring_regex(messages, _blank_pattern())
 
 
 def row_records(columns: pa.RecordBatch) -> list[dict[str, Any]]:
