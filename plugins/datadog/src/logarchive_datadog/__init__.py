@@ -129,7 +129,7 @@ class IntakeProtocol(BatchProtocol):
             out += b',"status":"%s"' % level.encode()
         return out + b"}"
 
-    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]]:
+    def encode_column_events(self, columns: Any) -> tuple[Any, dict[int, list[bytes]]]:
         """:meth:`encode` for a table of records: whole lines by column kernels (the bytes of
         :meth:`_whole_line`), pieces of split lines and oversized entries by :meth:`encode`."""
         import pyarrow as pa
@@ -149,13 +149,13 @@ class IntakeProtocol(BatchProtocol):
             pc.fill_null(status, ""), "}", "")
         slow = pc.or_(pc.is_valid(columns.column("part")),
                       pc.greater(pc.binary_length(entries), self.cfg.max_entry_bytes))
-        out: list[Any] = pc.cast(entries, pa.binary()).to_pylist()
+        special: dict[int, list[bytes]] = {}
         if pc.any(slow).as_py():
             indices = pc.indices_nonzero(slow)
             for index, record in zip(indices.to_pylist(),
                                      row_records(columns.take(indices))):
-                out[index] = self.encode(record)
-        return out
+                special[index] = self.encode(record)
+        return entries, special
 
     def encode(self, record: dict[str, Any]) -> list[bytes]:
         part = record.get("part")

@@ -153,7 +153,7 @@ class HecProtocol(BatchProtocol):
             doc["index"] = self.index
         return [orjson.dumps(doc)]
 
-    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
+    def encode_column_events(self, columns: Any) -> tuple[Any, dict[int, list[bytes]]] | None:
         """:meth:`encode` for a table of records, by column kernels: the ``event`` endpoint's
         message events (the raw endpoint and whole-record events: :meth:`encode` per record)."""
         if self.raw or self.cfg.event_format == "record" or {"seq", "event_id", "level",
@@ -184,14 +184,14 @@ class HecProtocol(BatchProtocol):
                                                      '"', ""), ""),
             "}" + (',"index":' + orjson.dumps(self.index).decode() if self.index else "") + "}",
             "")
-        out: list[Any] = pc.cast(docs, pa.binary()).to_pylist()  # one event per record
+        special: dict[int, list[bytes]] = {}
         if pc.any(early).as_py():
             from logarchive.plugin_api import row_records
 
             indices = pc.indices_nonzero(early)
             for index, record in zip(indices.to_pylist(), row_records(columns.take(indices))):
-                out[index] = self.encode(record)
-        return out
+                special[index] = self.encode(record)
+        return docs, special
 
     @property
     def _constant_keys(self) -> str:
