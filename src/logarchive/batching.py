@@ -103,12 +103,23 @@ class EventIds:
 
     def __init__(self, source: str, run_key: str) -> None:
         self._base = hashlib.sha256(f"{source}\x1f{run_key}\x1f".encode())
+        self._copy = self._base.copy
 
     def __call__(self, seq: int, part: int | None = None, piece: int | None = None) -> str:
-        digest = self._base.copy()
-        digest.update((f"{seq}\x1f{part or 0}\x1f{piece}" if piece
-                       else f"{seq}\x1f{part or 0}").encode())
+        digest = self._copy()
+        digest.update(b"%d\x1f%d\x1f%d" % (seq, part or 0, piece) if piece
+                      else b"%d\x1f%d" % (seq, part or 0))
         return digest.hexdigest()[:32]
+
+    def many(self, seqs: list[int]) -> list[str]:
+        """The ids of whole lines (no part, no piece) ``seqs``, in one pass."""
+        copy = self._copy
+        out = []
+        for seq in seqs:
+            digest = copy()
+            digest.update(b"%d\x1f0" % seq)
+            out.append(digest.hexdigest()[:32])
+        return out
 
 
 _minute_epochs: dict[str, float] = {}
@@ -584,9 +595,10 @@ class BatchingDelivery(RecordDelivery):
     def _add(self, encoded: list[bytes], ordinal: int, seq: int, part: int) -> None:
         """Queue one record's events, dispatching the current batch when they do not fit
         (``[]``: a record the protocol skips, counted)."""
-        if self._segments:  # packed records in progress (ordinals without a gap, so also
-            self._events = list(Packed.merge(self._segments))  # before a skipped record):
-            self._segments = []                                 # go on as Event objects
+        if self._segments:  # packed records in progress (their ordinals have no gap, so
+            # also before a skipped record): the batch goes on as Event objects
+            self._events = list(Packed.merge(self._segments))
+            self._segments = []
         if not encoded:
             self.stats.skipped += 1
             return

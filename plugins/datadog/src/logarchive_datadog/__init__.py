@@ -138,7 +138,7 @@ class IntakeProtocol(BatchProtocol):
         from logarchive.plugin_api import epoch_millis, json_quoted, row_records
 
         seqs = columns.column("seq")
-        ids = pa.array([self.ids(seq) for seq in seqs.to_pylist()], pa.string())
+        ids = pa.array(self.ids.many(seqs.to_pylist()), pa.string())
         stamp = pc.binary_join_element_wise(',"timestamp":',
                                             pc.cast(epoch_millis(columns.column("timestamp")),
                                                     pa.string()), "")
