@@ -4,7 +4,7 @@
 
 Starts benchmarks/count_receiver.py in its own process (it only decompresses and counts, as in
 run.py's ``records``), records ``logarchive export`` with ``py-spy record --format raw`` (all
-threads), and prints the share of samples whose stack is in each of: payload building
+threads), and prints the share of samples whose innermost known frame is in each of: payload building
 (``encode_columns`` / ``encode`` / the batching of events), the codec, gzip, HTTP, waiting for an
 in-flight slot or an answer. Extra sink keys as ``--set max_in_flight=4``; the codec from the
 environment (``LOGARCHIVE_CODEC=columnar``). py-spy comes from pip (``pip install py-spy``).
@@ -24,24 +24,28 @@ sys.path.insert(0, str(HERE))
 
 from run import LOGARCHIVE, count_receiver, received, run_folder, write_config  # noqa: E402
 
-CATEGORIES = [  # the first category any frame of a stack names wins
+CATEGORIES = [
     ("waiting (in-flight slot, acknowledgements)", ("_dispatch", "Condition.wait",
                                                     "_wait_settled", "poll_until")),
-    ("payload building", ("send_batch", "encode_columns", "IntakeProtocol.encode",
-                          "HecProtocol.encode", "BatchingDelivery.send ", "Packed",
-                          "join_events")),
-    ("codec", ("Builder.feed", "Builder.finish", "columnar.py")),
+    ("payload building", ("send_batch", "encode_column", "IntakeProtocol.", "HecProtocol.",
+                          "BatchingDelivery.send ", "BatchingDelivery._add", "Packed",
+                          "_packed", "EventIds", "epoch_seconds", "join_events")),
+    ("codec", ("Builder.feed", "Builder.finish", "columnar.py", "parse.py", "LineBatch",
+               "ColumnBatch", "codec.py")),
     ("gzip", ("gzip", "zlib")),
     ("http", ("httpx", "httpcore")),
-    ("ledger", ("ledger.py",)),
+    ("ledger", ("ledger.py", "ledger_pg.py")),
     ("source read / hash", ("sourcestream", "SourceStats", "read_chunks")),
 ]
 
 
 def categorise(stack: str) -> str:
-    for name, needles in CATEGORIES:
-        if any(n in stack for n in needles):
-            return name
+    """The category of the innermost frame that names one (``send_batch`` calls the codec's
+    ``arrow()``: those samples are the codec's, not payload building)."""
+    for frame in reversed(stack.split(";")):
+        for name, needles in CATEGORIES:
+            if any(n in frame for n in needles):
+                return name
     return "other (start-up, imports, engine)"
 
 

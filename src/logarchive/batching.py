@@ -479,6 +479,7 @@ class BatchingDelivery(RecordDelivery):
         self._size = 0
         self._index = 0
         self._cond = threading.Condition()
+        self._report_lock = threading.Lock()  # on_accepted calls, one at a time, in order
         self._pending: deque[RequestBatch] = deque()  # dispatched, not yet settled, in order
         self._queue: deque[RequestBatch] = deque()    # dispatched, not yet picked by a worker
         self._in_flight = 0
@@ -708,12 +709,14 @@ class BatchingDelivery(RecordDelivery):
                 continue
             with self._cond:
                 batch.done = True
-                self._in_flight -= 1
-                try:
-                    self._report_locked()
-                except BaseException as exc:  # noqa: BLE001 - on_accepted refused (lease lost)
+            try:
+                self._report()
+            except BaseException as exc:  # noqa: BLE001 - on_accepted refused (lease lost)
+                with self._cond:
                     self._error = self._error or exc
-                    self.abandon.set()
+                self.abandon.set()
+            with self._cond:
+                self._in_flight -= 1
                 self._cond.notify_all()
 
     def _fail(self, batch: RequestBatch, exc: BaseException) -> None:
@@ -726,19 +729,28 @@ class BatchingDelivery(RecordDelivery):
             self._cond.notify_all()
         self.abandon.set()
 
-    def _report_locked(self) -> None:
-        """Call on_accepted for the grown contiguous prefix of accepted records."""
-        best = self.reported
-        while self._pending:
-            head = self._pending[0]
-            if head.progress > best:
-                best = head.progress
-            if not head.done:
-                break
-            self._pending.popleft()
-        if best > self.reported:
-            self.reported = best
-            self.on_accepted(best)
+    def _report(self) -> None:
+        """Call on_accepted for the grown contiguous prefix of accepted records. One report at
+        a time, in order, outside the condition: while the ledger writes, the engine goes on
+        encoding and dispatching into free slots. A settled batch leaves ``_pending`` (frees
+        its slot) only once recorded, so what a SIGKILL can make the next export resend stays
+        at ``max_in_flight`` batches."""
+        with self._report_lock:
+            with self._cond:
+                best, settled = self.reported, 0
+                for head in self._pending:
+                    if head.progress > best:
+                        best = head.progress
+                    if not head.done:
+                        break
+                    settled += 1
+            if best > self.reported:
+                self.reported = best
+                self.on_accepted(best)
+            with self._cond:
+                for _ in range(settled):
+                    self._pending.popleft()
+                self._cond.notify_all()
 
     def _wait_settled(self) -> None:
         """Wait until no batch is in flight. When stopping, in-flight batches get
@@ -782,7 +794,7 @@ class BatchingDelivery(RecordDelivery):
             return
         with self._cond:
             batch.progress = max(batch.progress, completed_ordinal(events))
-            self._report_locked()
+        self._report()
 
     def _send_until_acknowledged(self, batch: RequestBatch, events: list[Event] | Packed
                                  ) -> None:

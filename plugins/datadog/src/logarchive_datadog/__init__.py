@@ -119,15 +119,13 @@ class IntakeProtocol(BatchProtocol):
 
     def _whole_line(self, record: dict[str, Any]) -> bytes:
         seq = record["seq"]
-        out = (self._head + orjson.dumps(record["message"]) + self._middle
-               + b'%d,"event_id":"%s"' % (seq, self.ids(seq).encode()))
         epoch = epoch_seconds(record["timestamp"])
-        if epoch is not None:
-            out += b',"timestamp":%d' % int(round(epoch * 1000))
         level = record["level"]
-        if level:
-            out += b',"status":"%s"' % level.encode()
-        return out + b"}"
+        return b"".join((
+            self._head, orjson.dumps(record["message"]), self._middle,
+            b'%d,"event_id":"%s"' % (seq, self.ids(seq).encode()),
+            b',"timestamp":%d' % round(epoch * 1000) if epoch is not None else b"",
+            b',"status":"%s"' % level.encode() if level else b"", b"}"))
 
     def encode_column_events(self, columns: Any) -> tuple[Any, dict[int, list[bytes]]]:
         """:meth:`encode` for a table of records: whole lines by column kernels (the bytes of
