@@ -554,6 +554,8 @@ class BatchingDelivery(RecordDelivery):
         ends: the same batches as :meth:`_add` one by one, without an object per record."""
         import bisect
 
+        if self.stop.is_set():
+            return  # the engine aborts at its next check; nothing more goes out
         data, ends = packed
         sep, n, pos = len(self.protocol.separator), len(ends), 0
         while self._events and pos < n:  # a batch of Event objects in progress: finish it
