@@ -103,12 +103,23 @@ class EventIds:
 
     def __init__(self, source: str, run_key: str) -> None:
         self._base = hashlib.sha256(f"{source}\x1f{run_key}\x1f".encode())
+        self._copy = self._base.copy
 
     def __call__(self, seq: int, part: int | None = None, piece: int | None = None) -> str:
-        digest = self._base.copy()
-        digest.update((f"{seq}\x1f{part or 0}\x1f{piece}" if piece
-                       else f"{seq}\x1f{part or 0}").encode())
+        digest = self._copy()
+        digest.update(b"%d\x1f%d\x1f%d" % (seq, part or 0, piece) if piece
+                      else b"%d\x1f%d" % (seq, part or 0))
         return digest.hexdigest()[:32]
+
+    def many(self, seqs: list[int]) -> list[str]:
+        """The ids of whole lines (no part, no piece) ``seqs``, in one pass."""
+        copy = self._copy
+        out = []
+        for seq in seqs:
+            digest = copy()
+            digest.update(b"%d\x1f0" % seq)
+            out.append(digest.hexdigest()[:32])
+        return out
 
 
 _minute_epochs: dict[str, float] = {}
@@ -180,7 +191,7 @@ class RequestBatch:
     """Events sent in one request (or split into several after a 413)."""
 
     index: int
-    events: list[Event]
+    events: list[Event] | Packed
     progress: int = 0      # highest ordinal of this batch accepted so far
     done: bool = False
     resent: int = 0
@@ -207,7 +218,67 @@ class RequestBatch:
         return f"line {event.seq}" + (f" (part {event.part})" if event.part else "")
 
 
-def completed_ordinal(events: list[Event]) -> int:
+class Packed:
+    """The events of consecutive records that are one event each (a whole line: part 0, last
+    of its record), kept as one buffer instead of an :class:`Event` per record (a hot path):
+    ``data`` holds every event followed by the separator, ``ends[k]`` is where event k and its
+    separator end. Behaves as the list of its events (``len``, index, slice, iteration)."""
+
+    __slots__ = ("data", "ends", "first", "seqs", "sep")
+
+    def __init__(self, data: bytes, ends: list[int], first: int, seqs: list[int],
+                 sep: int) -> None:
+        self.data, self.ends, self.first, self.seqs, self.sep = data, ends, first, seqs, sep
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(len(self.ends))
+            stop = max(start, stop)
+            base = self.ends[start - 1] if start else 0
+            end = self.ends[stop - 1] if stop else 0
+            return Packed(self.data[base:max(base, end)],
+                          [e - base for e in self.ends[start:stop]], self.first + start,
+                          self.seqs[start:stop], self.sep)
+        if key < 0:
+            key += len(self.ends)
+        if not 0 <= key < len(self.ends):
+            raise IndexError(key)
+        begin = self.ends[key - 1] if key else 0
+        return Event(self.data[begin:self.ends[key] - self.sep], self.first + key,
+                     self.seqs[key], 0)
+
+    def __iter__(self) -> Any:
+        return (self[k] for k in range(len(self.ends)))
+
+    def joined(self) -> bytes | memoryview:
+        """The events joined by the separator (the body between prefix and suffix)."""
+        return memoryview(self.data)[:len(self.data) - self.sep] if self.sep else self.data
+
+    @staticmethod
+    def merge(parts: list[Packed]) -> Packed:
+        if len(parts) == 1:
+            return parts[0]
+        data, ends, seqs, base = [], [], [], 0
+        for part in parts:
+            data.append(part.data)
+            ends += [e + base for e in part.ends]
+            seqs += part.seqs
+            base += len(part.data)
+        return Packed(b"".join(data), ends, parts[0].first, seqs, parts[0].sep)
+
+
+def join_events(proto: BatchProtocol, events: list[Event] | Packed) -> bytes:
+    """The request body of ``events``: ``body_prefix``, the events joined by ``separator``,
+    ``body_suffix``; one copy of a :class:`Packed` buffer."""
+    if isinstance(events, Packed):
+        return b"".join((proto.body_prefix, events.joined(), proto.body_suffix))
+    return proto.body_prefix + proto.separator.join(e.data for e in events) + proto.body_suffix
+
+
+def completed_ordinal(events: list[Event] | Packed) -> int:
     """The ordinal of the last record complete in ``events`` (records before it are too)."""
     last = events[-1]
     return last.ordinal if last.last else last.ordinal - 1
@@ -242,15 +313,31 @@ class BatchProtocol:
         are never passed)."""
         raise NotImplementedError
 
-    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
-        """The encoded event(s) of every record of ``columns`` (a ``pyarrow.RecordBatch`` of the
+    def encode_column_events(self, columns: Any) -> tuple[Any, dict[int, list[bytes]]] | None:
+        """The encoded events of every record of ``columns`` (a ``pyarrow.RecordBatch`` of the
         codec's columns: seq, timestamp, level, message, part, partial, continuation; see
         :data:`logarchive.columnar.SCHEMA`), built by column kernels instead of a call per
-        record: per record, its one event (``bytes``, a whole line), the list :meth:`encode`
-        returns, or ``[]`` for a record :meth:`skips` (counted); the same bytes as
-        :meth:`encode`. None (the default): the delivery calls :meth:`skips` and :meth:`encode`
-        with a dict per record."""
+        record: a pyarrow binary or string array holding, per record, its one event (a whole
+        line), and the records whose events differ (the list :meth:`encode` returns, ``[]``
+        for a record :meth:`skips`, counted) by position. The same bytes as :meth:`encode`;
+        the delivery cuts batches from the array's offsets and copies each request body out of
+        its buffer, with no Python object per record. None (the default): the delivery calls
+        :meth:`skips` and :meth:`encode` with a dict per record."""
         return None
+
+    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
+        """:meth:`encode_column_events` as a list: per record its one event (``bytes``) or
+        the list :meth:`encode` returns (what the fuzz compares with :meth:`encode`)."""
+        built = self.encode_column_events(columns)
+        if built is None:
+            return None
+        import pyarrow as pa
+
+        events, special = built
+        out: list[Any] = events.cast(pa.binary()).to_pylist()
+        for index, encoded in special.items():
+            out[index] = encoded
+        return out
 
     def headers(self) -> dict[str, str]:
         """Extra headers of every data request (Content-Type, channel...)."""
@@ -386,10 +473,13 @@ class BatchingDelivery(RecordDelivery):
         self.client = sink.make_client(_AnyEvent(self.stop, self.abandon, sink.given_up))
         self.ack_client = sink.make_client(self.abandon)
         self.reported = resume_after
-        self._events: list[Event] = []
+        self._events: list[Event] = []   # the batch in progress: Event objects, or
+        self._segments: list[Packed] = []  # packed records (one of the two is empty)
+        self._count = 0                    # events in the batch in progress
         self._size = 0
         self._index = 0
         self._cond = threading.Condition()
+        self._report_lock = threading.Lock()  # on_accepted calls, one at a time, in order
         self._pending: deque[RequestBatch] = deque()  # dispatched, not yet settled, in order
         self._queue: deque[RequestBatch] = deque()    # dispatched, not yet picked by a worker
         self._in_flight = 0
@@ -402,72 +492,129 @@ class BatchingDelivery(RecordDelivery):
     # -- engine side -------------------------------------------------------------------------
 
     def send(self, records: list[dict[str, Any]], first_ordinal: int) -> None:
+        """Queue records given as dicts: runs of records that are one event each are packed
+        (:meth:`_add_packed`), the others queued event by event (:meth:`_add`)."""
         self._raise_error()
-        encode, skips = self.protocol.encode, self.protocol.skips
+        encode, skips, sep = self.protocol.encode, self.protocol.skips, self.protocol.separator
+        run: list[bytes] = []
+        seqs: list[int] = []
+        start = first_ordinal
         for offset, record in enumerate(records):
+            encoded = [] if skips(record) else encode(record)
+            if len(encoded) == 1 and not record.get("part"):
+                run.append(encoded[0])
+                seqs.append(record.get("seq", first_ordinal + offset))
+                continue
+            if run:
+                self._add_packed(_packed(run, sep), start, seqs)
+                run, seqs = [], []
             if self.stop.is_set():
                 return  # the engine aborts at its next check; nothing more goes out
-            ordinal = first_ordinal + offset
-            if skips(record):
-                self.stats.skipped += 1
-                continue
-            self._add(encode(record), ordinal, record.get("seq", ordinal),
+            self._add(encoded, first_ordinal + offset, record.get("seq", first_ordinal + offset),
                       record.get("part") or 0)
+            start = first_ordinal + offset + 1
+        if run:
+            self._add_packed(_packed(run, sep), start, seqs)
 
     def send_batch(self, batch: Any, first_ordinal: int, skip: int = 0) -> None:
         """Send the records of a codec batch from ``skip`` on: their events come from
-        :meth:`BatchProtocol.encode_columns` when the protocol builds them from the batch's
-        columns, else from :meth:`send` (a dict per record)."""
+        :meth:`BatchProtocol.encode_column_events` when the protocol builds them from the
+        batch's columns, else from :meth:`send` (a dict per record)."""
         columns = batch.arrow().slice(skip) if batch.columnar else None
-        events = None if columns is None else self.protocol.encode_columns(columns)
-        if events is None:
+        built = None if columns is None else self.protocol.encode_column_events(columns)
+        if built is None:
             super().send_batch(batch, first_ordinal, skip)
             return
         self._raise_error()
-        parts = columns.column("part").to_pylist()
-        add, add_one, stop = self._add, self._add_one, self.stop
-        for offset, (encoded, seq) in enumerate(zip(events, columns.column("seq").to_pylist())):
-            if stop.is_set():
-                return
-            if type(encoded) is bytes:
-                add_one(encoded, first_ordinal + offset, seq)
-            else:
-                add(encoded, first_ordinal + offset, seq, parts[offset] or 0)
+        events, special = built
+        seqs = columns.column("seq").to_pylist()
+        start = 0
+        for index in sorted(special) + [len(seqs)]:
+            if index > start:
+                self._add_packed(_arrow_packed(events.slice(start, index - start),
+                                               self.protocol.separator),
+                                 first_ordinal + start, seqs[start:index])
+            if index < len(seqs):
+                if self.stop.is_set():
+                    return
+                part = columns.column("part")[index].as_py() or 0
+                self._add(special[index], first_ordinal + index, seqs[index], part)
+            start = index + 1
 
-    def _add_one(self, data: bytes, ordinal: int, seq: int) -> None:
-        """:meth:`_add` for a whole line encoded to one event (the common case, in short)."""
-        grow = len(data) + (len(self.protocol.separator) if self._events else 0)
-        if self._events and (self._size + grow > self.cfg.batch_max_bytes
-                             or len(self._events) >= self.cfg.batch_max_events):
-            self._dispatch()
-            grow = len(data)
-        if not self._events:
-            self._size = self.prefix_len
-        self._events.append(Event(data, ordinal, seq, 0))
-        self._size += grow
+    def _fits(self, size: int) -> bool:
+        """Whether an event of ``size`` bytes joins the batch in progress."""
+        grow = size + len(self.protocol.separator)
+        return not self._count or (self._size + grow <= self.cfg.batch_max_bytes
+                                   and self._count < self.cfg.batch_max_events)
+
+    def _add_packed(self, packed: tuple[bytes, Any], first_ordinal: int,
+                    seqs: list[int]) -> None:
+        """Queue records of one event each (``packed``: their events, each followed by the
+        separator, and the cumulative ends), cutting batches by byte and event limits from the
+        ends: the same batches as :meth:`_add` one by one, without an object per record."""
+        import bisect
+
+        if self.stop.is_set():
+            return  # the engine aborts at its next check; nothing more goes out
+        data, ends = packed
+        sep, n, pos = len(self.protocol.separator), len(ends), 0
+        while self._events and pos < n:  # a batch of Event objects in progress: finish it
+            begin = ends[pos - 1] if pos else 0
+            if not self._fits(ends[pos] - begin - sep):
+                self._dispatch()
+                break
+            self._append(Event(data[begin:ends[pos] - sep], first_ordinal + pos, seqs[pos], 0),
+                         ends[pos] - begin - sep)
+            pos += 1
+        max_bytes, max_events = self.cfg.batch_max_bytes, self.cfg.batch_max_events
+        while pos < n:
+            if self.stop.is_set():
+                return
+            base = ends[pos - 1] if pos else 0
+            size = self._size if self._count else self.prefix_len - sep
+            stop = min(bisect.bisect_right(ends, max_bytes - size + base, pos, n),
+                       pos + max_events - self._count)
+            if stop <= pos:
+                if self._count:
+                    self._dispatch()
+                    continue
+                stop = pos + 1  # an event larger than a batch goes alone
+            self._segments.append(Packed(data[base:ends[stop - 1]],
+                                         [e - base for e in ends[pos:stop]],
+                                         first_ordinal + pos, seqs[pos:stop], sep))
+            self._count += stop - pos
+            self._size = size + ends[stop - 1] - base
+            pos = stop
+            if pos < n:
+                self._dispatch()
+
+    def _append(self, event: Event, size: int) -> None:
+        if not self._count:
+            self._size = self.prefix_len - len(self.protocol.separator)
+        self._events.append(event)
+        self._count += 1
+        self._size += size + len(self.protocol.separator)
 
     def _add(self, encoded: list[bytes], ordinal: int, seq: int, part: int) -> None:
         """Queue one record's events, dispatching the current batch when they do not fit
-        (``[]``: a record :meth:`BatchProtocol.encode_columns` skipped, counted)."""
+        (``[]``: a record the protocol skips, counted)."""
+        if self._segments:  # packed records in progress (their ordinals have no gap, so
+            # also before a skipped record): the batch goes on as Event objects
+            self._events = list(Packed.merge(self._segments))
+            self._segments = []
         if not encoded:
             self.stats.skipped += 1
             return
         max_bytes, max_events = self.cfg.batch_max_bytes, self.cfg.batch_max_events
         sep = len(self.protocol.separator)
         added = sum(len(e) for e in encoded) + sep * len(encoded)
-        if self._events and (self._size + added > max_bytes
-                             or len(self._events) + len(encoded) > max_events):
+        if self._count and (self._size + added > max_bytes
+                            or self._count + len(encoded) > max_events):
             self._dispatch()
         for i, data in enumerate(encoded):
-            grow = len(data) + (sep if self._events else 0)
-            if self._events and (self._size + grow > max_bytes
-                                 or len(self._events) >= max_events):
+            if not self._fits(len(data)):
                 self._dispatch()  # a record larger than a batch: split between events
-                grow = len(data)
-            if not self._events:
-                self._size = self.prefix_len
-            self._events.append(Event(data, ordinal, seq, part, i == len(encoded) - 1))
-            self._size += grow
+            self._append(Event(data, ordinal, seq, part, i == len(encoded) - 1), len(data))
 
     @property
     def skipped(self) -> int:  # type: ignore[override]
@@ -478,7 +625,7 @@ class BatchingDelivery(RecordDelivery):
 
     def finish(self) -> None:
         self._raise_error()
-        if self._events and not self.stop.is_set():
+        if self._count and not self.stop.is_set():
             self._dispatch()
         self._wait_settled()
         self._raise_error()
@@ -489,7 +636,7 @@ class BatchingDelivery(RecordDelivery):
         self.log.info("records_delivered", sink=self.sink.name, **self.stats.to_dict())
 
     def abort(self) -> None:
-        self._events = []
+        self._events, self._segments, self._count = [], [], 0
         if not self.stop.is_set():
             self.abandon.set()
         self._wait_settled()
@@ -518,7 +665,8 @@ class BatchingDelivery(RecordDelivery):
         """Hand the current batch to a worker; block while ``max_in_flight`` are not yet
         recorded. A batch answered out of order (2 before 1) is not recorded until 1 is: counting
         it as out keeps what a SIGKILL can make the next export resend at ``max_in_flight``."""
-        events, self._events, self._size = self._events, [], 0
+        events = Packed.merge(self._segments) if self._segments else self._events
+        self._events, self._segments, self._size, self._count = [], [], 0, 0
         with self._cond:
             while len(self._pending) >= self.cfg.max_in_flight:
                 if self._error is not None:
@@ -563,12 +711,14 @@ class BatchingDelivery(RecordDelivery):
                 continue
             with self._cond:
                 batch.done = True
-                self._in_flight -= 1
-                try:
-                    self._report_locked()
-                except BaseException as exc:  # noqa: BLE001 - on_accepted refused (lease lost)
+            try:
+                self._report()
+            except BaseException as exc:  # noqa: BLE001 - on_accepted refused (lease lost)
+                with self._cond:
                     self._error = self._error or exc
-                    self.abandon.set()
+                self.abandon.set()
+            with self._cond:
+                self._in_flight -= 1
                 self._cond.notify_all()
 
     def _fail(self, batch: RequestBatch, exc: BaseException) -> None:
@@ -581,19 +731,28 @@ class BatchingDelivery(RecordDelivery):
             self._cond.notify_all()
         self.abandon.set()
 
-    def _report_locked(self) -> None:
-        """Call on_accepted for the grown contiguous prefix of accepted records."""
-        best = self.reported
-        while self._pending:
-            head = self._pending[0]
-            if head.progress > best:
-                best = head.progress
-            if not head.done:
-                break
-            self._pending.popleft()
-        if best > self.reported:
-            self.reported = best
-            self.on_accepted(best)
+    def _report(self) -> None:
+        """Call on_accepted for the grown contiguous prefix of accepted records. One report at
+        a time, in order, outside the condition: while the ledger writes, the engine goes on
+        encoding and dispatching into free slots. A settled batch leaves ``_pending`` (frees
+        its slot) only once recorded, so what a SIGKILL can make the next export resend stays
+        at ``max_in_flight`` batches."""
+        with self._report_lock:
+            with self._cond:
+                best, settled = self.reported, 0
+                for head in self._pending:
+                    if head.progress > best:
+                        best = head.progress
+                    if not head.done:
+                        break
+                    settled += 1
+            if best > self.reported:
+                self.reported = best
+                self.on_accepted(best)
+            with self._cond:
+                for _ in range(settled):
+                    self._pending.popleft()
+                self._cond.notify_all()
 
     def _wait_settled(self) -> None:
         """Wait until no batch is in flight. When stopping, in-flight batches get
@@ -619,7 +778,7 @@ class BatchingDelivery(RecordDelivery):
     def _deliver(self, batch: RequestBatch) -> None:
         self._deliver_events(batch, batch.events)
 
-    def _deliver_events(self, batch: RequestBatch, events: list[Event]) -> None:
+    def _deliver_events(self, batch: RequestBatch, events: list[Event] | Packed) -> None:
         try:
             self._send_until_acknowledged(batch, events)
         except SplitBatch:
@@ -637,9 +796,10 @@ class BatchingDelivery(RecordDelivery):
             return
         with self._cond:
             batch.progress = max(batch.progress, completed_ordinal(events))
-            self._report_locked()
+        self._report()
 
-    def _send_until_acknowledged(self, batch: RequestBatch, events: list[Event]) -> None:
+    def _send_until_acknowledged(self, batch: RequestBatch, events: list[Event] | Packed
+                                 ) -> None:
         """Send ``events``; when the receiver acknowledges later and does not within
         ``ack_timeout``, send them again (at most ``http.retry.max_retries`` times)."""
         sends = 0
@@ -662,9 +822,9 @@ class BatchingDelivery(RecordDelivery):
         call_with_retries(send, options=self.cfg.http.retry, stop=self.client.stop,
                           on_retry=resend)
 
-    def _post(self, batch: RequestBatch, events: list[Event]) -> Any:
+    def _post(self, batch: RequestBatch, events: list[Event] | Packed) -> Any:
         proto = self.protocol
-        body = proto.body_prefix + proto.separator.join(e.data for e in events) + proto.body_suffix
+        body = join_events(proto, events)
         headers = dict(proto.headers())
         content = body
         if self.cfg.compression == "gzip":
@@ -713,9 +873,32 @@ class BatchingDelivery(RecordDelivery):
                           what="an acknowledgement")
 
 
+def _packed(events: list[bytes], separator: bytes) -> tuple[bytes, list[int]]:
+    """``events`` each followed by ``separator``, as one buffer, and where each one ends."""
+    from itertools import accumulate
+
+    sep = len(separator)
+    return (separator.join(events) + separator,
+            list(accumulate(len(e) + sep for e in events)))
+
+
+def _arrow_packed(events: Any, separator: bytes) -> tuple[bytes, list[int]]:
+    """:func:`_packed` of a pyarrow binary or string array, from its buffers."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if separator:
+        events = pc.binary_join_element_wise(events, "", separator.decode())
+    _, offsets, data = events.buffers()
+    width = np.int64 if "large" in str(events.type) else np.int32
+    ends = np.frombuffer(offsets, dtype=width)[events.offset:events.offset + len(events) + 1]
+    first = int(ends[0])
+    return data[first:int(ends[-1])].to_pybytes(), (ends[1:] - first).tolist()
+
+
 class _View(RequestBatch):
     """The part of a batch one request carries (after a split), for error messages."""
 
-    def __init__(self, batch: RequestBatch, events: list[Event]) -> None:
+    def __init__(self, batch: RequestBatch, events: list[Event] | Packed) -> None:
         super().__init__(batch.index, events, batch.progress, batch.done, batch.resent)
 

@@ -242,3 +242,34 @@ http.retry = {{ backoff_initial = 0.01, backoff_max = 0.02 }}
     doc = json.loads(again.stdout)
     assert doc["lines_skipped"] == {"hec": blank}
     assert doc["runs"][0]["lines_skipped"] == {"hec": blank}
+
+
+@pytest.mark.parametrize("keys", [{}, {"index": "ml_{model_id}", "host": "h\"1"}])
+def test_fast_event_encoding_equals_the_dict_encoding(keys) -> None:
+    """The byte-level encoding of a whole line's message event is the same JSON, key for key,
+    as orjson of the event's dict (timestamps, levels, quotes, non-ASCII, no timestamp)."""
+    import threading
+
+    import orjson
+    import structlog
+
+    from logarchive.base import Context
+    from logarchive.codec import RecordBuilder
+    from logarchive.runs import RunRef
+    from logarchive_splunk import HecProtocol, SplunkConfig, SplunkSink
+
+    run = RunRef("src", {"model_id": "m\"1", "run_id": "r/ü"})
+    sink = SplunkSink("hec", SplunkConfig(type="splunk", url="http://127.0.0.1:1",
+                                          token="t" * 36, **keys),
+                      Context("hec", structlog.get_logger(), threading.Event()))
+    protocol = HecProtocol(sink, run)
+    lines = ('2026-03-13T10:00:00.123Z [WARN] a "quoted" line\\n\tü\n'
+             "no timestamp nor level\n2026-03-13 10:00:00,5 [error] other form\n"
+             "1969-12-31T23:59:59.500Z [INFO] before 1970\n").encode()
+    builder = RecordBuilder(run.record_fields())
+    records = builder.feed(lines).records() + builder.finish().records()
+    assert len(records) == 4
+    for record in records:
+        assert protocol.encode(record) == [orjson.dumps(protocol.document(record))]
+        assert protocol._message_event(record, record["message"]) == orjson.dumps(
+            protocol.document(record))

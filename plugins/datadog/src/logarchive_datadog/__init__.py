@@ -119,17 +119,15 @@ class IntakeProtocol(BatchProtocol):
 
     def _whole_line(self, record: dict[str, Any]) -> bytes:
         seq = record["seq"]
-        out = (self._head + orjson.dumps(record["message"]) + self._middle
-               + b'%d,"event_id":"%s"' % (seq, self.ids(seq).encode()))
         epoch = epoch_seconds(record["timestamp"])
-        if epoch is not None:
-            out += b',"timestamp":%d' % int(round(epoch * 1000))
         level = record["level"]
-        if level:
-            out += b',"status":"%s"' % level.encode()
-        return out + b"}"
+        return b"".join((
+            self._head, orjson.dumps(record["message"]), self._middle,
+            b'%d,"event_id":"%s"' % (seq, self.ids(seq).encode()),
+            b',"timestamp":%d' % round(epoch * 1000) if epoch is not None else b"",
+            b',"status":"%s"' % level.encode() if level else b"", b"}"))
 
-    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]]:
+    def encode_column_events(self, columns: Any) -> tuple[Any, dict[int, list[bytes]]]:
         """:meth:`encode` for a table of records: whole lines by column kernels (the bytes of
         :meth:`_whole_line`), pieces of split lines and oversized entries by :meth:`encode`."""
         import pyarrow as pa
@@ -138,7 +136,7 @@ class IntakeProtocol(BatchProtocol):
         from logarchive.plugin_api import epoch_millis, json_quoted, row_records
 
         seqs = columns.column("seq")
-        ids = pa.array([self.ids(seq) for seq in seqs.to_pylist()], pa.string())
+        ids = pa.array(self.ids.many(seqs.to_pylist()), pa.string())
         stamp = pc.binary_join_element_wise(',"timestamp":',
                                             pc.cast(epoch_millis(columns.column("timestamp")),
                                                     pa.string()), "")
@@ -149,13 +147,13 @@ class IntakeProtocol(BatchProtocol):
             pc.fill_null(status, ""), "}", "")
         slow = pc.or_(pc.is_valid(columns.column("part")),
                       pc.greater(pc.binary_length(entries), self.cfg.max_entry_bytes))
-        out: list[Any] = pc.cast(entries, pa.binary()).to_pylist()
+        special: dict[int, list[bytes]] = {}
         if pc.any(slow).as_py():
             indices = pc.indices_nonzero(slow)
             for index, record in zip(indices.to_pylist(),
                                      row_records(columns.take(indices))):
-                out[index] = self.encode(record)
-        return out
+                special[index] = self.encode(record)
+        return entries, special
 
     def encode(self, record: dict[str, Any]) -> list[bytes]:
         part = record.get("part")

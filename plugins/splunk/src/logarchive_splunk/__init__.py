@@ -109,6 +109,17 @@ class HecProtocol(BatchProtocol):
         if self.raw:
             self.separator = b"\n"
             self.body_suffix = b"\n"
+        # The pieces of :meth:`_message_event` (None: a run field named like one of the
+        # event's own fields changes the key order, so every event is built as a dict).
+        self._head: bytes | None = None
+        if not ({"seq", "event_id", "level", "part"} & set(self.fields)
+                or self.raw or cfg.event_format == "record"):
+            fields = orjson.dumps(self.fields)[1:-1]
+            self._run_time = orjson.dumps(self.run_time)
+            self._head = self._constant_keys.encode()
+            self._fields_head = b',"fields":{' + (fields + b"," if fields else b"") + b'"seq":"'
+            self._tail = b"}" + (b',"index":' + orjson.dumps(self.index)
+                                 if self.index else b"") + b"}"
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "text/plain" if self.raw else "application/json"}
@@ -133,6 +144,13 @@ class HecProtocol(BatchProtocol):
         message = record["message"]
         if self.raw:
             return [message.replace("\n", " ").encode()]
+        if self._head is not None and not record.get("part") and not is_blank(message):
+            return [self._message_event(record, message)]
+        return [orjson.dumps(self.document(record))]
+
+    def document(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The HEC event of ``record`` (the ``event`` endpoint) as a dict."""
+        message = record["message"]
         seq, part = record["seq"], record.get("part")
         ident = self.ids(seq, part)
         epoch = epoch_seconds(record.get("timestamp"))
@@ -151,9 +169,21 @@ class HecProtocol(BatchProtocol):
                "event": event, "fields": fields}
         if self.index:
             doc["index"] = self.index
-        return [orjson.dumps(doc)]
+        return doc
 
-    def encode_columns(self, columns: Any) -> list[bytes | list[bytes]] | None:
+    def _message_event(self, record: dict[str, Any], message: str) -> bytes:
+        """The common event (the message of a whole line) written without building a dict:
+        the bytes of ``orjson.dumps(self.document(record))``, keys in the same order."""
+        seq = record["seq"]
+        epoch = epoch_seconds(record.get("timestamp"))
+        level = record.get("level")
+        return b"".join((
+            b'{"time":', orjson.dumps(round(epoch, 3)) if epoch is not None else self._run_time,
+            self._head, orjson.dumps(message), self._fields_head,
+            b'%d","event_id":"%s"' % (seq, self.ids(seq).encode()),
+            b',"level":' + orjson.dumps(level) if level else b"", self._tail))
+
+    def encode_column_events(self, columns: Any) -> tuple[Any, dict[int, list[bytes]]] | None:
         """:meth:`encode` for a table of records, by column kernels: the ``event`` endpoint's
         message events (the raw endpoint and whole-record events: :meth:`encode` per record)."""
         if self.raw or self.cfg.event_format == "record" or {"seq", "event_id", "level",
@@ -165,7 +195,8 @@ class HecProtocol(BatchProtocol):
         from logarchive.plugin_api import epoch_millis, epoch_text, is_blank, json_quoted
 
         seqs, parts = columns.column("seq"), columns.column("part")
-        ids = pa.array([self.ids(seq, part) for seq, part in zip(seqs.to_pylist(),
+        ids = pa.array(self.ids.many(seqs.to_pylist()) if parts.null_count == len(parts) else
+                       [self.ids(seq, part) for seq, part in zip(seqs.to_pylist(),
                                                                  parts.to_pylist())], pa.string())
         stamps = columns.column("timestamp")
         when = epoch_text(epoch_millis(stamps))
@@ -184,14 +215,14 @@ class HecProtocol(BatchProtocol):
                                                      '"', ""), ""),
             "}" + (',"index":' + orjson.dumps(self.index).decode() if self.index else "") + "}",
             "")
-        out: list[Any] = pc.cast(docs, pa.binary()).to_pylist()  # one event per record
+        special: dict[int, list[bytes]] = {}
         if pc.any(early).as_py():
             from logarchive.plugin_api import row_records
 
             indices = pc.indices_nonzero(early)
             for index, record in zip(indices.to_pylist(), row_records(columns.take(indices))):
-                out[index] = self.encode(record)
-        return out
+                special[index] = self.encode(record)
+        return docs, special
 
     @property
     def _constant_keys(self) -> str:
