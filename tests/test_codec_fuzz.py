@@ -198,8 +198,14 @@ def test_fast_shape_regions_agree_with_the_parser(lines: list[bytes],
         assert table_records(batch) == batch.records()
 
 
-def test_new_builder_is_per_line_unless_columnar_is_asked() -> None:
+def test_new_builder_is_columnar_with_its_extra_unless_per_line_is_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(new_builder(FIELDS), ColumnarBuilder)  # pyarrow and numpy are installed
+    monkeypatch.setenv("LOGARCHIVE_CODEC", "per-line")
     assert type(new_builder(FIELDS)) is RecordBuilder
+    monkeypatch.setenv("LOGARCHIVE_CODEC", "columnar")
+    assert isinstance(new_builder(FIELDS), ColumnarBuilder)
+    monkeypatch.delenv("LOGARCHIVE_CODEC")
     assert isinstance(new_builder(FIELDS, columnar=True), ColumnarBuilder)
     assert type(new_builder(FIELDS, columnar=False)) is RecordBuilder
     tokyo = ParseSettings(timezone="Asia/Tokyo")
