@@ -60,18 +60,11 @@ def write_tables(path: Path, state: Path, sources: dict[str, dict[str, Any]],
 
 def write_config(path: Path, state: Path, logs: Path, sinks: dict[str, dict[str, Any]],
                  workers: int = 2, chunk_size: int = 65536) -> Path:
-    lines = [
-        "[logarchive]", f"state_dir = {json.dumps(str(state))}", f"workers = {workers}",
-        f"chunk_size = {chunk_size}", "",
-        "[sources.logs]", 'type = "files"', f"url = {json.dumps(str(logs))}",
-        "fields = '(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\\.log$'", "",
-    ]
-    for name, table in sinks.items():
-        lines.append(f"[sinks.{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
+    """:func:`write_tables` with one ``files`` source ``logs`` (``<model_id>/<run_id>.log``)."""
+    source = {"type": "files", "url": str(logs),
+              "fields": "(?P<model_id>[^/]+)/(?P<run_id>[^/]+)\\.log$"}
+    return write_tables(path, state, {"logs": source}, sinks, workers=workers,
+                        chunk_size=chunk_size)
 
 
 def start_export(config: Path, *args: str, env: dict[str, str] | None = None
