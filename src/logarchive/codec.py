@@ -411,6 +411,12 @@ class ColumnBatch(LineBatch):
         self._parts = [columnar.as_columns(part) for part in self._parts]
         return columnar.concat(self._parts)
 
+    @property
+    def columns_ready(self) -> bool:
+        """Whether :meth:`arrow` costs no conversion: no region took the per-line fast path
+        (its columns would be built from scratch)."""
+        return not any(isinstance(part, FastRegion) for part in self._parts)
+
 
 class FastRegion:
     """A region encoded by the fast path; its columns are built when first asked for."""

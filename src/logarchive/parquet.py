@@ -204,11 +204,7 @@ class _Columns:
 def _has_columns(batch: Any) -> bool:
     """Whether ``batch.arrow()`` costs no conversion: a columnar codec's batch none of whose
     regions took the per-line fast path (their columns would be built from scratch)."""
-    if not batch.columnar:
-        return False
-    from logarchive.codec import FastRegion
-
-    return not any(isinstance(part, FastRegion) for part in batch._parts)
+    return bool(batch.columnar and batch.columns_ready)
 
 
 def _json_options(target: Any) -> Any:
