@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from collections.abc import Iterable
 from typing import Any
 
 import pluggy
